@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+// The CLI entry: the compiled TypeScript lives in dist/ (npm run build).
+import '../dist/cli.js'

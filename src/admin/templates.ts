@@ -1,0 +1,43 @@
+import { Hono } from 'hono'
+import { ProblemError } from '../errors.js'
+import { AZION_TEMPLATES, findAzionTemplate, type AzionTemplate } from '../ingest/azion-templates.js'
+
+// GET /api/v1/templates and /api/v1/templates/{id}: the built-in Azion templates, in the shape of Azion's
+// own templates API [AZ-OAS3]: {"results": …, "schema_version": 3}, template_model as a string.
+
+const SCHEMA_VERSION = 3
+
+function view(t: AzionTemplate): Record<string, unknown> {
+  return {
+    id: t.id,
+    name: t.name,
+    data_source: t.dataSource,
+    template_model: t.templateModel,
+    documented: t.documented,
+  }
+}
+
+export function templatesRoutes(): Hono {
+  const app = new Hono()
+  app.get('/templates', (c) =>
+    c.json({
+      count: AZION_TEMPLATES.length,
+      results: AZION_TEMPLATES.map(view),
+      schema_version: SCHEMA_VERSION,
+    }),
+  )
+  app.get('/templates/:id', (c) => {
+    const raw = c.req.param('id')
+    const id = /^\d+$/.test(raw) ? Number(raw) : NaN
+    const template = Number.isSafeInteger(id) ? findAzionTemplate(id) : undefined
+    if (!template)
+      throw new ProblemError(
+        404,
+        'unknown-template',
+        'Unknown template',
+        `no built-in template ${JSON.stringify(raw)}`,
+      )
+    return c.json({ results: view(template), schema_version: SCHEMA_VERSION })
+  })
+  return app
+}

@@ -1,0 +1,98 @@
+import { Hono } from 'hono'
+import { templatesRoutes } from './admin/templates.js'
+import { ProblemError } from './errors.js'
+import { problemAnswer, type HeaderMap, type IngestHandler } from './http/ingest.js'
+import type { Gateway } from './pipeline/gateway.js'
+import type { Logger } from './telemetry/logger.js'
+import type { Metrics } from './telemetry/metrics.js'
+
+export interface AppDeps {
+  gateway: Gateway
+  ingest: IngestHandler
+  metrics: Metrics
+  logger: Logger
+  /** Extra readiness checks (spool writable, …); the gateway's draining state is always checked. */
+  ready?: () => Promise<string | undefined>
+}
+
+type Env = { Bindings: { incoming?: { socket?: { remoteAddress?: string } } } }
+
+/**
+ * The hono app, without listen(): tests call app.request(). In production the node:http listener sends
+ * /ingest/* straight to the ingest handler (no Request/Response conversion) and everything else here.
+ */
+export function createApp(deps: AppDeps): Hono<Env> {
+  const app = new Hono<Env>()
+
+  app.use(async (c, next) => {
+    await next()
+    deps.metrics.httpAnswered(routeGroup(c.req.path), c.res.status)
+  })
+
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+
+  app.get('/readyz', async (c) => {
+    const reason = deps.gateway.isDraining ? 'draining' : await deps.ready?.()
+    if (reason !== undefined) {
+      const answer = problemAnswer(
+        new ProblemError(503, 'not-ready', 'Not ready', reason, { headers: { 'retry-after': '5' } }),
+      )
+      return c.body(answer.body, 503, answer.headers)
+    }
+    return c.json({ status: 'ready' })
+  })
+
+  app.get('/metrics', async (c) => {
+    const { contentType, body } = await deps.metrics.render()
+    return c.body(body, 200, { 'content-type': contentType })
+  })
+
+  app.all('/ingest/:stream', async (c) => {
+    const headers: HeaderMap = {}
+    c.req.raw.headers.forEach((value, key) => {
+      headers[key] = value
+    })
+    const body = c.req.raw.body ?? emptyBody()
+    const answer = await deps.ingest.handle({
+      streamId: c.req.param('stream'),
+      method: c.req.method,
+      headers,
+      remoteAddress: c.env?.incoming?.socket?.remoteAddress ?? '127.0.0.1',
+      body,
+    })
+    return c.body(answer.body, answer.status as 200, answer.headers)
+  })
+
+  app.route('/api/v1', templatesRoutes())
+
+  app.notFound((c) => {
+    const answer = problemAnswer(
+      new ProblemError(404, 'not-found', 'Not found', `no route for ${c.req.method} ${c.req.path}`),
+    )
+    return c.body(answer.body, 404, answer.headers)
+  })
+
+  app.onError((err, c) => {
+    if (err instanceof ProblemError) {
+      const answer = problemAnswer(err, c.req.path)
+      return c.body(answer.body, answer.status as 400, answer.headers)
+    }
+    deps.logger.error({ err, path: c.req.path }, 'request failed')
+    const answer = problemAnswer(
+      new ProblemError(500, 'internal', 'Internal error', 'the request could not be processed'),
+    )
+    return c.body(answer.body, 500, answer.headers)
+  })
+
+  return app
+}
+
+export function routeGroup(path: string): string {
+  if (path.startsWith('/ingest/')) return 'ingest'
+  if (path.startsWith('/api/')) return 'api'
+  if (path === '/healthz' || path === '/readyz' || path === '/metrics') return path.slice(1)
+  if (path.startsWith('/ui')) return 'ui'
+  return 'other'
+}
+
+async function* emptyBody(): AsyncIterable<Uint8Array> {}

@@ -1,0 +1,231 @@
+import { readFileSync } from 'node:fs'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import { parse as parseYaml } from 'yaml'
+import { compileTemplate, TemplateError } from '../ingest/azion-template.js'
+import { findAzionTemplate } from '../ingest/azion-templates.js'
+import { interpolate, type InterpolationError } from './interpolate.js'
+import { configPath } from './paths.js'
+import type { GatewayConfig, StreamConfig } from './types.js'
+
+/** Azion Data Stream sends up to 5 custom headers [AZ-HTTP]. */
+const AZION_MAX_HEADERS = 5
+
+export const SCHEMAS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../schemas')
+
+export interface ConfigIssue {
+  path: string
+  message: string
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly issues: ConfigIssue[],
+    readonly file?: string,
+  ) {
+    super(`${file ? `${file}: ` : ''}invalid configuration\n${formatIssues(issues)}`)
+    this.name = 'ConfigError'
+  }
+}
+
+export function formatIssues(issues: readonly ConfigIssue[]): string {
+  return issues.map((i) => `${i.path}: ${i.message}`).join('\n')
+}
+
+let configValidator: ValidateFunction | undefined
+
+/** The compiled config schema. The management API validates its writes with this same function. */
+export function configSchemaValidator(): ValidateFunction {
+  if (!configValidator) {
+    const schema = JSON.parse(readFileSync(resolve(SCHEMAS_DIR, 'config.schema.json'), 'utf8')) as object
+    // useDefaults fills in every documented default, so the rest of the code sees complete objects.
+    const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false })
+    configValidator = ajv.compile(schema)
+  }
+  return configValidator
+}
+
+export interface ValidateOptions {
+  env?: NodeJS.ProcessEnv
+  /** Directory that relative `schema` files are resolved against (the config file's directory). */
+  baseDir?: string
+}
+
+/** Interpolates, validates and normalises a parsed config document. Never throws on bad input. */
+export function validateConfig(
+  raw: unknown,
+  options: ValidateOptions = {},
+): { config?: GatewayConfig; issues: ConfigIssue[] } {
+  const interpolationErrors: InterpolationError[] = []
+  const doc = interpolate(raw, options.env ?? process.env, interpolationErrors)
+  const issues: ConfigIssue[] = [...interpolationErrors]
+  const validate = configSchemaValidator()
+  if (!validate(doc)) issues.push(...schemaIssues(validate.errors ?? []))
+  if (issues.length > 0) return { issues }
+  const config = doc as GatewayConfig
+  issues.push(...semanticIssues(config, options.baseDir ?? process.cwd()))
+  if (issues.length > 0) return { issues }
+  for (const stream of Object.values(config.streams))
+    normaliseStream(stream, options.baseDir ?? process.cwd())
+  return { config, issues }
+}
+
+export function parseConfigText(text: string): unknown {
+  // YAML 1.2 is a superset of JSON, so one parser serves both.
+  return parseYaml(text, { uniqueKeys: true }) as unknown
+}
+
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError([{ path: '(file)', message: (err as Error).message }], file)
+  }
+  let raw: unknown
+  try {
+    raw = parseConfigText(text)
+  } catch (err) {
+    throw new ConfigError([{ path: '(syntax)', message: (err as Error).message.split('\n')[0]! }], file)
+  }
+  const { config, issues } = validateConfig(raw, { env, baseDir: dirname(resolve(file)) })
+  if (!config) throw new ConfigError(issues, file)
+  return config
+}
+
+function schemaIssues(errors: readonly ErrorObject[]): ConfigIssue[] {
+  const out: ConfigIssue[] = []
+  const seen = new Set<string>()
+  for (const e of errors) {
+    // "must match then schema" repeats the error that caused it; oneOf branches each report their own.
+    if (e.keyword === 'if') continue
+    let path = configPath(e.instancePath)
+    let message = e.message ?? 'is invalid'
+    if (e.keyword === 'additionalProperties') {
+      const key = (e.params as { additionalProperty: string }).additionalProperty
+      path = configPath(`${e.instancePath}/${key}`)
+      message = `unknown key "${key}"`
+    } else if (e.keyword === 'enum') {
+      const allowed = (e.params as { allowedValues: unknown[] }).allowedValues
+      message = `must be one of ${allowed.map((v) => JSON.stringify(v)).join(', ')}`
+    } else if (e.keyword === 'required') {
+      const missing = (e.params as { missingProperty: string }).missingProperty
+      message = `missing required key "${missing}"`
+    } else if (e.keyword === 'const') {
+      continue // only reachable through a oneOf branch that did not apply
+    } else if (e.keyword === 'propertyNames') {
+      message = `invalid name "${(e.params as { propertyName: string }).propertyName}"`
+    }
+    const line = `${path}: ${message}`
+    if (seen.has(line)) continue
+    seen.add(line)
+    out.push({ path, message })
+  }
+  // A failed oneOf also reports each branch's own failure; when a more precise error exists at the same
+  // path, the generic "must match exactly one schema" line only adds noise.
+  return out.filter(
+    (i) =>
+      i.message !== 'must match exactly one schema in oneOf' ||
+      !out.some((o) => o !== i && o.path.startsWith(i.path)),
+  )
+}
+
+function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  for (const [id, stream] of Object.entries(config.streams)) {
+    const at = `streams.${id}`
+    stream.sinks.forEach((name, i) => {
+      if (!Object.hasOwn(config.sinks, name))
+        issues.push({ path: `${at}.sinks[${i}]`, message: `unknown sink "${name}"` })
+    })
+    if (new Set(stream.sinks).size !== stream.sinks.length)
+      issues.push({ path: `${at}.sinks`, message: 'lists a sink twice' })
+    if (stream.deadLetter !== undefined) {
+      if (!Object.hasOwn(config.sinks, stream.deadLetter))
+        issues.push({ path: `${at}.deadLetter`, message: `unknown sink "${stream.deadLetter}"` })
+      else if (stream.sinks.includes(stream.deadLetter))
+        issues.push({
+          path: `${at}.deadLetter`,
+          message: 'the dead-letter sink cannot also be a delivery sink',
+        })
+    }
+    if (stream.source === 'azion') {
+      if (stream.template === undefined && stream.templateModel === undefined)
+        issues.push({
+          path: at,
+          message: 'an azion stream needs "template" (a built-in id) or "templateModel"',
+        })
+      if (stream.template !== undefined && stream.templateModel !== undefined)
+        issues.push({ path: at, message: 'set either "template" or "templateModel", not both' })
+      if (stream.template !== undefined && !findAzionTemplate(stream.template))
+        issues.push({ path: `${at}.template`, message: `unknown Azion template ${stream.template}` })
+      if (stream.templateModel !== undefined) {
+        try {
+          compileTemplate(stream.templateModel)
+        } catch (err) {
+          if (!(err instanceof TemplateError)) throw err
+          issues.push({ path: `${at}.templateModel`, message: err.message })
+        }
+      }
+      if (!stream.payloadFormat.includes('$dataset'))
+        issues.push({ path: `${at}.payloadFormat`, message: 'must contain $dataset' })
+    } else {
+      for (const key of ['template', 'templateModel'] as const)
+        if (stream[key] !== undefined)
+          issues.push({ path: `${at}.${key}`, message: 'only applies to source azion' })
+    }
+    if (stream.schema !== undefined) {
+      try {
+        JSON.parse(readFileSync(resolve(baseDir, stream.schema), 'utf8'))
+      } catch (err) {
+        issues.push({ path: `${at}.schema`, message: `cannot read JSON Schema: ${(err as Error).message}` })
+      }
+    }
+    // emnify's API form ["name:value"] is normalised to a map after validation.
+    const headers = Array.isArray(stream.auth.headers)
+      ? stream.auth.headers.map(
+          (h) => [h.slice(0, h.indexOf(':')).trim(), h.slice(h.indexOf(':') + 1).trim()] as const,
+        )
+      : Object.entries(stream.auth.headers ?? {})
+    for (const [name, value] of headers)
+      if (value === '')
+        issues.push({
+          path: `${at}.auth.headers.${name}`,
+          message: 'is empty (is its environment variable set?)',
+        })
+    if (headers.length > AZION_MAX_HEADERS && stream.source === 'azion')
+      issues.push({
+        path: `${at}.auth.headers`,
+        message: `Azion sends at most ${AZION_MAX_HEADERS} custom headers`,
+      })
+    for (const [i, cidr] of (stream.auth.allowCidrs ?? []).entries())
+      if (!isCidr(cidr))
+        issues.push({ path: `${at}.auth.allowCidrs[${i}]`, message: `not a CIDR: "${cidr}"` })
+  }
+  return issues
+}
+
+function isCidr(text: string): boolean {
+  const [addr, bits, extra] = text.split('/')
+  if (extra !== undefined || !addr) return false
+  const v4 = /^(\d{1,3})(\.\d{1,3}){3}$/.test(addr)
+  const v6 = addr.includes(':')
+  if (!v4 && !v6) return false
+  if (bits === undefined) return true
+  const n = Number(bits)
+  return Number.isInteger(n) && n >= 0 && n <= (v4 ? 32 : 128)
+}
+
+function normaliseStream(stream: StreamConfig, baseDir: string): void {
+  if (Array.isArray(stream.auth.headers)) {
+    // emnify's webhook credentials list headers as "name:value" strings.
+    const map: Record<string, string> = {}
+    for (const entry of stream.auth.headers) {
+      const colon = entry.indexOf(':')
+      map[entry.slice(0, colon).trim()] = entry.slice(colon + 1).trim()
+    }
+    stream.auth.headers = map
+  }
+  if (stream.schema !== undefined) stream.schema = resolve(baseDir, stream.schema)
+}

@@ -1,0 +1,201 @@
+// TypeScript view of schemas/config.schema.json. The schema is the source of truth (it is what validates
+// files and management-API writes); these types mirror it after defaults are applied.
+
+export type SourceType = 'emnify' | 'azion' | 'ndjson' | 'json' | 'lines'
+export type SinkType = 'kafka' | 'kinesis' | 's3' | 'adobe' | 'domo' | 'http' | 'file' | 'stdout'
+export type ValidationPolicy = 'dead-letter' | 'reject' | 'drop' | 'off'
+export type IngestMethod = 'POST' | 'PUT' | 'PATCH'
+export type StreamStatusId = 1 | 2 | 3 | 4
+
+export interface ServerConfig {
+  host: string
+  port: number
+  maxBodyBytes: number
+  requestTimeoutMs: number
+  keepAliveTimeoutMs: number
+  shutdownTimeoutMs: number
+  maxInFlightRequests: number
+  tls?: { certFile: string; keyFile: string }
+}
+
+export interface SpoolConfig {
+  dir: string
+  maxBytes: number
+  fsync: 'always' | number
+  segmentBytes: number
+}
+
+export type FilterConfig =
+  | { field: string; value: unknown; op?: 'eq' | 'ne' | 'exists' | 'prefix' | 'regex' }
+  | { or: FilterConfig[] }
+  | { and: FilterConfig[] }
+  | { not: FilterConfig }
+
+export interface HmacConfig {
+  header: string
+  secret: string
+  algorithm: 'sha256' | 'sha1' | 'sha512'
+  encoding: 'hex' | 'base64'
+  prefix: string
+}
+
+export interface StreamConfig {
+  source: SourceType
+  recordType: 'event' | 'usage'
+  method: IngestMethod | IngestMethod[]
+  auth: {
+    headers?: Record<string, string> | string[]
+    hmac?: HmacConfig
+    allowCidrs?: string[]
+  }
+  maxBodyBytes?: number
+  contentTypes?: string[]
+  template?: number
+  templateModel?: string
+  payloadFormat: string
+  logLineSeparator: string
+  schema?: string
+  validation: ValidationPolicy
+  filters: FilterConfig[]
+  dedupe?: { key: string; windowRecords: number; windowMs: number }
+  rateLimit?: { recordsPerSecond: number; burstRecords?: number }
+  durability: 'spool' | 'none'
+  status: StreamStatusId
+  sinks: string[]
+  deadLetter?: string
+}
+
+export interface RetryConfig {
+  initialMs: number
+  maxMs: number
+  maxAttempts: number
+}
+
+/** Keys every sink accepts. Batch limits are optional: each sink type has its own defaults. */
+export interface CommonSinkConfig {
+  type: SinkType
+  maxBatchRecords?: number
+  maxBatchBytes?: number
+  lingerMs?: number
+  retry: RetryConfig
+}
+
+export interface AwsCredentialsConfig {
+  accessKeyId: string
+  secretAccessKey: string
+  sessionToken?: string
+}
+
+export interface KafkaSinkConfig extends CommonSinkConfig {
+  type: 'kafka'
+  brokers: string[] | string
+  topic: string
+  key?: string
+  headers?: Record<string, string>
+  acks: -1 | 0 | 1
+  idempotent: boolean
+  compression: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
+  clientId: string
+  timeoutMs: number
+  ssl?: boolean | { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean }
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
+}
+
+export interface KinesisSinkConfig extends CommonSinkConfig {
+  type: 'kinesis'
+  streamName?: string
+  streamArn?: string
+  region?: string
+  endpoint?: string
+  partitionKey?: string
+  credentials?: AwsCredentialsConfig
+}
+
+export interface S3SinkConfig extends CommonSinkConfig {
+  type: 's3'
+  bucket: string
+  region: string
+  endpoint?: string
+  forcePathStyle: boolean
+  key: string
+  compression: 'gzip' | 'none'
+  maxObjectBytes: number
+  maxObjectRecords: number
+  maxObjectAgeMs: number
+  credentials?: AwsCredentialsConfig
+}
+
+export interface AdobeSinkConfig extends CommonSinkConfig {
+  type: 'adobe'
+  inletUrl: string
+  mode: 'batch' | 'single' | 'raw'
+  syncValidation: boolean
+  schemaRef?: string
+  schemaContentType: string
+  imsOrgId?: string
+  datasetId?: string
+  flowId?: string
+  sourceName?: string
+  mapping?: Record<string, string>
+  auth?: { token: string } | { clientId: string; clientSecret: string; tokenUrl: string; scopes?: string[] }
+  apiKey?: string
+  sandboxName?: string
+  requestsPerSecond: number
+  messagesPerSecond: number
+}
+
+export interface DomoSinkConfig extends CommonSinkConfig {
+  type: 'domo'
+  clientId: string
+  clientSecret: string
+  streamId: number | string
+  columns: string[]
+  apiBase: string
+  tokenUrl: string
+  partBytes: number
+  parallelParts: number
+}
+
+export interface HttpSinkConfig extends CommonSinkConfig {
+  type: 'http'
+  url: string
+  method: 'POST' | 'PUT' | 'PATCH'
+  headers?: Record<string, string>
+  format: 'ndjson' | 'json-array'
+  compression: 'none' | 'gzip'
+  timeoutMs: number
+}
+
+export interface FileSinkConfig extends CommonSinkConfig {
+  type: 'file'
+  dir: string
+  prefix: string
+  maxFileBytes: number
+  maxFileAgeMs: number
+  fsync: boolean
+}
+
+export interface StdoutSinkConfig extends CommonSinkConfig {
+  type: 'stdout'
+}
+
+export type SinkConfig =
+  | KafkaSinkConfig
+  | KinesisSinkConfig
+  | S3SinkConfig
+  | AdobeSinkConfig
+  | DomoSinkConfig
+  | HttpSinkConfig
+  | FileSinkConfig
+  | StdoutSinkConfig
+
+export type SinkConfigOf<T extends SinkType> = Extract<SinkConfig, { type: T }>
+
+export interface GatewayConfig {
+  server: ServerConfig
+  admin: { token?: string }
+  spool: SpoolConfig
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
+  sinks: Record<string, SinkConfig>
+  streams: Record<string, StreamConfig>
+}

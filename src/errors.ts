@@ -1,0 +1,128 @@
+// Errors know what they are: whether a retry can help (`retriable`), and, at the HTTP edge, which status
+// and problem type they answer with. One place (toProblem) maps errors to HTTP answers.
+
+export const PROBLEM_BASE = 'https://streamgate.dev/problems/'
+
+export interface ProblemFieldError {
+  /** Index of the record in the request body (0-based). */
+  index?: number
+  /** JSON pointer inside the record. */
+  pointer?: string
+  message: string
+}
+
+export interface ProblemBody {
+  type: string
+  title: string
+  status: number
+  detail: string
+  instance?: string
+  errors?: ProblemFieldError[]
+  [extra: string]: unknown
+}
+
+/** An error that answers an HTTP request with application/problem+json. */
+export class ProblemError extends Error {
+  readonly status: number
+  readonly slug: string
+  readonly title: string
+  readonly errors?: ProblemFieldError[]
+  readonly headers: Record<string, string>
+  readonly extra: Record<string, unknown>
+
+  constructor(
+    status: number,
+    slug: string,
+    title: string,
+    detail: string,
+    options: {
+      errors?: ProblemFieldError[]
+      headers?: Record<string, string>
+      extra?: Record<string, unknown>
+      cause?: unknown
+    } = {},
+  ) {
+    super(detail, { cause: options.cause })
+    this.name = 'ProblemError'
+    this.status = status
+    this.slug = slug
+    this.title = title
+    if (options.errors) this.errors = options.errors
+    this.headers = options.headers ?? {}
+    this.extra = options.extra ?? {}
+  }
+
+  toBody(instance?: string): ProblemBody {
+    const body: ProblemBody = {
+      type: PROBLEM_BASE + this.slug,
+      title: this.title,
+      status: this.status,
+      detail: this.message,
+      ...this.extra,
+    }
+    if (instance !== undefined) body.instance = instance
+    if (this.errors) body.errors = this.errors
+    return body
+  }
+}
+
+/**
+ * A sink's failure. `retriable` decides between backoff-and-retry and the dead-letter sink; `reason` is a
+ * short, stable label for metrics and dead-letter envelopes (never a payload or a secret).
+ */
+export class SinkError extends Error {
+  readonly retriable: boolean
+  readonly reason: string
+  /** Server-suggested delay before the next attempt (Retry-After), when the remote gave one. */
+  readonly retryAfterMs?: number
+
+  constructor(
+    message: string,
+    options: { retriable: boolean; reason: string; cause?: unknown; retryAfterMs?: number },
+  ) {
+    super(message, { cause: options.cause })
+    this.name = 'SinkError'
+    this.retriable = options.retriable
+    this.reason = options.reason
+    if (options.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs
+  }
+}
+
+export function transientError(
+  message: string,
+  reason: string,
+  cause?: unknown,
+  retryAfterMs?: number,
+): SinkError {
+  return new SinkError(message, {
+    retriable: true,
+    reason,
+    cause,
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+  })
+}
+
+export function permanentError(message: string, reason: string, cause?: unknown): SinkError {
+  return new SinkError(message, { retriable: false, reason, cause })
+}
+
+/**
+ * Programming errors (TypeError, RangeError, …) are never retried: retrying a bug only hides it. Anything
+ * else that is not a SinkError (network errors from a client library) is treated as transient.
+ */
+export function isProgrammingError(err: unknown): boolean {
+  return (
+    err instanceof TypeError ||
+    err instanceof RangeError ||
+    err instanceof SyntaxError ||
+    err instanceof ReferenceError
+  )
+}
+
+export function asSinkError(err: unknown, reason = 'error'): SinkError {
+  if (err instanceof SinkError) return err
+  if (isProgrammingError(err))
+    return permanentError(`internal error: ${(err as Error).message}`, 'internal', err)
+  const message = err instanceof Error ? err.message : String(err)
+  return transientError(message, reason, err)
+}

@@ -1,0 +1,265 @@
+import type { ServerConfig } from '../config/types.js'
+import { ProblemError, type ProblemBody } from '../errors.js'
+import type { Gateway } from '../pipeline/gateway.js'
+import { RecordRateLimiter } from '../pipeline/rate-limit.js'
+import type { StreamRuntime } from '../pipeline/stream.js'
+import type { Logger } from '../telemetry/logger.js'
+import type { Metrics } from '../telemetry/metrics.js'
+import { compileAuth, type CompiledAuth } from './auth.js'
+import { checkText, decodeBody, readBody, tooLarge } from './body.js'
+
+// POST /ingest/<stream-id>, step by step as SPEC section 2 orders them: route (404), method (405), source
+// address (403), auth headers (401), size (413), encoding (415/400), HMAC (401), framing (400), validation
+// (422), rate limit (429), hand-off (503). Transport-agnostic: the lean node:http path and the hono route
+// both call `handle`.
+
+export type HeaderMap = Record<string, string | string[] | undefined>
+
+export interface IngestInput {
+  streamId: string
+  method: string
+  /** Lower-case header names. */
+  headers: HeaderMap
+  remoteAddress?: string
+  body: AsyncIterable<Uint8Array>
+}
+
+export interface HttpAnswer {
+  status: number
+  headers: Record<string, string>
+  body: string
+}
+
+export interface IngestCounts {
+  accepted: number
+  rejected: number
+  filtered: number
+  duplicates: number
+}
+
+const DEFAULT_CONTENT_TYPES = [
+  'application/json',
+  'application/x-ndjson',
+  'application/ndjson',
+  'application/jsonl',
+  'application/jsonlines',
+  'application/x-jsonlines',
+  'application/octet-stream',
+  'application/*+json',
+  'text/*',
+]
+
+const JSON_HEADERS = { 'content-type': 'application/json' }
+const PROBLEM_HEADERS = { 'content-type': 'application/problem+json' }
+
+interface StreamHttp {
+  auth: CompiledAuth
+  contentTypes: string[]
+  limiter?: RecordRateLimiter
+  allow: string
+}
+
+export class IngestHandler {
+  private readonly perStream = new WeakMap<StreamRuntime, StreamHttp>()
+  private inFlight = 0
+
+  constructor(
+    private readonly gateway: Gateway,
+    private readonly server: ServerConfig,
+    private readonly metrics: Metrics,
+    private readonly logger: Logger,
+  ) {}
+
+  async handle(input: IngestInput): Promise<HttpAnswer> {
+    const started = performance.now()
+    const stream = this.gateway.streams.get(input.streamId)
+    if (!stream) {
+      const answer = problemAnswer(
+        new ProblemError(
+          404,
+          'unknown-stream',
+          'Unknown stream',
+          `no stream "${input.streamId}" is configured`,
+        ),
+        `/ingest/${input.streamId}`,
+      )
+      this.metrics.ingestAnswered('(unknown)', 404, (performance.now() - started) / 1000)
+      return answer
+    }
+    this.inFlight++
+    this.metrics.inFlightChanged(1)
+    let answer: HttpAnswer
+    try {
+      const counts = await this.ingest(stream, input)
+      answer = { status: 200, headers: JSON_HEADERS, body: JSON.stringify(counts) }
+    } catch (err) {
+      answer = this.errorAnswer(err, stream, input)
+    } finally {
+      this.inFlight--
+      this.metrics.inFlightChanged(-1)
+    }
+    this.metrics.ingestAnswered(stream.id, answer.status, (performance.now() - started) / 1000)
+    return answer
+  }
+
+  private async ingest(stream: StreamRuntime, input: IngestInput): Promise<IngestCounts> {
+    const http = this.httpOf(stream)
+    if (!stream.methods.has(input.method))
+      throw new ProblemError(
+        405,
+        'method-not-allowed',
+        'Method not allowed',
+        `stream ${stream.id} accepts ${http.allow}`,
+        {
+          headers: { allow: http.allow },
+        },
+      )
+    if (this.gateway.isDraining)
+      throw new ProblemError(
+        503,
+        'shutting-down',
+        'Shutting down',
+        'streamgate is shutting down; retry shortly',
+        {
+          headers: { 'retry-after': '5', connection: 'close' },
+        },
+      )
+    if (this.inFlight > this.server.maxInFlightRequests)
+      throw new ProblemError(
+        503,
+        'overloaded',
+        'Too many requests in flight',
+        'streamgate is at its in-flight request limit',
+        {
+          headers: { 'retry-after': '1' },
+        },
+      )
+    http.auth.checkRequest(input.headers, input.remoteAddress)
+    const limit = stream.config.maxBodyBytes ?? this.server.maxBodyBytes
+    const declared = first(input.headers['content-length'])
+    if (declared !== undefined && Number(declared) > limit)
+      throw tooLarge(limit, 'the declared Content-Length')
+    checkContentType(first(input.headers['content-type']), http.contentTypes)
+    const raw = await readBody(input.body, limit)
+    http.auth.checkBody(input.headers, raw)
+    const body = checkText(await decodeBody(raw, first(input.headers['content-encoding']), limit))
+    const now = Date.now()
+    const outcome = stream.process(body, now)
+    const rejected = Object.values(outcome.rejected).reduce((a, b) => a + b, 0)
+    if (http.limiter && outcome.records.length > 0) {
+      const wait = http.limiter.take(outcome.records.length)
+      if (wait > 0)
+        throw new ProblemError(
+          429,
+          'rate-limited',
+          'Rate limit exceeded',
+          `stream ${stream.id} accepts ${stream.config.rateLimit!.recordsPerSecond} records/s`,
+          {
+            headers: { 'retry-after': String(wait) },
+          },
+        )
+    }
+    await this.gateway.accept(stream, outcome)
+    stream.commit(outcome, now)
+    this.metrics.ingestCounts(stream.id, {
+      received: outcome.received,
+      accepted: outcome.records.length,
+      filtered: outcome.filtered,
+      duplicates: outcome.duplicates,
+      rejected: outcome.rejected,
+    })
+    return {
+      accepted: outcome.records.length,
+      rejected,
+      filtered: outcome.filtered,
+      duplicates: outcome.duplicates,
+    }
+  }
+
+  private errorAnswer(err: unknown, stream: StreamRuntime, input: IngestInput): HttpAnswer {
+    if (err instanceof ProblemError) {
+      if (err.status === 422) {
+        const n = err.errors?.length ?? 0
+        this.metrics.ingestCounts(stream.id, {
+          received: 0,
+          accepted: 0,
+          filtered: 0,
+          duplicates: 0,
+          rejected: { 'request-rejected': n },
+        })
+      }
+      return problemAnswer(err, `/ingest/${stream.id}`)
+    }
+    const code = (err as NodeJS.ErrnoException | undefined)?.code
+    if (
+      code === 'ECONNRESET' ||
+      code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+      (err as Error | undefined)?.message === 'aborted'
+    )
+      return problemAnswer(
+        new ProblemError(
+          400,
+          'aborted',
+          'Request aborted',
+          'the client closed the connection before the body was complete',
+        ),
+        `/ingest/${stream.id}`,
+      )
+    this.logger.error({ err, stream: stream.id, method: input.method }, 'ingest failed unexpectedly')
+    return problemAnswer(
+      new ProblemError(
+        500,
+        'internal',
+        'Internal error',
+        'the request could not be processed; nothing was acknowledged',
+      ),
+      `/ingest/${stream.id}`,
+    )
+  }
+
+  private httpOf(stream: StreamRuntime): StreamHttp {
+    let http = this.perStream.get(stream)
+    if (!http) {
+      const rate = stream.config.rateLimit
+      http = {
+        auth: compileAuth(stream.config.auth),
+        contentTypes: (stream.config.contentTypes ?? DEFAULT_CONTENT_TYPES).map((t) => t.toLowerCase()),
+        allow: [...stream.methods].join(', '),
+        ...(rate ? { limiter: new RecordRateLimiter(rate.recordsPerSecond, rate.burstRecords) } : {}),
+      }
+      this.perStream.set(stream, http)
+    }
+    return http
+  }
+}
+
+export function problemAnswer(err: ProblemError, instance?: string): HttpAnswer {
+  const body: ProblemBody = err.toBody(instance)
+  return { status: err.status, headers: { ...PROBLEM_HEADERS, ...err.headers }, body: JSON.stringify(body) }
+}
+
+function checkContentType(header: string | undefined, allowed: readonly string[]): void {
+  if (header === undefined || header === '') return
+  const media = header.split(';')[0]!.trim().toLowerCase()
+  const [type, subtype] = media.split('/')
+  const ok = allowed.some((a) => {
+    if (a === media) return true
+    if (a.endsWith('/*')) return a.slice(0, -2) === type
+    if (a.startsWith(`${type}/*+`)) return subtype?.endsWith(a.slice(a.indexOf('+'))) ?? false
+    return false
+  })
+  if (!ok)
+    throw new ProblemError(
+      415,
+      'unsupported-media-type',
+      'Unsupported Content-Type',
+      `Content-Type "${media}" is not accepted; send JSON, NDJSON or text`,
+      {
+        extra: { accepted: allowed },
+      },
+    )
+}
+
+function first(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value
+}

@@ -1,0 +1,167 @@
+import type { StreamConfig } from '../config/types.js'
+import { ProblemError, type ProblemFieldError } from '../errors.js'
+import { compileTemplate, templateSchema, type CompiledTemplate } from '../ingest/azion-template.js'
+import { findAzionTemplate } from '../ingest/azion-templates.js'
+import { createFramer, type FramedRecord, type Framer } from '../ingest/framing.js'
+import { deadLetterRecord } from '../records/dead-letter.js'
+import { rawField } from '../records/json-scan.js'
+import type { SinkRecord } from '../records/record.js'
+import type { RecordError, RecordValidator, Validators } from '../validate/validators.js'
+import { DedupeWindow } from './dedupe.js'
+import { compileFilters, type RecordPredicate } from './filters.js'
+
+/** At most this many per-record errors in a 422 answer (SPEC section 2). */
+export const MAX_PROBLEM_ERRORS = 100
+
+export interface ProcessOutcome {
+  /** Accepted records, for every sink of the stream. */
+  records: SinkRecord[]
+  /** Invalid records (policy dead-letter), already wrapped for the dead-letter sink. */
+  deadLetters: SinkRecord[]
+  received: number
+  filtered: number
+  duplicates: number
+  rejected: Record<string, number>
+  /** Dedupe keys to remember once the records are safely handed off. */
+  dedupeKeys: string[]
+}
+
+/** One configured stream, compiled: framer, validator, filters and dedupe window. */
+export class StreamRuntime {
+  readonly framer: Framer
+  readonly template?: CompiledTemplate
+  private readonly validate?: RecordValidator
+  private readonly filter?: RecordPredicate
+  private readonly dedupe?: DedupeWindow
+  private readonly dedupePath?: string[]
+  private readonly idPath?: string[]
+  readonly methods: ReadonlySet<string>
+
+  constructor(
+    readonly id: string,
+    readonly config: StreamConfig,
+    validators: Validators,
+  ) {
+    if (config.source === 'azion') {
+      const model = config.templateModel ?? findAzionTemplate(config.template!)!.templateModel
+      this.template = compileTemplate(model)
+    }
+    this.framer = createFramer(config, this.template)
+    if (config.validation !== 'off') {
+      if (config.schema !== undefined) this.validate = validators.fromFile(config.schema)
+      else if (config.source === 'emnify')
+        this.validate = validators.builtin(config.recordType === 'usage' ? 'emnify-usage' : 'emnify-event')
+      else if (this.template)
+        this.validate = validators.fromSchema(
+          templateSchema(
+            this.template,
+            `https://streamgate.dev/schemas/azion/${encodeURIComponent(id)}/${hash(this.template.model)}.json`,
+          ) as Record<string, unknown>,
+        )
+    }
+    this.filter = compileFilters(config.filters)
+    if (config.dedupe) {
+      this.dedupe = new DedupeWindow(config.dedupe.windowRecords, config.dedupe.windowMs)
+      this.dedupePath = config.dedupe.key.split('.')
+    }
+    this.idPath = config.source === 'emnify' ? ['id'] : this.dedupePath
+    this.methods = new Set(Array.isArray(config.method) ? config.method : [config.method])
+  }
+
+  /** Frames, validates, filters and dedupes one request body. Throws ProblemError for 400 and 422. */
+  process(body: Buffer, now: number): ProcessOutcome {
+    const framed = this.framer(body)
+    const outcome: ProcessOutcome = {
+      records: [],
+      deadLetters: [],
+      received: framed.length,
+      filtered: 0,
+      duplicates: 0,
+      rejected: {},
+      dedupeKeys: [],
+    }
+    const policy = this.config.validation
+    let problems: ProblemFieldError[] | undefined
+    let invalidCount = 0
+    const batchKeys = this.dedupe ? new Set<string>() : undefined
+    for (let i = 0; i < framed.length; i++) {
+      const record = framed[i]!
+      const errors = this.check(record)
+      if (errors) {
+        invalidCount++
+        if (policy === 'reject') {
+          problems ??= []
+          for (const e of errors) if (problems.length < MAX_PROBLEM_ERRORS) problems.push({ index: i, ...e })
+        } else if (policy === 'dead-letter') {
+          outcome.deadLetters.push(
+            deadLetterRecord(
+              this.id,
+              record.bytes,
+              { reason: 'invalid', errors: errors.map((e) => ({ index: i, ...e })) },
+              now,
+              now,
+            ),
+          )
+        }
+        continue
+      }
+      if (this.filter && !this.filter(record.value)) {
+        outcome.filtered++
+        continue
+      }
+      const id = this.idPath ? this.field(record, this.idPath) : undefined
+      if (this.dedupe) {
+        const key = this.dedupePath === this.idPath ? id : this.field(record, this.dedupePath!)
+        if (key !== undefined) {
+          if (this.dedupe.has(key, now) || batchKeys!.has(key)) {
+            outcome.duplicates++
+            continue
+          }
+          batchKeys!.add(key)
+          outcome.dedupeKeys.push(key)
+        }
+      }
+      outcome.records.push({
+        stream: this.id,
+        payload: record.bytes,
+        receivedAtMs: now,
+        ...(id !== undefined ? { id } : {}),
+        ...(record.fields ? { fields: record.fields } : {}),
+      })
+    }
+    if (problems) {
+      throw new ProblemError(
+        422,
+        'invalid-records',
+        'Records failed validation',
+        `${invalidCount} of ${framed.length} records are invalid; nothing was accepted (validation: reject)`,
+        { errors: problems },
+      )
+    }
+    if (invalidCount > 0) outcome.rejected[policy === 'drop' ? 'invalid-dropped' : 'invalid'] = invalidCount
+    return outcome
+  }
+
+  /** Remembers the dedupe keys of records that were handed off (called only after success). */
+  commit(outcome: ProcessOutcome, now: number): void {
+    if (this.dedupe && outcome.dedupeKeys.length > 0) this.dedupe.remember(outcome.dedupeKeys, now)
+  }
+
+  private check(record: FramedRecord): RecordError[] | null {
+    if (this.config.validation === 'off') return null
+    if (record.mismatch !== undefined) return [{ pointer: '', message: record.mismatch }]
+    if (!this.validate) return null
+    return this.validate(record.value)
+  }
+
+  private field(record: FramedRecord, path: string[]): string | undefined {
+    if (record.fields) return record.fields[path.join('.')]
+    return rawField(record.bytes, path)
+  }
+}
+
+function hash(text: string): string {
+  let h = 2166136261
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619)
+  return (h >>> 0).toString(16)
+}

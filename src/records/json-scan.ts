@@ -1,0 +1,217 @@
+// Byte-level JSON scanning for framing and field extraction without re-serialising records.
+// JSON's structural characters are ASCII and UTF-8 continuation bytes are >= 0x80, so scanning the raw
+// bytes is safe for any valid UTF-8 text. These functions find boundaries; JSON.parse still judges validity.
+
+const QUOTE = 0x22
+const BACKSLASH = 0x5c
+const OPEN_BRACE = 0x7b
+const CLOSE_BRACE = 0x7d
+const OPEN_BRACKET = 0x5b
+const CLOSE_BRACKET = 0x5d
+const COMMA = 0x2c
+const COLON = 0x3a
+
+export class JsonScanError extends Error {
+  constructor(
+    message: string,
+    readonly offset: number,
+  ) {
+    super(message)
+    this.name = 'JsonScanError'
+  }
+}
+
+export function isJsonWhitespace(byte: number): boolean {
+  return byte === 0x20 || byte === 0x0a || byte === 0x0d || byte === 0x09
+}
+
+export function skipWhitespace(buf: Uint8Array, pos: number, end: number): number {
+  while (pos < end && isJsonWhitespace(buf[pos]!)) pos++
+  return pos
+}
+
+/** `pos` is at an opening quote; returns the index just past the closing quote. */
+export function skipString(buf: Buffer, pos: number, end: number): number {
+  let i = pos + 1
+  for (;;) {
+    const q = buf.indexOf(QUOTE, i)
+    if (q < 0 || q >= end) throw new JsonScanError('unterminated string', pos)
+    let backslashes = 0
+    for (let k = q - 1; k > pos && buf[k] === BACKSLASH; k--) backslashes++
+    if (backslashes % 2 === 0) return q + 1
+    i = q + 1
+  }
+}
+
+/**
+ * Returns the index just past the JSON value starting at `pos` (which must not be whitespace). Containers
+ * are matched by depth, iteratively, so a 10,000-deep array cannot overflow the stack.
+ */
+export function skipValue(buf: Buffer, pos: number, end: number): number {
+  const first = buf[pos]
+  if (first === QUOTE) return skipString(buf, pos, end)
+  if (first === OPEN_BRACE || first === OPEN_BRACKET) {
+    let depth = 0
+    let i = pos
+    while (i < end) {
+      const c = buf[i]!
+      if (c === QUOTE) {
+        i = skipString(buf, i, end)
+        continue
+      }
+      if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++
+      else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+        depth--
+        if (depth === 0) return i + 1
+      }
+      i++
+    }
+    throw new JsonScanError('unterminated object or array', pos)
+  }
+  // A scalar: number, true, false, null (or garbage, which JSON.parse rejects later).
+  let i = pos
+  while (i < end) {
+    const c = buf[i]!
+    if (c === COMMA || c === CLOSE_BRACE || c === CLOSE_BRACKET || isJsonWhitespace(c)) break
+    i++
+  }
+  if (i === pos) throw new JsonScanError(`unexpected character "${String.fromCharCode(first ?? 0)}"`, pos)
+  return i
+}
+
+export interface Span {
+  start: number
+  end: number
+}
+
+/**
+ * Splits `buf[start, end)` into top-level JSON values separated by `separator` (any byte string, e.g. ","
+ * or "\n" or "||"). A separator inside a value never splits it. Empty pieces (two separators in a row, a
+ * trailing separator) are skipped, and whitespace around values is ignored.
+ */
+export function splitTopLevel(buf: Buffer, start: number, end: number, separator: Buffer): Span[] {
+  const spans: Span[] = []
+  const sep0 = separator[0]!
+  const sepLen = separator.length
+  const atSeparator = (i: number): boolean =>
+    buf[i] === sep0 &&
+    i + sepLen <= end &&
+    (sepLen === 1 || buf.compare(separator, 0, sepLen, i, i + sepLen) === 0)
+  let pos = start
+  while (pos < end) {
+    // Skip whitespace and empty pieces; a separator may itself be whitespace ("\n").
+    for (;;) {
+      if (pos < end && atSeparator(pos)) pos += sepLen
+      else if (pos < end && isJsonWhitespace(buf[pos]!)) pos++
+      else break
+    }
+    if (pos >= end) break
+    const c = buf[pos]
+    let valueEnd: number
+    if (c === QUOTE || c === OPEN_BRACE || c === OPEN_BRACKET) valueEnd = skipValue(buf, pos, end)
+    else {
+      // A bare scalar ends at the separator too ("false||true").
+      valueEnd = pos
+      while (valueEnd < end && !atSeparator(valueEnd) && !isJsonWhitespace(buf[valueEnd]!)) valueEnd++
+    }
+    spans.push({ start: pos, end: valueEnd })
+    pos = valueEnd
+    // After a value: optional whitespace, then a separator or the end.
+    let p = pos
+    while (p < end && !atSeparator(p) && isJsonWhitespace(buf[p]!)) p++
+    if (p < end && !atSeparator(p))
+      throw new JsonScanError(`expected separator ${JSON.stringify(separator.toString())} after a record`, p)
+    pos = p
+  }
+  return spans
+}
+
+/** Splits `buf[start, end)` on every occurrence of `separator` (for text records and whitespace separators). */
+export function splitOn(buf: Buffer, start: number, end: number, separator: Buffer): Span[] {
+  const spans: Span[] = []
+  let pos = start
+  while (pos <= end) {
+    let next = buf.indexOf(separator, pos)
+    if (next < 0 || next > end - separator.length) next = end
+    let pieceEnd = next
+    // "\r\n" line endings when splitting on "\n".
+    if (separator.length === 1 && separator[0] === 0x0a && pieceEnd > pos && buf[pieceEnd - 1] === 0x0d)
+      pieceEnd--
+    if (pieceEnd > pos) spans.push({ start: pos, end: pieceEnd })
+    if (next >= end) break
+    pos = next + separator.length
+  }
+  return spans
+}
+
+/**
+ * Finds the raw text of the value at `path` inside the JSON object in `buf[start, end)`, without parsing the
+ * rest. Strings come back unescaped; numbers exactly as written (64-bit ids keep every digit); objects and
+ * arrays as their JSON text. Array elements are addressed by numeric segments.
+ */
+export function rawField(
+  buf: Buffer,
+  path: readonly string[],
+  start = 0,
+  end = buf.length,
+): string | undefined {
+  let pos = skipWhitespace(buf, start, end)
+  try {
+    for (let depth = 0; depth < path.length; depth++) {
+      const segment = path[depth]!
+      const c = buf[pos]
+      if (c === OPEN_BRACE) {
+        const found = findMember(buf, pos, end, segment)
+        if (found < 0) return undefined
+        pos = found
+      } else if (c === OPEN_BRACKET && /^\d+$/.test(segment)) {
+        const found = findElement(buf, pos, end, Number(segment))
+        if (found < 0) return undefined
+        pos = found
+      } else return undefined
+    }
+    const valueEnd = skipValue(buf, pos, end)
+    if (buf[pos] === QUOTE) {
+      const inner = buf.subarray(pos + 1, valueEnd - 1)
+      return inner.includes(BACKSLASH)
+        ? (JSON.parse(buf.toString('utf8', pos, valueEnd)) as string)
+        : inner.toString('utf8')
+    }
+    return buf.toString('utf8', pos, valueEnd)
+  } catch (err) {
+    if (err instanceof JsonScanError || err instanceof SyntaxError) return undefined
+    throw err
+  }
+}
+
+function findMember(buf: Buffer, objStart: number, end: number, key: string): number {
+  const keyBytes = Buffer.from(key, 'utf8')
+  let pos = skipWhitespace(buf, objStart + 1, end)
+  while (pos < end && buf[pos] !== CLOSE_BRACE) {
+    if (buf[pos] !== QUOTE) return -1
+    const keyEnd = skipString(buf, pos, end)
+    let matches: boolean
+    const raw = buf.subarray(pos + 1, keyEnd - 1)
+    if (raw.includes(BACKSLASH)) matches = (JSON.parse(buf.toString('utf8', pos, keyEnd)) as string) === key
+    else matches = raw.equals(keyBytes)
+    pos = skipWhitespace(buf, keyEnd, end)
+    if (buf[pos] !== COLON) return -1
+    pos = skipWhitespace(buf, pos + 1, end)
+    if (matches) return pos
+    pos = skipWhitespace(buf, skipValue(buf, pos, end), end)
+    if (buf[pos] === COMMA) pos = skipWhitespace(buf, pos + 1, end)
+  }
+  return -1
+}
+
+function findElement(buf: Buffer, arrStart: number, end: number, index: number): number {
+  let pos = skipWhitespace(buf, arrStart + 1, end)
+  let i = 0
+  while (pos < end && buf[pos] !== CLOSE_BRACKET) {
+    if (i === index) return pos
+    pos = skipWhitespace(buf, skipValue(buf, pos, end), end)
+    if (buf[pos] === COMMA) pos = skipWhitespace(buf, pos + 1, end)
+    i++
+  }
+  return -1
+}

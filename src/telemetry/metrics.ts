@@ -1,0 +1,172 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+/**
+ * Every metric of the gateway, behind named functions so that counting happens in one place. One Metrics
+ * per process (tests make their own, so registries never collide). Label values are stream and sink names
+ * from the config — never request data, so an attacker cannot grow the label space.
+ */
+export class Metrics {
+  readonly registry = new Registry()
+
+  private readonly received = new Counter({
+    name: 'streamgate_records_received_total',
+    help: 'Records framed from ingest requests.',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  })
+  private readonly accepted = new Counter({
+    name: 'streamgate_records_accepted_total',
+    help: 'Records accepted for delivery.',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  })
+  private readonly rejected = new Counter({
+    name: 'streamgate_records_rejected_total',
+    help: 'Records not accepted, by reason (invalid, dropped, …).',
+    labelNames: ['stream', 'reason'],
+    registers: [this.registry],
+  })
+  private readonly filtered = new Counter({
+    name: 'streamgate_records_filtered_total',
+    help: 'Records removed by stream filters.',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  })
+  private readonly duplicates = new Counter({
+    name: 'streamgate_records_duplicate_total',
+    help: 'Records dropped as duplicates by stream dedupe.',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  })
+  private readonly requests = new Counter({
+    name: 'streamgate_ingest_requests_total',
+    help: 'Ingest requests by stream and status code.',
+    labelNames: ['stream', 'status'],
+    registers: [this.registry],
+  })
+  private readonly latency = new Histogram({
+    name: 'streamgate_ingest_request_duration_seconds',
+    help: 'Ingest request latency, from the first byte read to the answer.',
+    labelNames: ['stream'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
+    registers: [this.registry],
+  })
+  private readonly httpResponses = new Counter({
+    name: 'streamgate_http_responses_total',
+    help: 'HTTP answers by route group and status code.',
+    labelNames: ['route', 'status'],
+    registers: [this.registry],
+  })
+  private readonly inFlight = new Gauge({
+    name: 'streamgate_ingest_in_flight_requests',
+    help: 'Ingest requests being processed.',
+    registers: [this.registry],
+  })
+  private readonly delivered = new Counter({
+    name: 'streamgate_sink_records_delivered_total',
+    help: 'Records a sink acknowledged.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  })
+  private readonly failed = new Counter({
+    name: 'streamgate_sink_records_failed_total',
+    help: 'Records a sink rejected permanently (sent to the dead-letter sink), by reason.',
+    labelNames: ['sink', 'reason'],
+    registers: [this.registry],
+  })
+  private readonly retried = new Counter({
+    name: 'streamgate_sink_records_retried_total',
+    help: 'Records sent again after a transient failure, by reason.',
+    labelNames: ['sink', 'reason'],
+    registers: [this.registry],
+  })
+  private readonly deadLettered = new Counter({
+    name: 'streamgate_dead_letter_records_total',
+    help: 'Records written to a dead-letter sink, by stream and reason.',
+    labelNames: ['stream', 'reason'],
+    registers: [this.registry],
+  })
+  private readonly sinkWrite = new Histogram({
+    name: 'streamgate_sink_write_duration_seconds',
+    help: 'Duration of one sink write call.',
+    labelNames: ['sink'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  })
+  /** Gauges whose value is read at scrape time (spool bytes, lag per sink); set by their owners. */
+  readonly spoolBytes = new Gauge({
+    name: 'streamgate_spool_bytes',
+    help: 'Bytes in the spool.',
+    registers: [this.registry],
+  })
+  readonly sinkLagRecords = new Gauge({
+    name: 'streamgate_sink_lag_records',
+    help: 'Records in the spool not yet delivered by the sink.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  })
+  readonly sinkUp = new Gauge({
+    name: 'streamgate_sink_up',
+    help: '1 when the last delivery attempt of the sink succeeded, 0 when it is failing.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  })
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics !== false)
+      collectDefaultMetrics({ register: this.registry, prefix: 'streamgate_' })
+  }
+
+  ingestCounts(
+    stream: string,
+    counts: {
+      received: number
+      accepted: number
+      filtered: number
+      duplicates: number
+      rejected: Record<string, number>
+    },
+  ): void {
+    if (counts.received) this.received.inc({ stream }, counts.received)
+    if (counts.accepted) this.accepted.inc({ stream }, counts.accepted)
+    if (counts.filtered) this.filtered.inc({ stream }, counts.filtered)
+    if (counts.duplicates) this.duplicates.inc({ stream }, counts.duplicates)
+    for (const [reason, n] of Object.entries(counts.rejected)) if (n) this.rejected.inc({ stream, reason }, n)
+  }
+
+  ingestAnswered(stream: string, status: number, seconds: number): void {
+    this.requests.inc({ stream, status })
+    this.latency.observe({ stream }, seconds)
+  }
+
+  httpAnswered(route: string, status: number): void {
+    this.httpResponses.inc({ route, status })
+  }
+
+  inFlightChanged(delta: number): void {
+    this.inFlight.inc(delta)
+  }
+
+  sinkDelivered(sink: string, records: number, seconds: number): void {
+    if (records) this.delivered.inc({ sink }, records)
+    this.sinkWrite.observe({ sink }, seconds)
+    this.sinkUp.set({ sink }, 1)
+  }
+
+  sinkFailed(sink: string, reason: string, records: number): void {
+    this.failed.inc({ sink, reason }, records)
+  }
+
+  sinkRetried(sink: string, reason: string, records: number): void {
+    this.retried.inc({ sink, reason }, records)
+    this.sinkUp.set({ sink }, 0)
+  }
+
+  deadLetter(stream: string, reason: string, records: number): void {
+    if (records) this.deadLettered.inc({ stream, reason }, records)
+  }
+
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+}

@@ -1,0 +1,82 @@
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
+import addFormatsModule, { type FormatsPlugin } from 'ajv-formats'
+import { SCHEMAS_DIR } from '../config/load.js'
+
+// One ajv instance for records; each schema is compiled once and looked up by its $id. The config file has
+// its own validator (config/load.ts) because it fills in defaults, which record validation must never do.
+
+// ajv-formats ships CJS with a default export; under NodeNext the callable sits on .default.
+export const addFormats: FormatsPlugin =
+  (addFormatsModule as unknown as { default?: FormatsPlugin }).default ??
+  (addFormatsModule as unknown as FormatsPlugin)
+
+export const BUILTIN_SCHEMAS = {
+  'emnify-event': 'emnify-event.schema.json',
+  'emnify-usage': 'emnify-usage.schema.json',
+} as const
+
+export interface RecordError {
+  /** JSON pointer inside the record ("" = the record itself). */
+  pointer: string
+  message: string
+}
+
+export type RecordValidator = (value: unknown) => RecordError[] | null
+
+export class Validators {
+  private readonly ajv: Ajv
+  private readonly byId = new Map<string, RecordValidator>()
+
+  constructor() {
+    // allErrors off: the first error per record is enough to route it, and it keeps validation cheap.
+    this.ajv = new Ajv({ allErrors: false, strict: false, validateFormats: true })
+    addFormats(this.ajv)
+  }
+
+  /** A built-in schema by name (emnify-event, emnify-usage). */
+  builtin(name: keyof typeof BUILTIN_SCHEMAS): RecordValidator {
+    return this.fromFile(resolve(SCHEMAS_DIR, BUILTIN_SCHEMAS[name]))
+  }
+
+  fromFile(path: string): RecordValidator {
+    const key = `file:${path}`
+    const cached = this.byId.get(key)
+    if (cached) return cached
+    const schema = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+    const validator = this.fromSchema(schema, key)
+    this.byId.set(key, validator)
+    return validator
+  }
+
+  /** Compiles (once per $id or key) a schema object. */
+  fromSchema(
+    schema: Record<string, unknown>,
+    key = typeof schema.$id === 'string' ? schema.$id : undefined,
+  ): RecordValidator {
+    if (key !== undefined) {
+      const cached = this.byId.get(key)
+      if (cached) return cached
+    }
+    const id = typeof schema.$id === 'string' ? schema.$id : undefined
+    const existing = id ? this.ajv.getSchema(id) : undefined
+    const fn: ValidateFunction = existing ?? this.ajv.compile(schema)
+    const validator: RecordValidator = (value) => (fn(value) ? null : toRecordErrors(fn.errors ?? []))
+    if (key !== undefined) this.byId.set(key, validator)
+    return validator
+  }
+}
+
+function toRecordErrors(errors: readonly ErrorObject[]): RecordError[] {
+  return errors.map((e) => {
+    let pointer = e.instancePath
+    let message = e.message ?? 'is invalid'
+    if (e.keyword === 'required') {
+      const missing = (e.params as { missingProperty: string }).missingProperty
+      pointer = `${pointer}/${missing.replace(/~/g, '~0').replace(/\//g, '~1')}`
+      message = 'is required'
+    }
+    return { pointer, message }
+  })
+}
