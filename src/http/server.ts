@@ -96,10 +96,10 @@ export async function startServer(
     headersTimeout: Math.min(config.requestTimeoutMs, 60_000),
   }
   const server: Server = config.tls
-    ? (createHttpsServer(
+    ? createHttpsServer(
         { ...options, cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) },
         listener,
-      ))
+      )
     : createHttpServer(options, listener)
   server.keepAliveTimeout = config.keepAliveTimeoutMs
   await new Promise<void>((resolve, reject) => {

@@ -1,7 +1,7 @@
 import { ProblemError } from '../errors.js'
 import { JsonScanError, splitOn, splitTopLevel, type Span } from '../records/json-scan.js'
 import type { StreamConfig } from '../config/types.js'
-import type { CompiledTemplate } from './azion-template.js'
+import { isTemplateMismatch, type CompiledTemplate } from './azion-template.js'
 
 // Framing turns a decoded body into records, per the stream's `source` (SPEC section 3):
 //   emnify  a JSON array (bulk mode, up to 10,000) or a single object [EM-DS-INTEG, EM-LEGACY, 1NCE-HTTP]
@@ -180,7 +180,7 @@ function azionFramer(stream: StreamConfig, template: CompiledTemplate): Framer {
     return splitOn(body, start, end, separator).map((s) => {
       const bytes = body.subarray(s.start, s.end)
       const parsed = template.parse(bytes.toString('utf8'))
-      if ('mismatch' in parsed) return { bytes, value: undefined, mismatch: parsed.mismatch }
+      if (isTemplateMismatch(parsed)) return { bytes, value: undefined, mismatch: parsed.mismatch }
       return { bytes, value: parsed, fields: parsed }
     })
   }

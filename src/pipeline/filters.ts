@@ -61,7 +61,8 @@ export function compileFilter(filter: FilterConfig): RecordPredicate {
 function textOf(value: unknown): string {
   if (typeof value === 'string') return value
   if (value === null) return 'null'
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value)
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    return String(value)
   return JSON.stringify(value) ?? ''
 }
 

@@ -73,16 +73,7 @@ export class Gateway {
 
   /** Resolves once every accepted and dead-lettered record of the request is safe; else a 503 problem. */
   async accept(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void> {
-    if (this.draining)
-      throw new ProblemError(
-        503,
-        'shutting-down',
-        'Shutting down',
-        'streamgate is shutting down; retry shortly',
-        {
-          headers: { 'retry-after': '5', connection: 'close' },
-        },
-      )
+    // No draining check here: a request that began before SIGTERM is in flight and must finish.
     const signal = AbortSignal.timeout(DIRECT_DELIVERY_TIMEOUT_MS)
     const work: Promise<void>[] = []
     if (outcome.records.length > 0)

@@ -1,0 +1,146 @@
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { readNdjsonLines, waitFor } from '../support/gateway.js'
+import { send } from '../support/http.js'
+
+// The CLI as users run it: the compiled dist/cli.js (npm test builds first).
+
+const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js')
+let dir: string
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'streamgate-cli-'))
+})
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+function writeConfig(name: string, text: string): string {
+  const file = join(dir, name)
+  writeFileSync(file, text)
+  return file
+}
+
+describe('streamgate check-config', () => {
+  it('accepts the embedded default config', () => {
+    const res = spawnSync(process.execPath, [CLI, 'check-config', 'config/streamgate.yaml'], {
+      encoding: 'utf8',
+    })
+    expect(res.stderr).toBe('')
+    expect(res.status).toBe(0)
+  })
+
+  it('exits 1 and prints every error with its path', () => {
+    const file = writeConfig(
+      'bad.yaml',
+      `sinks:
+  out: { type: file, dir: /tmp/x, bogus: 1 }
+  k: { type: kafka, topic: t }
+streams:
+  emnify-events:
+    source: emnify
+    recordType: events
+    sinks: [kafak]
+`,
+    )
+    const res = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8' })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toContain('sinks.out.bogus: unknown key "bogus"')
+    expect(res.stderr).toContain('sinks.k: missing required key "brokers"')
+    expect(res.stderr).toContain('streams.emnify-events.recordType: must be one of "event", "usage"')
+  })
+
+  it('reports unknown sink references with their path', () => {
+    const file = writeConfig(
+      'ref.yaml',
+      'sinks: { out: { type: file, dir: /tmp/x } }\nstreams:\n  emnify-events: { source: emnify, sinks: [out, kafak] }\n',
+    )
+    const res = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8' })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toContain('streams.emnify-events.sinks[1]: unknown sink "kafak"')
+  })
+
+  it('reports an unset environment variable', () => {
+    const file = writeConfig(
+      'env.yaml',
+      'sinks: { out: { type: file, dir: /tmp/x } }\nstreams:\n  s: { source: ndjson, auth: { headers: { X-Key: "${SG_TEST_UNSET}" } }, sinks: [out] }\n',
+    )
+    const res = spawnSync(process.execPath, [CLI, 'check-config', file], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH },
+    })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toContain(
+      'streams.s.auth.headers.X-Key: environment variable SG_TEST_UNSET is not set',
+    )
+  })
+})
+
+describe('streamgate serve', () => {
+  it('serves, never logs the secret, and on SIGTERM finishes an in-flight request before exiting 0', async () => {
+    const out = join(dir, 'out')
+    const file = writeConfig(
+      'serve.yaml',
+      `server: { host: 127.0.0.1, port: 0 }
+spool: { dir: ${join(dir, 'spool')} }
+log: { level: debug }
+sinks: { out: { type: file, dir: ${out} } }
+streams:
+  s: { source: ndjson, auth: { headers: { X-Key: "\${SG_KEY}" } }, sinks: [out] }
+`,
+    )
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', file, '--port', '0'], {
+      env: { PATH: process.env.PATH, SG_KEY: 'super-secret-value-123' },
+    })
+    let logs = ''
+    child.stdout.on('data', (c: Buffer) => (logs += c.toString()))
+    child.stderr.on('data', (c: Buffer) => (logs += c.toString()))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    const port = await waitFor(() => /"port":(\d+)/.exec(logs)?.[1], 15_000, 'the listening log line')
+    const url = `http://127.0.0.1:${port}/ingest/s`
+
+    // An in-flight request: headers and half the body now, the rest after SIGTERM.
+    const { request } = await import('node:http')
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(url, { method: 'POST', headers: { 'x-key': 'super-secret-value-123' } }, (res) => {
+        let body = ''
+        res.on('data', (c: Buffer) => (body += c.toString()))
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      })
+      req.on('error', reject)
+      req.write('{"inflight":1}\n')
+      setTimeout(() => {
+        child.kill('SIGTERM')
+        setTimeout(() => req.end('{"inflight":2}\n'), 300)
+      }, 200)
+    })
+    const res = await answer
+    expect(res.status).toBe(200)
+    expect(JSON.parse(res.body)).toMatchObject({ accepted: 2 })
+    expect(await exited).toBe(0)
+    expect(readNdjsonLines(out)).toEqual(['{"inflight":1}', '{"inflight":2}'])
+    expect(logs).toContain('shutting down')
+    expect(logs).not.toContain('super-secret-value-123')
+  })
+
+  it('refuses new connections after SIGTERM while draining', async () => {
+    const file = writeConfig(
+      'serve2.yaml',
+      `server: { host: 127.0.0.1, port: 0 }\nspool: { dir: ${join(dir, 'spool2')} }\nsinks: { out: { type: file, dir: ${join(dir, 'out2')} } }\nstreams: { s: { source: ndjson, sinks: [out] } }\n`,
+    )
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', file])
+    let logs = ''
+    child.stdout.on('data', (c: Buffer) => (logs += c.toString()))
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)))
+    const port = await waitFor(() => /"port":(\d+)/.exec(logs)?.[1], 15_000, 'the listening log line')
+    expect((await send(`http://127.0.0.1:${port}/ingest/s`, { body: '{"a":1}' })).status).toBe(200)
+    child.kill('SIGTERM')
+    expect(await exited).toBe(0)
+    await expect(send(`http://127.0.0.1:${port}/ingest/s`, { body: '{"a":1}' })).rejects.toThrow(
+      /ECONNREFUSED/,
+    )
+  })
+})

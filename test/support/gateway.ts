@@ -1,0 +1,76 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { validateConfig } from '../../src/config/load.js'
+import { start, type Running } from '../../src/main.js'
+import { createLogger } from '../../src/telemetry/logger.js'
+
+export interface TestGateway extends Running {
+  url: string
+  dir: string
+  /** Stops the gateway and removes its temporary directory. */
+  close(): Promise<void>
+}
+
+/**
+ * Starts an in-process gateway on a free loopback port. `config` is a config document (as a user would
+ * write it); `{dir}` inside string values is replaced by a fresh temporary directory.
+ */
+export async function startGateway(
+  config: Record<string, unknown>,
+  env: NodeJS.ProcessEnv = {},
+): Promise<TestGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'streamgate-test-'))
+  const doc = JSON.parse(JSON.stringify(config).replaceAll('{dir}', dir)) as Record<string, unknown>
+  doc.server = { host: '127.0.0.1', port: 0, ...(doc.server as object) }
+  doc.spool = { dir: join(dir, 'spool'), ...(doc.spool as object) }
+  doc.log = { level: 'silent', ...(doc.log as object) }
+  const { config: validated, issues } = validateConfig(doc, { env, baseDir: process.cwd() })
+  if (!validated)
+    throw new Error(`test config invalid:\n${issues.map((i) => `${i.path}: ${i.message}`).join('\n')}`)
+  const running = await start(validated, { logger: createLogger('silent') })
+  return {
+    ...running,
+    url: `http://127.0.0.1:${running.port}`,
+    dir,
+    close: async () => {
+      await running.stop()
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/** Every line of every NDJSON file under `dir` (sorted by file name), without the trailing newline. */
+export function readNdjsonLines(dir: string): string[] {
+  let files: string[]
+  try {
+    files = readdirSync(dir)
+      .filter((f) => f.endsWith('.ndjson'))
+      .sort()
+  } catch {
+    return []
+  }
+  return files.flatMap((f) =>
+    readFileSync(join(dir, f), 'utf8')
+      .split('\n')
+      .filter((l) => l !== ''),
+  )
+}
+
+export async function waitFor<T>(
+  fn: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+  what = 'condition',
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await fn()
+    if (value !== undefined && value !== false) return value
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}
+
+export function fixture(path: string): Buffer {
+  return readFileSync(join(import.meta.dirname, '..', 'fixtures', path))
+}

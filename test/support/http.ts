@@ -1,0 +1,38 @@
+import { request } from 'node:http'
+
+export interface Answer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  text: string
+  json: <T = Record<string, unknown>>() => T
+}
+
+/** A raw node:http request (no client-side niceties), so tests control every header and byte. */
+export function send(
+  url: string,
+  options: { method?: string; headers?: Record<string, string>; body?: Buffer | string | Buffer[] } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: options.method ?? 'POST', headers: options.headers ?? {} }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8')
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          text,
+          json: <T>() => JSON.parse(text) as T,
+        })
+      })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    const body = options.body
+    if (Array.isArray(body)) {
+      // Written piece by piece: chunked transfer encoding, no Content-Length.
+      for (const piece of body) req.write(piece)
+      req.end()
+    } else req.end(body)
+  })
+}
