@@ -14,7 +14,7 @@ export default defineConfig({
         test: {
           // In-process gateways over real loopback sockets; no external backends needed.
           name: 'http',
-          include: ['test/http/**/*.test.ts'],
+          include: ['test/http/**/*.test.ts', 'test/conformance/**/*.test.ts'],
           testTimeout: 60_000,
         },
       },

@@ -24,6 +24,9 @@ const FILE_DEFAULTS = {
   maxRecordBytes: 64 * 1024 * 1024,
 }
 
+/** Errors that no retry can fix: the configured directory is not usable. ENOSPC and EIO stay transient. */
+const PERMANENT_FS_ERRORS = new Set(['EACCES', 'EPERM', 'EROFS', 'ENOTDIR', 'EISDIR'])
+
 interface Pending {
   chunks: Buffer[]
   bytes: number
@@ -78,15 +81,13 @@ class FileSink implements Sink {
           await this.append(job)
           for (const d of job.done) d.resolve()
         } catch (err) {
-          const error =
-            (err as NodeJS.ErrnoException).code === 'EACCES' ||
-            (err as NodeJS.ErrnoException).code === 'EROFS'
-              ? permanentError(
-                  `cannot write ${this.config.dir}: ${(err as Error).message}`,
-                  'file-permission',
-                  err,
-                )
-              : transientError(`file write failed: ${(err as Error).message}`, 'file-io', err)
+          const error = PERMANENT_FS_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')
+            ? permanentError(
+                `cannot write ${this.config.dir}: ${(err as Error).message}`,
+                'file-permission',
+                err,
+              )
+            : transientError(`file write failed: ${(err as Error).message}`, 'file-io', err)
           // A failed write may have left a partial line: start a fresh file so readers never see it merged.
           await this.closeFile().catch(() => undefined)
           for (const d of job.done) d.reject(error)
