@@ -30,7 +30,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
   await mkdir(config.spool.dir, { recursive: true })
-  const gateway = new Gateway(config, { logger, metrics })
+  const gateway = await Gateway.create(config, { logger, metrics })
   await Promise.all(
     [...gateway.sinks.values()].map(async (sink) => {
       try {
@@ -56,7 +56,13 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       }
     },
   })
-  const server = await startServer(config.server, createListener(app, ingest, metrics), options.port)
+  let server: RunningServer
+  try {
+    server = await startServer(config.server, createListener(app, ingest, metrics), options.port)
+  } catch (err) {
+    await gateway.close(0)
+    throw err
+  }
   logger.info(
     {
       port: server.port,
@@ -72,8 +78,9 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     (stopping ??= (async () => {
       logger.info('shutting down: no new requests, finishing in-flight ones')
       gateway.startDraining()
-      await server.close(config.server.shutdownTimeoutMs)
-      await gateway.close()
+      // Half the shutdown budget for in-flight requests, half for deliveries in progress.
+      await server.close(config.server.shutdownTimeoutMs / 2)
+      await gateway.close(config.server.shutdownTimeoutMs / 2)
       logger.info('stopped')
     })())
 

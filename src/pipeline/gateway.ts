@@ -1,14 +1,23 @@
 import { dirname, resolve } from 'node:path'
-import type { FileSinkConfig, GatewayConfig, SinkConfig } from '../config/types.js'
+import type {
+  FileSinkConfig,
+  GatewayConfig,
+  RetryConfig,
+  SinkConfig,
+  StreamStatusId,
+} from '../config/types.js'
 import { ProblemError, type SinkError } from '../errors.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import type { SinkRecord } from '../records/record.js'
 import { createSink } from '../sinks/registry.js'
 import type { Sink } from '../sinks/sink.js'
+import { FrameKind } from '../spool/format.js'
+import { DEAD_LETTER_LANE, Spool, SpoolFullError, type StreamSpool } from '../spool/spool.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
 import { deliver } from './delivery.js'
+import { DeliveryLane } from './lane.js'
 import { StreamRuntime, type ProcessOutcome } from './stream.js'
 
 /** Streams without `deadLetter` use the sink of this name; unless configured, a file sink under ./data. */
@@ -17,23 +26,43 @@ export const DEFAULT_DEAD_LETTER_SINK = 'dead-letter'
 /** How long a `durability: none` request may wait for its sinks: under Azion's 20 s give-up [AZ-REF]. */
 export const DIRECT_DELIVERY_TIMEOUT_MS = 15_000
 
+const DEFAULT_RETRY: RetryConfig = { initialMs: 200, maxMs: 30_000, maxAttempts: 0 }
+
+/** emnify's data-stream statuses [EM-STATUS]. */
+export const STREAM_STATUSES: Readonly<Record<StreamStatusId, string>> = {
+  1: 'Running',
+  2: 'Paused',
+  3: 'Error',
+  4: 'Pending',
+}
+
 export interface GatewayDeps {
   logger: Logger
   metrics: Metrics
 }
 
+export interface StreamState {
+  status: StreamStatusId
+  lastError?: { sink: string; reason: string; message: string; at: string }
+}
+
 /**
- * The running topology: compiled streams, live sinks and the hand-off between them. Ingest calls
- * `accept`, which resolves only once every accepted record is safe (delivered, for now: see README).
+ * The running topology: compiled streams, live sinks, the spool and one delivery lane per (stream, sink)
+ * plus one dead-letter lane per stream. Ingest calls `accept`, which resolves only once every accepted
+ * record is durable in the spool (or, for `durability: none`, acknowledged by every sink).
  */
 export class Gateway {
   readonly streams = new Map<string, StreamRuntime>()
   readonly sinks = new Map<string, Sink>()
   readonly validators = new Validators()
+  readonly lanes = new Map<string, DeliveryLane[]>()
+  private readonly states = new Map<string, StreamState>()
+  private readonly gcScheduled = new Set<string>()
   private draining = false
 
-  constructor(
+  private constructor(
     readonly config: GatewayConfig,
+    readonly spool: Spool,
     private readonly deps: GatewayDeps,
   ) {
     for (const [name, sinkConfig] of Object.entries(this.sinkConfigs())) {
@@ -41,7 +70,111 @@ export class Gateway {
     }
     for (const [id, streamConfig] of Object.entries(config.streams)) {
       this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators))
+      this.states.set(id, { status: 4 })
     }
+  }
+
+  static async create(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
+    const spool = await Spool.open(config.spool, deps.logger)
+    let gateway: Gateway
+    try {
+      gateway = new Gateway(config, spool, deps)
+    } catch (err) {
+      await spool.close()
+      throw err
+    }
+    for (const id of gateway.streams.keys()) await gateway.startLanes(id)
+    const stored = await spool.storedStreams()
+    for (const id of stored)
+      if (!gateway.streams.has(id))
+        deps.logger.warn(
+          { stream: id },
+          'the spool holds records of a stream that is not configured; they wait until it is',
+        )
+    deps.metrics.observeSpool(() => ({
+      bytes: spool.usedBytes(),
+      lanes: [...gateway.lanes.entries()].flatMap(([stream, lanes]) =>
+        lanes.map((lane) => ({ stream, sink: lane.sinkName, lag: lane.lag })),
+      ),
+    }))
+    return gateway
+  }
+
+  private async startLanes(id: string): Promise<void> {
+    const stream = this.streams.get(id)!
+    const spooled = await this.spool.stream(id)
+    this.spooledStreams.set(id, spooled)
+    const r = spooled.log.recovery
+    this.deps.metrics.spoolRecovered(id, r.corruptFrames, r.truncatedBytes)
+    const lanes: DeliveryLane[] = []
+    const laneNames: string[] = []
+    for (const sinkName of stream.config.sinks) {
+      const sink = this.sinks.get(sinkName)!
+      laneNames.push(sinkName)
+      lanes.push(
+        this.newLane(id, sinkName, FrameKind.Records, sink, (records, error) =>
+          this.spoolDeadLetters(id, sinkName, records, error),
+        ),
+      )
+    }
+    const deadLetterSink = this.deadLetterSinkOf(stream)
+    laneNames.push(DEAD_LETTER_LANE)
+    lanes.push(
+      this.newLane(id, DEAD_LETTER_LANE, FrameKind.DeadLetters, deadLetterSink, async (lost, error) => {
+        // The dead-letter sink itself refused them: nowhere left to put them. Log loudly (no payloads).
+        this.deps.logger.error(
+          {
+            stream: id,
+            sink: deadLetterSink.name,
+            records: lost.length,
+            reason: error.reason,
+            err: error.message,
+          },
+          'dead-letter sink rejected records; they are dropped',
+        )
+        this.deps.metrics.sinkFailed(deadLetterSink.name, `dropped-${error.reason}`, lost.length)
+      }),
+    )
+    // Lanes of sinks no longer configured for the stream give up their cursors.
+    for (const lane of spooled.cursors.lanes()) if (!laneNames.includes(lane)) spooled.cursors.delete(lane)
+    this.lanes.set(id, lanes)
+    this.laneNames.set(id, laneNames)
+    const state = this.states.get(id)!
+    state.status = stream.config.status === 4 ? 1 : stream.config.status
+    for (const lane of lanes) lane.start()
+  }
+
+  private readonly laneNames = new Map<string, string[]>()
+
+  private newLane(
+    stream: string,
+    lane: string,
+    kind: FrameKind,
+    sink: Sink,
+    deadLetter: (records: SinkRecord[], error: SinkError) => Promise<void>,
+  ): DeliveryLane {
+    return new DeliveryLane({
+      stream,
+      lane,
+      kind,
+      sink,
+      retry: this.config.sinks[sink.name]?.retry ?? DEFAULT_RETRY,
+      spool: this.spoolOf(stream),
+      metrics: this.deps.metrics,
+      logger: this.deps.logger,
+      isPaused: () => this.states.get(stream)?.status === 2,
+      deadLetter,
+      onError: (error) => {
+        if (!error.retriable) this.markError(stream, sink.name, error)
+      },
+      onAdvance: () => this.scheduleGc(stream),
+    })
+  }
+
+  private readonly spooledStreams = new Map<string, StreamSpool>()
+
+  private spoolOf(stream: string): StreamSpool {
+    return this.spooledStreams.get(stream)!
   }
 
   /** The configured sinks plus the implicit default dead-letter file sink when a stream relies on it. */
@@ -56,7 +189,7 @@ export class Gateway {
         maxFileBytes: 100 * 1024 * 1024,
         maxFileAgeMs: 3_600_000,
         fsync: true,
-        retry: { initialMs: 200, maxMs: 30_000, maxAttempts: 0 },
+        retry: DEFAULT_RETRY,
       }
       sinks[DEFAULT_DEAD_LETTER_SINK] = fileDefaults
     }
@@ -71,22 +204,89 @@ export class Gateway {
     return this.sinks.get(stream.config.deadLetter ?? DEFAULT_DEAD_LETTER_SINK)!
   }
 
+  state(stream: string): StreamState | undefined {
+    return this.states.get(stream)
+  }
+
+  /** Running (1) or Paused (2); a restart (Error → Running) also clears the last error. */
+  setStatus(stream: string, status: 1 | 2): void {
+    const state = this.states.get(stream)
+    if (!state) return
+    state.status = status
+    if (status === 1) delete state.lastError
+  }
+
+  private markError(stream: string, sink: string, error: SinkError): void {
+    const state = this.states.get(stream)
+    if (!state) return
+    state.lastError = { sink, reason: error.reason, message: error.message, at: new Date().toISOString() }
+    if (state.status === 1) state.status = 3
+  }
+
   /** Resolves once every accepted and dead-lettered record of the request is safe; else a 503 problem. */
   async accept(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void> {
     // No draining check here: a request that began before SIGTERM is in flight and must finish.
+    if (stream.config.durability === 'none') return this.acceptDirect(stream, outcome)
+    try {
+      await this.spool.append(stream.id, outcome.records, outcome.deadLetters, Date.now())
+    } catch (err) {
+      if (err instanceof SpoolFullError) {
+        this.deps.metrics.spoolRefused(stream.id)
+        throw new ProblemError(
+          503,
+          'spool-full',
+          'Spool full',
+          'the spool is full; records are being delivered, retry shortly',
+          {
+            headers: { 'retry-after': '30' },
+          },
+        )
+      }
+      this.deps.logger.error({ err, stream: stream.id }, 'spool append failed')
+      throw new ProblemError(
+        503,
+        'spool-unavailable',
+        'Spool unavailable',
+        'records could not be stored durably; retry shortly',
+        {
+          headers: { 'retry-after': '10' },
+          cause: err,
+        },
+      )
+    }
+    if (outcome.deadLetters.length > 0)
+      this.deps.metrics.deadLetter(stream.id, 'invalid', outcome.deadLetters.length)
+  }
+
+  /** `durability: none`: answer only once every sink acknowledged (within DIRECT_DELIVERY_TIMEOUT_MS). */
+  private async acceptDirect(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void> {
     const signal = AbortSignal.timeout(DIRECT_DELIVERY_TIMEOUT_MS)
     const work: Promise<void>[] = []
     if (outcome.records.length > 0)
-      for (const name of stream.config.sinks)
-        work.push(this.deliverTo(stream, this.sinks.get(name)!, outcome.records, signal))
+      for (const name of stream.config.sinks) {
+        const sink = this.sinks.get(name)!
+        work.push(
+          deliver(sink, outcome.records, {
+            retry: this.config.sinks[name]?.retry ?? DEFAULT_RETRY,
+            signal,
+            metrics: this.deps.metrics,
+            logger: this.deps.logger,
+            deadLetter: (failed, error) => this.spoolDeadLetters(stream.id, name, failed, error),
+            onError: (error) => {
+              if (!error.retriable) this.markError(stream.id, name, error)
+            },
+          }),
+        )
+      }
+    // Dead letters go through the spool even here: the dead-letter sink must not hold up the answer.
     if (outcome.deadLetters.length > 0)
-      work.push(this.deliverDeadLetters(stream, outcome.deadLetters, signal))
+      work.push(this.spool.appendDeadLetters(stream.id, outcome.deadLetters))
     const results = await Promise.allSettled(work)
     const failed = results.find((r) => r.status === 'rejected')
     if (failed) {
       this.deps.logger.warn(
         { stream: stream.id, err: (failed.reason as Error).message },
-        'delivery did not complete in time',
+        'direct delivery did not complete in time',
       )
       throw new ProblemError(
         503,
@@ -100,62 +300,37 @@ export class Gateway {
       this.deps.metrics.deadLetter(stream.id, 'invalid', outcome.deadLetters.length)
   }
 
-  private async deliverTo(
-    stream: StreamRuntime,
-    sink: Sink,
-    records: SinkRecord[],
-    signal: AbortSignal,
-  ): Promise<void> {
-    await deliver(sink, records, {
-      retry: this.config.sinks[sink.name]!.retry,
-      signal,
-      metrics: this.deps.metrics,
-      logger: this.deps.logger,
-      deadLetter: (failed, error) => this.sinkDeadLetters(stream, sink.name, failed, error, signal),
-    })
-  }
-
-  private async sinkDeadLetters(
-    stream: StreamRuntime,
+  /** Records a sink rejected permanently: wrapped with the reason and spooled for the dead-letter lane. */
+  private async spoolDeadLetters(
+    stream: string,
     sinkName: string,
     records: SinkRecord[],
     error: SinkError,
-    signal: AbortSignal,
   ): Promise<void> {
     const now = Date.now()
     const letters = records.map((r) =>
       deadLetterRecord(
-        stream.id,
+        stream,
         r.payload,
         { reason: error.reason, sink: sinkName, errors: [{ message: error.message }] },
         r.receivedAtMs,
         now,
       ),
     )
-    this.deps.metrics.deadLetter(stream.id, error.reason, letters.length)
-    await this.deliverDeadLetters(stream, letters, signal)
+    await this.spool.appendDeadLetters(stream, letters)
+    this.deps.metrics.deadLetter(stream, error.reason, letters.length)
   }
 
-  private async deliverDeadLetters(
-    stream: StreamRuntime,
-    letters: SinkRecord[],
-    signal: AbortSignal,
-  ): Promise<void> {
-    const sink = this.deadLetterSinkOf(stream)
-    const sinkConfig = this.config.sinks[sink.name]
-    await deliver(sink, letters, {
-      retry: sinkConfig?.retry ?? { initialMs: 200, maxMs: 30_000, maxAttempts: 0 },
-      signal,
-      metrics: this.deps.metrics,
-      logger: this.deps.logger,
-      deadLetter: async (lost, error) => {
-        // The dead-letter sink itself refused them: nowhere left to put them. Log loudly (no payloads).
-        this.deps.logger.error(
-          { stream: stream.id, sink: sink.name, records: lost.length, err: error.message },
-          'dead-letter sink rejected records',
-        )
-      },
-    })
+  /** Deletes fully consumed segments, at most once a second per stream. */
+  private scheduleGc(stream: string): void {
+    if (this.gcScheduled.has(stream)) return
+    this.gcScheduled.add(stream)
+    setTimeout(() => {
+      this.gcScheduled.delete(stream)
+      this.spool.collect(stream, this.laneNames.get(stream) ?? []).catch((err: unknown) => {
+        this.deps.logger.warn({ err, stream }, 'spool segment cleanup failed')
+      })
+    }, 1000).unref()
   }
 
   /** Stop accepting: readyz answers 503 and new ingest requests get 503 with Retry-After. */
@@ -163,11 +338,14 @@ export class Gateway {
     this.draining = true
   }
 
-  async close(): Promise<void> {
+  /** Stops lanes (deliveries in progress may finish within `graceMs`), closes sinks, closes the spool. */
+  async close(graceMs = 10_000): Promise<void> {
     this.draining = true
+    await Promise.all([...this.lanes.values()].flat().map((lane) => lane.stop(graceMs)))
     const results = await Promise.allSettled([...this.sinks.values()].map((s) => s.close()))
     for (const r of results)
       if (r.status === 'rejected')
         this.deps.logger.error({ err: (r.reason as Error).message }, 'sink close failed')
+    await this.spool.close()
   }
 }

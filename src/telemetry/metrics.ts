@@ -1,5 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
+export interface SpoolFigures {
+  bytes: number
+  lanes: { stream: string; sink: string; lag: number }[]
+}
+
 /**
  * Every metric of the gateway, behind named functions so that counting happens in one place. One Metrics
  * per process (tests make their own, so registries never collide). Label values are stream and sink names
@@ -93,16 +98,45 @@ export class Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers: [this.registry],
   })
-  /** Gauges whose value is read at scrape time (spool bytes, lag per sink); set by their owners. */
-  readonly spoolBytes = new Gauge({
+  /** Read at scrape time from the spool (see `observeSpool`). */
+  private spoolProvider: (() => SpoolFigures) | undefined
+  private readonly spoolBytes = new Gauge({
     name: 'streamgate_spool_bytes',
-    help: 'Bytes in the spool.',
+    help: 'Bytes in the spool (all streams).',
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.spoolProvider?.()
+      if (figures) this.spoolBytes.set(figures.bytes)
+    },
+  })
+  private readonly laneLag = new Gauge({
+    name: 'streamgate_sink_lag_records',
+    help: 'Records in the spool not yet delivered, per stream and sink (lane).',
+    labelNames: ['stream', 'sink'],
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.spoolProvider?.()
+      if (!figures) return
+      this.laneLag.reset()
+      for (const l of figures.lanes) this.laneLag.set({ stream: l.stream, sink: l.sink }, l.lag)
+    },
+  })
+  private readonly corruptFrames = new Counter({
+    name: 'streamgate_spool_corrupt_frames_total',
+    help: 'Spool frames skipped at recovery or read because their checksum failed.',
+    labelNames: ['stream'],
     registers: [this.registry],
   })
-  readonly sinkLagRecords = new Gauge({
-    name: 'streamgate_sink_lag_records',
-    help: 'Records in the spool not yet delivered by the sink.',
-    labelNames: ['sink'],
+  private readonly truncatedBytes = new Counter({
+    name: 'streamgate_spool_truncated_bytes_total',
+    help: 'Bytes cut from a torn spool tail at recovery.',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  })
+  private readonly spoolFull = new Counter({
+    name: 'streamgate_spool_full_total',
+    help: 'Ingest requests refused because the spool was full.',
+    labelNames: ['stream'],
     registers: [this.registry],
   })
   readonly sinkUp = new Gauge({
@@ -164,6 +198,19 @@ export class Metrics {
 
   deadLetter(stream: string, reason: string, records: number): void {
     if (records) this.deadLettered.inc({ stream, reason }, records)
+  }
+
+  observeSpool(provider: () => SpoolFigures): void {
+    this.spoolProvider = provider
+  }
+
+  spoolRecovered(stream: string, corruptFrames: number, truncatedBytes: number): void {
+    if (corruptFrames) this.corruptFrames.inc({ stream }, corruptFrames)
+    if (truncatedBytes) this.truncatedBytes.inc({ stream }, truncatedBytes)
+  }
+
+  spoolRefused(stream: string): void {
+    this.spoolFull.inc({ stream })
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto'
 import { gzipSync, brotliCompressSync, deflateSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { fixture, readNdjsonLines, startGateway, type TestGateway } from '../support/gateway.js'
+import { fixture, readNdjsonLines, startGateway, waitFor, type TestGateway } from '../support/gateway.js'
 import { send } from '../support/http.js'
 
 // Every row of SPEC section 2's status table, over a real loopback socket, plus the bad inputs that must
@@ -13,12 +13,19 @@ const auth = { ...json, 'x-emnify-token': TOKEN }
 
 let gw: TestGateway
 const out = (): string[] => readNdjsonLines(`${gw.dir}/out`)
+/** Delivery is asynchronous (spool → lane → sink): poll until the line arrives. */
+const delivered = (line: string): Promise<true> =>
+  waitFor(() => out().includes(line), 10_000, `delivery of ${line.slice(0, 60)}`)
 
 beforeAll(async () => {
   gw = await startGateway(
     {
       server: { maxBodyBytes: 64 * 1024 },
-      sinks: { out: { type: 'file', dir: '{dir}/out' }, dl: { type: 'file', dir: '{dir}/dl' } },
+      sinks: {
+        out: { type: 'file', dir: '{dir}/out' },
+        strictOut: { type: 'file', dir: '{dir}/strict' },
+        dl: { type: 'file', dir: '{dir}/dl' },
+      },
       streams: {
         events: {
           source: 'emnify',
@@ -28,7 +35,7 @@ beforeAll(async () => {
           deadLetter: 'dl',
           sinks: ['out'],
         },
-        strict: { source: 'emnify', recordType: 'event', validation: 'reject', sinks: ['out'] },
+        strict: { source: 'emnify', recordType: 'event', validation: 'reject', sinks: ['strictOut'] },
         lines: { source: 'ndjson', sinks: ['out'] },
         anyjson: { source: 'json', sinks: ['out'] },
         signed: {
@@ -57,8 +64,8 @@ describe('ingest status contract', () => {
     const res = await send(`${gw.url}/ingest/events`, { headers: auth, body })
     expect(res.status).toBe(200)
     expect(res.json()).toEqual({ accepted: 2, rejected: 0, filtered: 0, duplicates: 0 })
-    expect(out()).toContain(event('9007199254740993'))
-    expect(out()).toContain(event(2))
+    await delivered(event('9007199254740993'))
+    await delivered(event(2))
   })
 
   it('accepts a single object and the documented bulk sample', async () => {
@@ -202,24 +209,23 @@ describe('ingest status contract', () => {
       body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"bom":1}')]),
     })
     expect(res.status).toBe(200)
-    expect(out()).toContain('{"bom":1}')
+    await delivered('{"bom":1}')
   })
 
   it('survives a 10,000-deep nested array and __proto__ keys', async () => {
     const deep = '['.repeat(10_000) + ']'.repeat(10_000)
     const res = await send(`${gw.url}/ingest/anyjson`, { body: `[${deep}]` })
     expect(res.status).toBe(200)
-    expect(out()).toContain(deep)
+    await delivered(deep)
     const proto = '{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}'
     const res2 = await send(`${gw.url}/ingest/anyjson`, { body: proto })
     expect(res2.status).toBe(200)
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
-    expect(out()).toContain(proto)
+    await delivered(proto)
     expect((await send(`${gw.url}/healthz`, { method: 'GET' })).status).toBe(200)
   })
 
   it('422 with per-record errors under validation: reject, and nothing delivered', async () => {
-    const before = out().length
     const body = `[${event(10)},{"timestamp":"x","event_type":{"id":1}},${event(11)},{"id":12,"timestamp":"2021-10-27T08:40:10Z","event_type":"nope"}]`
     const res = await send(`${gw.url}/ingest/strict`, { headers: json, body })
     expect(res.status).toBe(422)
@@ -228,13 +234,23 @@ describe('ingest status contract', () => {
       expect.objectContaining({ index: 1, pointer: '/id' }),
       expect.objectContaining({ index: 3, pointer: '/event_type' }),
     ])
-    expect(out().length).toBe(before)
+    // A later valid request to the same stream is the barrier: once it is delivered, nothing of the
+    // rejected one can still be on its way.
+    const barrier = event(13)
+    expect((await send(`${gw.url}/ingest/strict`, { headers: json, body: barrier })).status).toBe(200)
+    await waitFor(() => readNdjsonLines(`${gw.dir}/strict`).includes(barrier), 10_000, 'the barrier record')
+    expect(readNdjsonLines(`${gw.dir}/strict`)).toEqual([barrier])
   })
 
   it('dead-letters invalid records (default policy) with the reason and the raw bytes', async () => {
     const bad = '{"id":77,"timestamp":"2021-10-27T08:40:10Z"}'
     const res = await send(`${gw.url}/ingest/events`, { headers: auth, body: `[${event(76)},${bad}]` })
     expect(res.json()).toEqual({ accepted: 1, rejected: 1, filtered: 0, duplicates: 0 })
+    await waitFor(
+      () => readNdjsonLines(`${gw.dir}/dl`).some((l) => (JSON.parse(l) as { raw: string }).raw === bad),
+      10_000,
+      'the dead letter',
+    )
     const letters = readNdjsonLines(`${gw.dir}/dl`).map(
       (l) => JSON.parse(l) as { raw: string; reason: string; errors: { pointer: string }[] },
     )

@@ -1,0 +1,213 @@
+import type { RetryConfig } from '../config/types.js'
+import type { SinkError } from '../errors.js'
+import { backoffDelay, sleep } from '../retry.js'
+import type { SinkRecord } from '../records/record.js'
+import type { Sink } from '../sinks/sink.js'
+import { FrameKind, type Frame } from '../spool/format.js'
+import type { StreamSpool } from '../spool/spool.js'
+import type { LogReader, Position } from '../spool/stream-log.js'
+import type { Logger } from '../telemetry/logger.js'
+import type { Metrics } from '../telemetry/metrics.js'
+import { deliver } from './delivery.js'
+
+// A delivery lane: one sink of one stream (or the stream's dead-letter sink), reading the stream's spool
+// log from its own cursor. Lanes never wait for each other, so a slow or dead sink only grows its own lag
+// (until the spool's maxBytes). A batch is cut when the sink's maxBatchRecords/maxBatchBytes is reached,
+// or lingerMs after its first record (the S3 sink's object roll-over by age is this linger). The cursor
+// moves only after every record of the batch was delivered or handed to the dead-letter lane durably.
+
+export interface LaneOptions {
+  stream: string
+  lane: string
+  kind: FrameKind
+  sink: Sink
+  retry: RetryConfig
+  spool: StreamSpool
+  metrics: Metrics
+  logger: Logger
+  isPaused(): boolean
+  /** Takes records the sink rejected permanently; resolves once they are safe (spooled as dead letters). */
+  deadLetter(records: SinkRecord[], error: SinkError): Promise<void>
+  onError?(error: SinkError): void
+  onDelivered?(records: number): void
+  /** Called after the cursor moved (segment garbage collection). */
+  onAdvance?(): void
+}
+
+interface Batch {
+  records: SinkRecord[]
+  end: Position
+}
+
+export class DeliveryLane {
+  private readonly stopSignal = new AbortController()
+  /** Aborts an in-flight delivery (shutdown timeout). */
+  private readonly hardStop = new AbortController()
+  private running: Promise<void> | undefined
+  private position: Position
+  private carry: { frame: Frame; next: number } | undefined
+  private reader: LogReader
+  lastError: { message: string; reason: string; at: string } | undefined
+  delivered = 0
+
+  constructor(private readonly o: LaneOptions) {
+    const { log, cursors } = o.spool
+    let start = cursors.get(o.lane)
+    if (!start || start.seq > log.nextSeq || start.seq < log.firstSeq) {
+      // A new lane starts at the end for a sink added to a running stream; with no cursor at all on a
+      // fresh log (first start), at the beginning. A cursor outside the log (spool wiped) is reset.
+      if (start && (start.seq > log.nextSeq || start.seq < log.firstSeq))
+        o.logger.warn(
+          { stream: o.stream, lane: o.lane, cursor: start, first: log.firstSeq, next: log.nextSeq },
+          'lane cursor outside the log; reset',
+        )
+      const fromStart = cursors.loadedEmpty || (start !== undefined && start.seq < log.firstSeq)
+      start = { seq: fromStart ? log.firstSeq : log.nextSeq, index: 0 }
+      cursors.set(o.lane, start)
+    }
+    this.position = start
+    this.reader = log.reader(start)
+  }
+
+  get sinkName(): string {
+    return this.o.sink.name
+  }
+
+  get laneName(): string {
+    return this.o.lane
+  }
+
+  get lag(): number {
+    return this.o.spool.log.lag(this.o.kind, this.position)
+  }
+
+  get at(): Position {
+    return { ...this.position }
+  }
+
+  start(): void {
+    this.running ??= this.run().catch((err: unknown) => {
+      this.o.logger.error(
+        { err, stream: this.o.stream, lane: this.o.lane },
+        'delivery lane stopped unexpectedly',
+      )
+    })
+  }
+
+  /** Stops taking new batches; a delivery in progress may finish within `graceMs`, then is aborted. */
+  async stop(graceMs: number): Promise<void> {
+    this.stopSignal.abort(new Error('lane stopping'))
+    if (this.running) {
+      const timer = setTimeout(() => this.hardStop.abort(new Error('shutdown timeout')), graceMs)
+      await this.running
+      clearTimeout(timer)
+    }
+    await this.reader.close()
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0
+    while (!this.stopSignal.signal.aborted) {
+      if (this.o.isPaused()) {
+        await sleep(250, this.stopSignal.signal).catch(() => undefined)
+        continue
+      }
+      const batch = await this.collect()
+      if (!batch) continue
+      if (batch.records.length > 0) {
+        try {
+          await deliver(this.o.sink, batch.records, {
+            retry: this.o.retry,
+            signal: this.hardStop.signal,
+            metrics: this.o.metrics,
+            logger: this.o.logger,
+            deadLetter: (records, error) => this.o.deadLetter(records, error),
+            onError: (error) => {
+              this.lastError = { message: error.message, reason: error.reason, at: new Date().toISOString() }
+              this.o.onError?.(error)
+            },
+            onDelivered: (n) => {
+              this.delivered += n
+              this.o.onDelivered?.(n)
+            },
+          })
+          failures = 0
+        } catch (err) {
+          if (this.hardStop.signal.aborted) return
+          // Not a sink failure (deliver retries those): the dead-letter hand-off itself failed (disk?).
+          // Start over from the cursor after a pause; the batch is delivered again (at least once).
+          failures++
+          this.o.logger.error(
+            { err, stream: this.o.stream, lane: this.o.lane },
+            'delivery failed; retrying from the cursor',
+          )
+          await this.rewind()
+          await sleep(backoffDelay(failures, this.o.retry), this.stopSignal.signal).catch(() => undefined)
+          continue
+        }
+      }
+      this.position = batch.end
+      this.reader.advance(batch.end)
+      this.o.spool.cursors.set(this.o.lane, batch.end)
+      this.o.onAdvance?.()
+    }
+  }
+
+  private async rewind(): Promise<void> {
+    await this.reader.close()
+    this.carry = undefined
+    this.reader = this.o.spool.log.reader(this.position)
+  }
+
+  /** Gathers the next batch; undefined when stopped or paused before anything was gathered. */
+  private async collect(): Promise<Batch | undefined> {
+    const { maxBatchRecords, maxBatchBytes, lingerMs } = this.o.sink.limits
+    const records: SinkRecord[] = []
+    let bytes = 0
+    let end = this.position
+    let firstAt = 0
+    for (;;) {
+      if (!this.carry) {
+        const next = await this.reader.next()
+        if (next) this.carry = { frame: next.frame, next: next.skip }
+      }
+      if (this.carry) {
+        const { frame } = this.carry
+        if (frame.kind !== this.o.kind) {
+          this.carry = undefined
+          end = { seq: frame.seq + 1, index: 0 }
+          continue
+        }
+        while (this.carry.next < frame.records.length) {
+          const record = frame.records[this.carry.next]!
+          if (
+            records.length > 0 &&
+            (records.length >= maxBatchRecords || bytes + record.payload.length > maxBatchBytes)
+          )
+            return { records, end }
+          if (records.length === 0) firstAt = performance.now()
+          records.push(record)
+          bytes += record.payload.length
+          this.carry.next++
+          end = { seq: frame.seq, index: this.carry.next }
+        }
+        this.carry = undefined
+        end = { seq: frame.seq + 1, index: 0 }
+        if (records.length >= maxBatchRecords || bytes >= maxBatchBytes) return { records, end }
+        continue
+      }
+      // Nothing more written yet.
+      if (records.length === 0) {
+        if (end.seq !== this.position.seq || end.index !== this.position.index) return { records, end } // skipped frames
+        await this.o.spool.log.waitForAppend(this.stopSignal.signal)
+        if (this.stopSignal.signal.aborted) return undefined
+        continue
+      }
+      const remaining = lingerMs - (performance.now() - firstAt)
+      if (remaining <= 0 || this.stopSignal.signal.aborted) return { records, end }
+      await this.o.spool.log.waitForAppend(
+        AbortSignal.any([this.stopSignal.signal, AbortSignal.timeout(remaining)]),
+      )
+    }
+  }
+}

@@ -1,0 +1,162 @@
+import { crc32 } from 'node:zlib'
+import type { SinkRecord } from '../records/record.js'
+
+// The spool's on-disk format.
+//
+// The spool is one log per stream: <spool.dir>/streams/<stream-id>/ holds segment files named by the
+// sequence number of their first frame (`00000000000000000001.seg`, 20 digits, so names sort by number)
+// and `cursors.json` (every lane's position). A segment is a sequence of frames; one frame is one ingest
+// request's records (or one batch of dead letters), written with a single write and fsync'd before the
+// request is answered (group commit: one fsync covers every frame queued meanwhile).
+//
+// Frame (all integers little-endian):
+//
+//   offset size  field
+//   0      4     bodyLength   u32, bytes of body
+//   4      4     crc          u32, CRC-32 (zlib) of body
+//   8      n     body:
+//                  0   1  version      u8 = 1
+//                  1   1  kind         u8: 1 = records for the stream's sinks, 2 = dead letters
+//                  2   8  seq          u64, frame sequence number, +1 per frame within the stream log
+//                  10  8  receivedAtMs u64, when streamgate accepted the records
+//                  18  4  count        u32, number of records
+//                  22  …  records, each:
+//                         4  payloadLength u32, then the payload bytes (exactly as the vendor sent them)
+//                         2  idLength      u16 (0xffff = no id), then the id text (UTF-8)
+//                         4  fieldsLength  u32 (0 = none), then the fields as JSON (Azion text records)
+//
+// Recovery reads every frame and checks its length and CRC. A frame that runs past the end of the last
+// segment, or fails its CRC with nothing valid after it, is a torn tail (a write cut short by a crash):
+// the file is truncated there. A frame that fails its CRC but is followed by valid frames is corrupt: it
+// is skipped and counted (its records cannot be trusted), and recovery goes on.
+
+export const FRAME_HEADER_BYTES = 8
+const BODY_FIXED_BYTES = 22
+export const FORMAT_VERSION = 1
+const NO_ID = 0xffff
+
+export const enum FrameKind {
+  Records = 1,
+  DeadLetters = 2,
+}
+
+export interface Frame {
+  kind: FrameKind
+  seq: number
+  receivedAtMs: number
+  records: SinkRecord[]
+}
+
+/** Encodes a frame (header + body). `stream` is not stored: a log belongs to one stream. */
+export function encodeFrame(
+  kind: FrameKind,
+  seq: number,
+  receivedAtMs: number,
+  records: readonly SinkRecord[],
+): Buffer {
+  let size = BODY_FIXED_BYTES
+  const ids: (Buffer | undefined)[] = new Array<Buffer | undefined>(records.length)
+  const fields: (Buffer | undefined)[] = new Array<Buffer | undefined>(records.length)
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!
+    const id = r.id !== undefined ? Buffer.from(r.id) : undefined
+    if (id && id.length >= NO_ID) throw new RangeError('record id longer than 65534 bytes')
+    const f = r.fields ? Buffer.from(JSON.stringify(r.fields)) : undefined
+    ids[i] = id
+    fields[i] = f
+    size += 4 + r.payload.length + 2 + (id?.length ?? 0) + 4 + (f?.length ?? 0)
+  }
+  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + size)
+  let o = FRAME_HEADER_BYTES
+  frame.writeUInt8(FORMAT_VERSION, o)
+  frame.writeUInt8(kind, o + 1)
+  frame.writeBigUInt64LE(BigInt(seq), o + 2)
+  frame.writeBigUInt64LE(BigInt(receivedAtMs), o + 10)
+  frame.writeUInt32LE(records.length, o + 18)
+  o += BODY_FIXED_BYTES
+  for (let i = 0; i < records.length; i++) {
+    const payload = records[i]!.payload
+    frame.writeUInt32LE(payload.length, o)
+    payload.copy(frame, o + 4)
+    o += 4 + payload.length
+    const id = ids[i]
+    frame.writeUInt16LE(id ? id.length : NO_ID, o)
+    o += 2
+    if (id) o += id.copy(frame, o)
+    const f = fields[i]
+    frame.writeUInt32LE(f ? f.length : 0, o)
+    o += 4
+    if (f) o += f.copy(frame, o)
+  }
+  frame.writeUInt32LE(size, 0)
+  frame.writeUInt32LE(crc32(frame.subarray(FRAME_HEADER_BYTES)), 4)
+  return frame
+}
+
+export type FrameCheck =
+  { ok: true; length: number } | { ok: false; reason: 'short' | 'crc' | 'version'; length?: number }
+
+/** Checks the frame starting at `buf[offset]` without decoding its records. */
+export function checkFrame(buf: Buffer, offset: number, end: number): FrameCheck {
+  if (end - offset < FRAME_HEADER_BYTES) return { ok: false, reason: 'short' }
+  const bodyLength = buf.readUInt32LE(offset)
+  const length = FRAME_HEADER_BYTES + bodyLength
+  if (bodyLength < BODY_FIXED_BYTES || end - offset < length) return { ok: false, reason: 'short', length }
+  const body = buf.subarray(offset + FRAME_HEADER_BYTES, offset + length)
+  if (crc32(body) !== buf.readUInt32LE(offset + 4)) return { ok: false, reason: 'crc', length }
+  if (body[0] !== FORMAT_VERSION) return { ok: false, reason: 'version', length }
+  return { ok: true, length }
+}
+
+/** Frame seq of a checked frame. */
+export function frameSeq(buf: Buffer, offset: number): number {
+  return Number(buf.readBigUInt64LE(offset + FRAME_HEADER_BYTES + 2))
+}
+
+export function frameKind(buf: Buffer, offset: number): FrameKind {
+  return buf.readUInt8(offset + FRAME_HEADER_BYTES + 1)
+}
+
+export function frameCount(buf: Buffer, offset: number): number {
+  return buf.readUInt32LE(offset + FRAME_HEADER_BYTES + 18)
+}
+
+/**
+ * Decodes a checked frame. Payloads are views into `buf` (no copy): callers must not reuse `buf`.
+ */
+export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame {
+  let o = offset + FRAME_HEADER_BYTES
+  const kind = buf.readUInt8(o + 1) as FrameKind
+  const seq = Number(buf.readBigUInt64LE(o + 2))
+  const receivedAtMs = Number(buf.readBigUInt64LE(o + 10))
+  const count = buf.readUInt32LE(o + 18)
+  o += BODY_FIXED_BYTES
+  const records: SinkRecord[] = new Array<SinkRecord>(count)
+  for (let i = 0; i < count; i++) {
+    const payloadLength = buf.readUInt32LE(o)
+    const payload = buf.subarray(o + 4, o + 4 + payloadLength)
+    o += 4 + payloadLength
+    const idLength = buf.readUInt16LE(o)
+    o += 2
+    let id: string | undefined
+    if (idLength !== NO_ID) {
+      id = buf.toString('utf8', o, o + idLength)
+      o += idLength
+    }
+    const fieldsLength = buf.readUInt32LE(o)
+    o += 4
+    let fields: Record<string, string> | undefined
+    if (fieldsLength > 0) {
+      fields = JSON.parse(buf.toString('utf8', o, o + fieldsLength)) as Record<string, string>
+      o += fieldsLength
+    }
+    records[i] = {
+      stream,
+      payload,
+      receivedAtMs,
+      ...(id !== undefined ? { id } : {}),
+      ...(fields !== undefined ? { fields } : {}),
+    }
+  }
+  return { kind, seq, receivedAtMs, records }
+}

@@ -1,0 +1,512 @@
+import {
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  stat,
+  truncate,
+  unlink,
+  writeFile,
+  type FileHandle,
+} from 'node:fs/promises'
+import { join } from 'node:path'
+import type { SinkRecord } from '../records/record.js'
+import {
+  checkFrame,
+  decodeFrame,
+  encodeFrame,
+  FRAME_HEADER_BYTES,
+  frameCount,
+  frameKind,
+  frameSeq,
+  type Frame,
+  type FrameKind,
+} from './format.js'
+import { FrameIndex } from './frame-index.js'
+
+// One stream's append-only log of segment files (format in ./format.ts). Appends are group-committed:
+// frames queued while a write is in progress go out together in the next writev + fdatasync, and each
+// append resolves only after that (fsync: "always"). Readers follow the log from a position and wait
+// for new frames; they only ever see frames whose write completed.
+
+export interface Position {
+  /** Sequence number of the next frame to consume. */
+  seq: number
+  /** Records of that frame already consumed. */
+  index: number
+}
+
+export interface LogOptions {
+  segmentBytes: number
+  /** "always": fsync before an append resolves; a number: fsync at most every N ms (appends resolve after write). */
+  fsync: 'always' | number
+}
+
+export interface RecoveryReport {
+  segments: number
+  frames: number
+  records: number
+  /** Frames skipped because their checksum failed (their records are lost; counted and reported). */
+  corruptFrames: number
+  /** Bytes cut from the end of the log: a frame whose write was interrupted by a crash. */
+  truncatedBytes: number
+}
+
+interface Segment {
+  firstSeq: number
+  path: string
+  /** Bytes written (readers never read past this). */
+  bytes: number
+}
+
+interface PendingAppend {
+  frame: Buffer
+  resolve: () => void
+  reject: (err: unknown) => void
+}
+
+const SEGMENT_SUFFIX = '.seg'
+const segmentName = (firstSeq: number): string => `${String(firstSeq).padStart(20, '0')}${SEGMENT_SUFFIX}`
+
+export class StreamLog {
+  private readonly segments: Segment[] = []
+  private active: FileHandle | undefined
+  private nextSeqValue = 1
+  private queue: PendingAppend[] = []
+  private writing: Promise<void> | undefined
+  private waiters: (() => void)[] = []
+  private fsyncTimer: NodeJS.Timeout | undefined
+  private dirty = false
+  private closed = false
+  recovery: RecoveryReport = { segments: 0, frames: 0, records: 0, corruptFrames: 0, truncatedBytes: 0 }
+  readonly index = new FrameIndex()
+
+  private constructor(
+    readonly dir: string,
+    readonly stream: string,
+    private readonly options: LogOptions,
+  ) {}
+
+  /** Opens (creating if needed) and recovers the log in `dir`. */
+  static async open(dir: string, stream: string, options: LogOptions): Promise<StreamLog> {
+    const log = new StreamLog(dir, stream, options)
+    await mkdir(dir, { recursive: true })
+    await log.recover()
+    if (typeof options.fsync === 'number') {
+      log.fsyncTimer = setInterval(() => {
+        void log.flushInterval()
+      }, options.fsync)
+      log.fsyncTimer.unref()
+    }
+    return log
+  }
+
+  get nextSeq(): number {
+    return this.nextSeqValue
+  }
+
+  get firstSeq(): number {
+    return this.segments[0]?.firstSeq ?? this.nextSeqValue
+  }
+
+  /** Bytes on disk plus bytes queued for writing. */
+  get bytes(): number {
+    let total = this.queuedBytes
+    for (const s of this.segments) total += s.bytes
+    return total
+  }
+
+  private queuedBytes = 0
+
+  get segmentCount(): number {
+    return this.segments.length
+  }
+
+  /** Appends one frame; resolves once it is written (and fsync'd when fsync is "always"). */
+  append(kind: FrameKind, records: readonly SinkRecord[], receivedAtMs: number): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`spool log of stream ${this.stream} is closed`))
+    // The seq is assigned now, in queue order, which is also the order frames reach the file.
+    const seq = this.nextSeqValue++
+    const frame = encodeFrame(kind, seq, receivedAtMs, records)
+    this.index.push(seq, kind, records.length)
+    this.queuedBytes += frame.length
+    return new Promise<void>((resolve, reject) => {
+      this.queue.push({ frame, resolve, reject })
+      this.writing ??= this.writeLoop()
+    })
+  }
+
+  /** Size a frame of these records will take on disk. */
+  static frameBytes(records: readonly SinkRecord[]): number {
+    let size = FRAME_HEADER_BYTES + 22
+    for (const r of records) size += 10 + r.payload.length + (r.id?.length ?? 0) * 3 + (r.fields ? 64 : 0)
+    return size
+  }
+
+  private async writeLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue
+        this.queue = []
+        try {
+          const segment = await this.activeSegment(frameSeq(batch[0]!.frame, 0))
+          const buffers = batch.map((p) => p.frame)
+          let total = 0
+          for (const b of buffers) total += b.length
+          // writev of up to 1024 buffers per call; short writes are completed.
+          for (let i = 0; i < buffers.length; i += 1024) {
+            const slice = buffers.slice(i, i + 1024)
+            let expected = 0
+            for (const b of slice) expected += b.length
+            let { bytesWritten } = await this.active!.writev(slice)
+            while (bytesWritten < expected) {
+              const rest = Buffer.concat(slice).subarray(bytesWritten)
+              bytesWritten += (await this.active!.write(rest)).bytesWritten
+            }
+          }
+          if (this.options.fsync === 'always') await this.active!.datasync()
+          else this.dirty = true
+          segment.bytes += total
+          this.queuedBytes -= total
+          for (const p of batch) p.resolve()
+          this.notify()
+          if (segment.bytes >= this.options.segmentBytes) await this.rollSegment()
+        } catch (err) {
+          // The file may now end in a partial frame; recovery truncates it at the next start. Stop using
+          // this segment so that later frames never follow garbage.
+          await this.abandonActive()
+          for (const p of batch) {
+            this.queuedBytes -= p.frame.length
+            p.reject(err)
+          }
+        }
+      }
+    } finally {
+      this.writing = undefined
+    }
+  }
+
+  private async flushInterval(): Promise<void> {
+    if (!this.dirty || !this.active || this.writing) return
+    this.dirty = false
+    await this.active.datasync().catch(() => {
+      this.dirty = true
+    })
+  }
+
+  /** The segment being appended to; a new one is named after the first frame it will hold. */
+  private async activeSegment(firstSeq: number): Promise<Segment> {
+    const last = this.segments.at(-1)
+    if (this.active && last) return last
+    const segment: Segment = { firstSeq, path: join(this.dir, segmentName(firstSeq)), bytes: 0 }
+    this.active = await open(segment.path, 'a')
+    await syncDir(this.dir)
+    this.segments.push(segment)
+    return segment
+  }
+
+  private async rollSegment(): Promise<void> {
+    const handle = this.active
+    this.active = undefined
+    if (handle) {
+      await handle.datasync()
+      await handle.close()
+    }
+  }
+
+  private async abandonActive(): Promise<void> {
+    const handle = this.active
+    this.active = undefined
+    await handle?.close().catch(() => undefined)
+  }
+
+  private notify(): void {
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w()
+  }
+
+  /** Resolves when a frame is appended (or the signal aborts). */
+  waitForAppend(signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      if (signal.aborted) {
+        resolve()
+        return
+      }
+      const done = (): void => {
+        signal.removeEventListener('abort', done)
+        resolve()
+      }
+      this.waiters.push(done)
+      signal.addEventListener('abort', done, { once: true })
+    })
+  }
+
+  reader(from: Position): LogReader {
+    return new LogReader(this, from)
+  }
+
+  /** @internal for LogReader */
+  segmentFor(seq: number): { segment: Segment; index: number } | undefined {
+    let found: number | undefined
+    for (let i = 0; i < this.segments.length; i++) if (this.segments[i]!.firstSeq <= seq) found = i
+    if (found === undefined) return this.segments[0] ? { segment: this.segments[0], index: 0 } : undefined
+    return { segment: this.segments[found]!, index: found }
+  }
+
+  /** @internal for LogReader */
+  segmentAt(index: number): Segment | undefined {
+    return this.segments[index]
+  }
+
+  /** @internal for LogReader */
+  segmentIndexOf(segment: Segment): number {
+    return this.segments.indexOf(segment)
+  }
+
+  /** Records of `kind` after `position` (a lane's lag). */
+  lag(kind: FrameKind, position: Position): number {
+    const pending = this.index.total(kind) - this.index.before(kind, position.seq)
+    return Math.max(0, pending - (this.index.countAt(kind, position.seq) > 0 ? position.index : 0))
+  }
+
+  /** Deletes whole segments whose frames are all before `seq` (every lane has consumed them). */
+  async deleteBefore(seq: number): Promise<number> {
+    let freed = 0
+    // Never the active (last) segment.
+    while (this.segments.length > 1 && this.segments[1]!.firstSeq <= seq) {
+      const segment = this.segments.shift()!
+      freed += segment.bytes
+      this.index.dropBefore(this.segments[0]!.firstSeq)
+      await unlink(segment.path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err
+      })
+    }
+    return freed
+  }
+
+  /** Test hook: drops everything as a crash would (no fsync, no more writes), leaving files as they are. */
+  async abandon(): Promise<void> {
+    this.closed = true
+    clearInterval(this.fsyncTimer)
+    while (this.writing) await this.writing.catch(() => undefined)
+    await this.active?.close().catch(() => undefined)
+    this.active = undefined
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    clearInterval(this.fsyncTimer)
+    while (this.writing) await this.writing
+    if (this.active) {
+      await this.active.datasync()
+      await this.active.close()
+      this.active = undefined
+    }
+    this.notify()
+  }
+
+  private async recover(): Promise<void> {
+    const names = (await readdir(this.dir)).filter((n) => n.endsWith(SEGMENT_SUFFIX)).sort()
+    const report = this.recovery
+    let expectedSeq: number | undefined
+    for (let i = 0; i < names.length; i++) {
+      const path = join(this.dir, names[i]!)
+      const firstSeq = Number(names[i]!.slice(0, -SEGMENT_SUFFIX.length))
+      const buf = await readFile(path)
+      const last = i === names.length - 1
+      let offset = 0
+      let validEnd = 0
+      while (offset < buf.length) {
+        const check = checkFrame(buf, offset, buf.length)
+        if (check.ok) {
+          const seq = frameSeq(buf, offset)
+          const count = frameCount(buf, offset)
+          report.frames++
+          report.records += count
+          this.index.push(seq, frameKind(buf, offset), count)
+          expectedSeq = seq + 1
+          offset += check.length
+          validEnd = offset
+          continue
+        }
+        // A bad frame: corrupt in the middle (a valid frame follows) or a torn tail (nothing valid follows).
+        const next = check.length !== undefined ? offset + check.length : undefined
+        if (next !== undefined && next < buf.length && checkFrame(buf, next, buf.length).ok) {
+          report.corruptFrames++
+          offset = next
+          validEnd = offset
+          continue
+        }
+        break
+      }
+      if (validEnd < buf.length) {
+        report.truncatedBytes += buf.length - validEnd
+        if (!last) report.corruptFrames++
+        await truncate(path, validEnd)
+      }
+      if (validEnd === 0) {
+        // Nothing valid in it (a crash right after it was created): remove it; appends start a fresh one.
+        await unlink(path)
+        expectedSeq ??= firstSeq
+        continue
+      }
+      this.segments.push({ firstSeq, path, bytes: validEnd })
+      report.segments++
+    }
+    if (report.truncatedBytes > 0) await syncDir(this.dir)
+    this.nextSeqValue = expectedSeq ?? 1
+    // Appends go to a fresh segment after a restart (`active` is unset): the old last segment is never
+    // appended to again, so a crash can only ever tear the segment that was being written.
+  }
+}
+
+/** Reads frames in order from a position; payloads of returned records are private copies. */
+export class LogReader {
+  private segment: Segment | undefined
+  private segmentIndex = -1
+  private handle: FileHandle | undefined
+  private offset = 0
+  private positioned = false
+  /** Read-ahead buffer: file bytes [bufferStart, bufferStart + buffer.length). */
+  private buffer = Buffer.alloc(0)
+  private bufferStart = 0
+  corruptFrames = 0
+
+  constructor(
+    private readonly log: StreamLog,
+    private position: Position,
+  ) {}
+
+  get at(): Position {
+    return { ...this.position }
+  }
+
+  /**
+   * The next frame at or after the position (with `skip` = records of it already consumed), or
+   * undefined when the reader is at the end of what has been written.
+   */
+  async next(): Promise<{ frame: Frame; skip: number } | undefined> {
+    if (!this.positioned && !(await this.seek())) return undefined
+    for (;;) {
+      const segment = this.segment!
+      if (this.offset >= segment.bytes) {
+        // End of this segment: move to the next one if it exists.
+        const nextSegment = this.log.segmentAt(this.log.segmentIndexOf(segment) + 1)
+        if (!nextSegment) return undefined
+        await this.openSegment(nextSegment)
+        continue
+      }
+      const frameBuf = await this.readFrameAt(this.offset, segment.bytes)
+      if (!frameBuf) return undefined
+      const { buf, start, length, ok } = frameBuf
+      this.offset += length
+      if (!ok) {
+        this.corruptFrames++
+        continue
+      }
+      const seq = frameSeq(buf, start)
+      if (seq < this.position.seq) continue
+      const frame = decodeFrame(buf, start, this.log.stream)
+      const skip = seq === this.position.seq ? this.position.index : 0
+      return { frame, skip }
+    }
+  }
+
+  /** Marks records up to (frame seq, index) as consumed; index === count means the whole frame. */
+  advance(position: Position): void {
+    this.position = { ...position }
+  }
+
+  kindOf(frame: Frame): FrameKind {
+    return frame.kind
+  }
+
+  async close(): Promise<void> {
+    await this.handle?.close().catch(() => undefined)
+    this.handle = undefined
+  }
+
+  private async seek(): Promise<boolean> {
+    const found = this.log.segmentFor(this.position.seq)
+    if (!found) return false
+    await this.openSegment(found.segment)
+    this.positioned = true
+    return true
+  }
+
+  private async openSegment(segment: Segment): Promise<void> {
+    await this.handle?.close().catch(() => undefined)
+    this.segment = segment
+    this.handle = await open(segment.path, 'r')
+    this.offset = 0
+    this.buffer = Buffer.alloc(0)
+    this.bufferStart = 0
+  }
+
+  private async readFrameAt(
+    offset: number,
+    end: number,
+  ): Promise<{ buf: Buffer; start: number; length: number; ok: boolean } | undefined> {
+    if (!(await this.ensure(offset, FRAME_HEADER_BYTES, end))) return undefined
+    const bodyLength = this.buffer.readUInt32LE(offset - this.bufferStart)
+    const length = FRAME_HEADER_BYTES + bodyLength
+    if (!(await this.ensure(offset, length, end))) return undefined
+    const start = offset - this.bufferStart
+    const check = checkFrame(this.buffer, start, start + length)
+    return { buf: this.buffer, start, length, ok: check.ok }
+  }
+
+  /** Makes file bytes [offset, offset + n) available in the buffer; false if not yet written. */
+  private async ensure(offset: number, n: number, end: number): Promise<boolean> {
+    if (offset + n > end) return false
+    if (offset >= this.bufferStart && offset + n <= this.bufferStart + this.buffer.length) return true
+    // A fresh buffer each time: decoded payloads are views into it and must stay valid.
+    const size = Math.min(Math.max(n, READ_AHEAD_BYTES), end - offset)
+    const buffer = Buffer.allocUnsafe(size)
+    let read = 0
+    while (read < size) {
+      const { bytesRead } = await this.handle!.read(buffer, read, size - read, offset + read)
+      if (bytesRead === 0) break
+      read += bytesRead
+    }
+    this.buffer = buffer.subarray(0, read)
+    this.bufferStart = offset
+    return read >= n
+  }
+}
+
+const READ_AHEAD_BYTES = 1024 * 1024
+
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
+
+/** Atomically replaces `path` with `text` (write a temp file, fsync it, rename over). */
+export async function writeFileAtomic(path: string, text: string, fsync = true): Promise<void> {
+  const tmp = `${path}.tmp`
+  if (fsync) {
+    const handle = await open(tmp, 'w')
+    try {
+      await handle.writeFile(text)
+      await handle.datasync()
+    } finally {
+      await handle.close()
+    }
+  } else await writeFile(tmp, text)
+  await rename(tmp, path)
+}
+
+export async function fileSize(path: string): Promise<number> {
+  try {
+    return (await stat(path)).size
+  } catch {
+    return 0
+  }
+}
