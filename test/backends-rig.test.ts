@@ -34,7 +34,11 @@ function uniqueName(prefix: string): string {
 }
 
 /** Polls `probe` until it returns a value; throws after `timeoutMs` with the last error. */
-async function pollUntil<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
+async function pollUntil<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => Promise<T | undefined>,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let lastError: unknown
   while (Date.now() < deadline) {
@@ -69,8 +73,22 @@ describe('kafka', () => {
     await admin.connect()
     try {
       expect(
-        await admin.createTopics({ topics: [{ topic, numPartitions: 1, replicationFactor: 1 }], waitForLeaders: true }),
+        await admin.createTopics({
+          topics: [{ topic, numPartitions: 1, replicationFactor: 1 }],
+          waitForLeaders: true,
+        }),
       ).toBe(true)
+    } finally {
+      await admin.disconnect()
+    }
+  }
+
+  /** Tests delete what they created, so restarts do not slow down as the kept log dir grows. */
+  async function deleteTopic(client: Kafka, topic: string): Promise<void> {
+    const admin = client.admin()
+    await admin.connect()
+    try {
+      await admin.deleteTopics({ topics: [topic] })
     } finally {
       await admin.disconnect()
     }
@@ -94,7 +112,10 @@ describe('kafka', () => {
     try {
       await consumer.subscribe({ topic, fromBeginning: true })
       return await new Promise<KafkaMessage>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no message on ${topic} in ${timeoutMs} ms`)), timeoutMs)
+        const timer = setTimeout(
+          () => reject(new Error(`no message on ${topic} in ${timeoutMs} ms`)),
+          timeoutMs,
+        )
         consumer
           .run({
             eachMessage: async ({ message }) => {
@@ -118,6 +139,7 @@ describe('kafka', () => {
     const message = await consumeFirst(client, topic)
     expect(message.value?.toString()).toBe(value)
     expect(message.key?.toString()).toBe('k')
+    await deleteTopic(client, topic)
   })
 
   it('does not auto-create topics: producing to a missing topic fails', async () => {
@@ -152,6 +174,7 @@ describe('kafka', () => {
     expect(restarted.brokers).toBe(backends.KAFKA_BROKERS)
     const message = await consumeFirst(kafka(), topic)
     expect(message.value?.toString()).toBe(value)
+    await deleteTopic(kafka(), topic)
   })
 })
 
@@ -204,6 +227,8 @@ describe('s3', () => {
     const after = s3()
     try {
       expect((await getBytes(after, Bucket, Key)).equals(body)).toBe(true)
+      await after.send(new DeleteObjectCommand({ Bucket, Key }))
+      await after.send(new DeleteBucketCommand({ Bucket }))
     } finally {
       after.destroy()
     }
@@ -217,7 +242,10 @@ describe('kinesis', () => {
     const client = new KinesisClient({
       endpoint: backends.KINESIS_ENDPOINT,
       region: backends.AWS_REGION,
-      credentials: { accessKeyId: backends.AWS_ACCESS_KEY_ID, secretAccessKey: backends.AWS_SECRET_ACCESS_KEY },
+      credentials: {
+        accessKeyId: backends.AWS_ACCESS_KEY_ID,
+        secretAccessKey: backends.AWS_SECRET_ACCESS_KEY,
+      },
       requestHandler: new NodeHttpHandler(),
     })
     const StreamName = uniqueName('rig-stream')
@@ -244,7 +272,11 @@ describe('kinesis', () => {
       for (const shard of shards) {
         let iterator = (
           await client.send(
-            new GetShardIteratorCommand({ StreamName, ShardId: shard.ShardId, ShardIteratorType: 'TRIM_HORIZON' }),
+            new GetShardIteratorCommand({
+              StreamName,
+              ShardId: shard.ShardId,
+              ShardIteratorType: 'TRIM_HORIZON',
+            }),
           )
         ).ShardIterator
         // Read the shard until it is caught up (MillisBehindLatest 0 and an empty page).

@@ -117,10 +117,10 @@ export function spawnDetached(spec: SpawnSpec): number {
       detached: true,
       stdio: ['ignore', fd, fd],
     })
+    // A spawn error (ENOENT) arrives asynchronously; without a listener it would crash this process.
+    child.on('error', (err) => log(spec.name, `spawn error: ${err.message}`))
     child.unref()
     if (child.pid === undefined) throw new Error(`${spec.name}: could not spawn ${spec.command}`)
-    // A spawn error (ENOENT) arrives asynchronously; the readiness poll reports it via isRunning.
-    child.on('error', (err) => log(spec.name, `spawn error: ${err.message}`))
     return child.pid
   } finally {
     closeSync(fd)
@@ -156,12 +156,20 @@ function signal(pid: number, sig: NodeJS.Signals): void {
   }
 }
 
-export function tailFile(path: string, lines = 40): string {
+/** The last `lines` lines of a log, preceded by its last warnings and errors (chatty servers bury them). */
+export function tailFile(path: string, lines = 30): string {
+  let all: string[]
   try {
-    return readFileSync(path, 'utf8').split('\n').slice(-lines).join('\n')
+    all = readFileSync(path, 'utf8').split('\n')
   } catch {
     return `(no log at ${path})`
   }
+  const tail = all.slice(-lines)
+  const problems = all
+    .slice(0, -lines)
+    .filter((line) => /\b(WARN|WARNING|ERROR|FATAL)\b|Exception/.test(line))
+    .slice(-15)
+  return problems.length > 0 ? [...problems, '...', ...tail].join('\n') : tail.join('\n')
 }
 
 export interface WaitOptions {
@@ -225,7 +233,9 @@ export async function freePort(): Promise<number> {
 export async function assertPortsFree(name: BackendName, ports: number[]): Promise<void> {
   for (const port of ports) {
     if (!(await portIsFree(port))) {
-      throw new Error(`${name}: port 127.0.0.1:${port} is taken by another process (not ours: no live PID file)`)
+      throw new Error(
+        `${name}: port 127.0.0.1:${port} is taken by another process (not ours: no live PID file)`,
+      )
     }
   }
 }
@@ -247,7 +257,8 @@ export interface InstallSpec {
 export async function runInstall(spec: InstallSpec): Promise<void> {
   mkdirSync(BACKENDS_DIR, { recursive: true })
   const logPath = join(BACKENDS_DIR, `${spec.name}-install.log`)
-  const fd = openSync(logPath, 'w')
+  const fd = openSync(logPath, 'a')
+  writeFileSync(fd, `\n--- ${new Date().toISOString()} ${spec.command} ${spec.args.join(' ')}\n`)
   const started = Date.now()
   log(spec.name, `${spec.what} (first run only; output in ${logPath})`)
   try {

@@ -5,7 +5,15 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { BACKENDS_DIR } from './daemon.js'
-import { kafkaAnswers, restartKafka, startKafka, stopKafka, type KafkaHandle, type KafkaOptions } from './kafka.js'
+import {
+  KAFKA_DATA_DIR,
+  kafkaAnswers,
+  restartKafka,
+  startKafka,
+  stopKafka,
+  type KafkaHandle,
+  type KafkaOptions,
+} from './kafka.js'
 import {
   kinesisAnswers,
   restartKinesis,
@@ -14,7 +22,7 @@ import {
   type KinesisHandle,
   type KinesisOptions,
 } from './kinesis.js'
-import { restartS3, s3Answers, startS3, stopS3, type S3Handle, type S3Options } from './s3.js'
+import { MINIO_DATA_DIR, restartS3, s3Answers, startS3, stopS3, type S3Handle, type S3Options } from './s3.js'
 
 export { restartKafka, startKafka, stopKafka, type KafkaHandle, type KafkaOptions }
 export { restartS3, startS3, stopS3, type S3Handle, type S3Options }
@@ -138,7 +146,9 @@ export async function startAll(opts: StartAllOptions = {}): Promise<RunningBacke
     await stopStarted()
     const failures = (['kafka', 's3', 'kinesis'] as const).flatMap((name, i) => {
       const h = handles[i]
-      return h?.status === 'rejected' ? [`${name}: ${h.reason instanceof Error ? h.reason.message : String(h.reason)}`] : []
+      return h?.status === 'rejected'
+        ? [`${name}: ${h.reason instanceof Error ? h.reason.message : String(h.reason)}`]
+        : []
     })
     throw new Error(`could not start the test backends:\n${failures.join('\n\n')}`)
   }
@@ -151,4 +161,11 @@ export async function startAll(opts: StartAllOptions = {}): Promise<RunningBacke
 export async function stopAll(): Promise<void> {
   rmSync(BACKENDS_ENV_FILE, { force: true })
   await Promise.all([stopKafka(), stopS3(), stopKinesis()])
+}
+
+/** Deletes Kafka's and MinIO's data (topics, buckets); only while they are stopped. */
+export async function wipeBackendsData(): Promise<void> {
+  await stopAll()
+  rmSync(KAFKA_DATA_DIR, { recursive: true, force: true })
+  rmSync(MINIO_DATA_DIR, { recursive: true, force: true })
 }

@@ -34,7 +34,7 @@ const KAFKA_INSTALL_TIMEOUT_MS = 10 * 60_000
 
 const KAFKA_DIR = join(BACKENDS_DIR, 'kafka')
 const LIBS_DIR = join(KAFKA_DIR, 'libs')
-const DATA_DIR = join(KAFKA_DIR, 'data')
+export const KAFKA_DATA_DIR = join(KAFKA_DIR, 'data')
 const INSTALLED_MARKER = join(LIBS_DIR, '.installed')
 const PROPERTIES_PATH = join(KAFKA_DIR, 'server.properties')
 const LOG4J_PATH = join(KAFKA_DIR, 'log4j.properties')
@@ -102,7 +102,13 @@ export async function installKafka(): Promise<void> {
     name: 'kafka',
     what: `mvn: downloading ${wanted} jars from Maven Central`,
     command: 'mvn',
-    args: ['-B', '-q', 'dependency:copy-dependencies', `-DoutputDirectory=${LIBS_DIR}`, '-DincludeScope=runtime'],
+    args: [
+      '-B',
+      '-q',
+      'dependency:copy-dependencies',
+      `-DoutputDirectory=${LIBS_DIR}`,
+      '-DincludeScope=runtime',
+    ],
     cwd: KAFKA_DIR,
     timeoutMs: KAFKA_INSTALL_TIMEOUT_MS,
   })
@@ -121,7 +127,7 @@ listeners=PLAINTEXT://127.0.0.1:${port},CONTROLLER://127.0.0.1:${controllerPort}
 advertised.listeners=PLAINTEXT://127.0.0.1:${port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=${DATA_DIR}
+log.dirs=${KAFKA_DATA_DIR}
 num.partitions=4
 offsets.topic.replication.factor=1
 transaction.state.log.replication.factor=1
@@ -153,13 +159,22 @@ function randomClusterId(): string {
 }
 
 async function formatStorageOnce(): Promise<void> {
-  if (existsSync(join(DATA_DIR, 'meta.properties'))) return
-  mkdirSync(DATA_DIR, { recursive: true })
+  if (existsSync(join(KAFKA_DATA_DIR, 'meta.properties'))) return
+  mkdirSync(KAFKA_DATA_DIR, { recursive: true })
   await runInstall({
     name: 'kafka',
     what: 'formatting the KRaft log dir',
     command: 'java',
-    args: ['-cp', CLASSPATH, 'kafka.tools.StorageTool', 'format', '-t', randomClusterId(), '-c', PROPERTIES_PATH],
+    args: [
+      '-cp',
+      CLASSPATH,
+      'kafka.tools.StorageTool',
+      'format',
+      '-t',
+      randomClusterId(),
+      '-c',
+      PROPERTIES_PATH,
+    ],
     cwd: KAFKA_DIR,
     timeoutMs: 60_000,
   })
@@ -190,7 +205,12 @@ export async function kafkaAnswers(brokers: string, { coordinators = false } = {
   } finally {
     await admin.disconnect().catch(() => undefined)
   }
-  const producer = client.producer({ idempotent: true, maxInFlightRequests: 1 })
+  // kafkajs refuses an idempotent producer without retries; one quick retry keeps the probe short.
+  const producer = client.producer({
+    idempotent: true,
+    maxInFlightRequests: 1,
+    retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 500 },
+  })
   try {
     await producer.connect()
     return true
@@ -205,7 +225,8 @@ function handle(brokers: string, pid: number, reused: boolean): KafkaHandle {
 
 /**
  * Starts the broker (installing it on first use), or reuses the one recorded in .backends/kafka.pid if it
- * answers. Resolves once kafkajs admin `describeCluster()` succeeds.
+ * answers. A new broker is ready once kafkajs admin `describeCluster()` succeeds and its group and producer-id
+ * coordinators answer (see kafkaAnswers).
  */
 export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaHandle> {
   const port = opts.port ?? KAFKA_DEFAULT_PORT
@@ -224,7 +245,10 @@ export async function startKafka(opts: KafkaOptions = {}): Promise<KafkaHandle> 
       })
       return handle(brokers, live.pid, true)
     } catch (err) {
-      log('kafka', `the recorded broker does not answer, restarting it: ${(err as Error).message.split('\n')[0]}`)
+      log(
+        'kafka',
+        `the recorded broker does not answer, restarting it: ${(err as Error).message.split('\n')[0]}`,
+      )
       await stopKafka()
     }
   }

@@ -38,7 +38,7 @@ const MINIO_INSTALL_TIMEOUT_MS = 20 * 60_000
 const BIN_DIR = join(BACKENDS_DIR, 'bin')
 const MINIO_BIN = join(BIN_DIR, 'minio')
 const VERSION_MARKER = join(BIN_DIR, '.minio-version')
-const DATA_DIR = join(BACKENDS_DIR, 'minio', 'data')
+export const MINIO_DATA_DIR = join(BACKENDS_DIR, 'minio', 'data')
 
 export interface S3Options {
   /** S3 API port, default 19000. */
@@ -71,9 +71,10 @@ export async function installMinio(): Promise<void> {
     if (readFileSync(VERSION_MARKER, 'utf8').trim() === version) return
   }
   mkdirSync(BIN_DIR, { recursive: true })
+  log('s3', 'building MinIO: about 5 min on 2 cores with a cold Go cache, seconds once cached')
   await runInstall({
     name: 's3',
-    what: `go install github.com/minio/minio@${version} (a few minutes on a cold Go cache)`,
+    what: `go install github.com/minio/minio@${version}`,
     command: 'go',
     args: ['install', `github.com/minio/minio@${version}`],
     cwd: BACKENDS_DIR,
@@ -127,7 +128,7 @@ export async function startS3(opts: S3Options = {}): Promise<S3Handle> {
   }
 
   await assertPortsFree('s3', [port, consolePort])
-  mkdirSync(DATA_DIR, { recursive: true })
+  mkdirSync(MINIO_DATA_DIR, { recursive: true })
   const endpoint = `http://127.0.0.1:${port}`
   const pid = spawnDetached({
     name: 's3',
@@ -138,7 +139,7 @@ export async function startS3(opts: S3Options = {}): Promise<S3Handle> {
       `127.0.0.1:${port}`,
       '--console-address',
       `127.0.0.1:${consolePort}`,
-      DATA_DIR,
+      MINIO_DATA_DIR,
     ],
     env: {
       ...process.env,
@@ -148,7 +149,7 @@ export async function startS3(opts: S3Options = {}): Promise<S3Handle> {
       MINIO_UPDATE: 'off',
     },
   })
-  const marker = DATA_DIR
+  const marker = MINIO_DATA_DIR
   writeState('s3', { pid, marker, endpoint })
   try {
     await waitFor(() => s3Answers(endpoint), {

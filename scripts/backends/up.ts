@@ -13,7 +13,9 @@ try {
   ] as const) {
     process.stderr.write(`[backends:${name}] ${h.reused ? 'already running' : 'started'} (pid ${h.pid})\n`)
   }
-  process.stderr.write(`[backends] up in ${((Date.now() - started) / 1000).toFixed(1)} s; ${BACKENDS_ENV_FILE}:\n`)
+  process.stderr.write(
+    `[backends] up in ${((Date.now() - started) / 1000).toFixed(1)} s; ${BACKENDS_ENV_FILE}:\n`,
+  )
   process.stdout.write(readFileSync(BACKENDS_ENV_FILE, 'utf8'))
   process.exit(0)
 } catch (err) {
