@@ -1,5 +1,6 @@
 import { dirname, resolve } from 'node:path'
 import type {
+  StreamConfig,
   FileSinkConfig,
   GatewayConfig,
   RetryConfig,
@@ -36,14 +37,33 @@ export const STREAM_STATUSES: Readonly<Record<StreamStatusId, string>> = {
   4: 'Pending',
 }
 
+function zeroCounts(): StreamCounts {
+  return { received: 0, accepted: 0, rejected: 0, filtered: 0, duplicates: 0 }
+}
+
+function withoutStatus(stream: StreamConfig): Omit<StreamConfig, 'status'> {
+  const { status: _status, ...rest } = stream
+  return rest
+}
+
 export interface GatewayDeps {
   logger: Logger
   metrics: Metrics
 }
 
+export interface StreamCounts {
+  received: number
+  accepted: number
+  rejected: number
+  filtered: number
+  duplicates: number
+}
+
 export interface StreamState {
   status: StreamStatusId
   lastError?: { sink: string; reason: string; message: string; at: string }
+  /** Totals since the process started (survive config changes, not restarts; Prometheus has the rest). */
+  counts: StreamCounts
 }
 
 /**
@@ -61,7 +81,7 @@ export class Gateway {
   private draining = false
 
   private constructor(
-    readonly config: GatewayConfig,
+    public config: GatewayConfig,
     readonly spool: Spool,
     private readonly deps: GatewayDeps,
   ) {
@@ -70,7 +90,7 @@ export class Gateway {
     }
     for (const [id, streamConfig] of Object.entries(config.streams)) {
       this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators))
-      this.states.set(id, { status: 4 })
+      this.states.set(id, { status: 4, counts: zeroCounts() })
     }
   }
 
@@ -140,7 +160,7 @@ export class Gateway {
     this.lanes.set(id, lanes)
     this.laneNames.set(id, laneNames)
     const state = this.states.get(id)!
-    state.status = stream.config.status === 4 ? 1 : stream.config.status
+    if (state.status === 4) state.status = stream.config.status === 4 ? 1 : stream.config.status
     for (const lane of lanes) lane.start()
   }
 
@@ -206,6 +226,17 @@ export class Gateway {
 
   state(stream: string): StreamState | undefined {
     return this.states.get(stream)
+  }
+
+  /** Adds a request's outcome to the stream's live figures. */
+  count(stream: string, counts: StreamCounts): void {
+    const c = this.states.get(stream)?.counts
+    if (!c) return
+    c.received += counts.received
+    c.accepted += counts.accepted
+    c.rejected += counts.rejected
+    c.filtered += counts.filtered
+    c.duplicates += counts.duplicates
   }
 
   /** Running (1) or Paused (2); a restart (Error → Running) also clears the last error. */
@@ -331,6 +362,95 @@ export class Gateway {
         this.deps.logger.warn({ err, stream }, 'spool segment cleanup failed')
       })
     }, 1000).unref()
+  }
+
+  /** Records of the stream still waiting in the spool for any of its lanes. */
+  pendingRecords(stream: string): number {
+    return (this.lanes.get(stream) ?? []).reduce((sum, lane) => sum + lane.lag, 0)
+  }
+
+  /**
+   * Applies a new validated config without a restart: sinks and streams that changed are rebuilt, their
+   * lanes restarted from their cursors (nothing is re-read or skipped); in-flight requests finish on the
+   * runtime they started with. Serialised: one apply at a time.
+   */
+  apply(next: GatewayConfig): Promise<void> {
+    const run = this.applying.then(() => this.applyNow(next))
+    this.applying = run.catch(() => undefined)
+    return run
+  }
+
+  private applying: Promise<void> = Promise.resolve()
+
+  private async applyNow(next: GatewayConfig): Promise<void> {
+    const prev = this.config
+    const graceMs = 5_000
+    this.config = next
+    const nextSinks = this.sinkConfigs()
+    const prevSinkJson = new Map(Object.entries(this.sinkConfigsOf(prev)).map(([k, v]) => [k, JSON.stringify(v)]))
+    const changedSinks = new Set<string>()
+    for (const [name, cfg] of Object.entries(nextSinks)) if (prevSinkJson.get(name) !== JSON.stringify(cfg)) changedSinks.add(name)
+    const removedSinks = [...prevSinkJson.keys()].filter((n) => !Object.hasOwn(nextSinks, n))
+    const streamIds = new Set([...Object.keys(prev.streams), ...Object.keys(next.streams)])
+    const restart: string[] = []
+    for (const id of streamIds) {
+      const a = prev.streams[id]
+      const b = next.streams[id]
+      if (!b) {
+        await this.stopLanes(id, graceMs)
+        this.streams.delete(id)
+        this.states.delete(id)
+        continue
+      }
+      const usesChanged = [...b.sinks, this.deadLetterNameOf(b)].some((n) => changedSinks.has(n) || removedSinks.includes(n))
+      const sameStream = a !== undefined && JSON.stringify(withoutStatus(a)) === JSON.stringify(withoutStatus(b))
+      if (sameStream && !usesChanged) {
+        if (a.status !== b.status) this.setStatus(id, b.status === 2 ? 2 : 1)
+        continue
+      }
+      if (a) await this.stopLanes(id, graceMs)
+      restart.push(id)
+    }
+    // Sinks: build new and changed ones, close replaced and removed ones (their lanes are stopped).
+    const closing: Sink[] = []
+    for (const name of [...changedSinks, ...removedSinks]) {
+      const old = this.sinks.get(name)
+      if (old) closing.push(old)
+      this.sinks.delete(name)
+    }
+    for (const name of changedSinks)
+      this.sinks.set(name, createSink(name, nextSinks[name]!, { logger: this.deps.logger.child({ sink: name }) }))
+    // Lanes of unchanged streams that used a replaced sink were restarted above; the rest keep theirs.
+    for (const id of restart) {
+      const runtime = new StreamRuntime(id, next.streams[id]!, this.validators)
+      const old = this.streams.get(id)
+      if (old) runtime.adoptDedupe(old)
+      this.streams.set(id, runtime)
+      const state = this.states.get(id) ?? { status: 4 as StreamStatusId, counts: zeroCounts() }
+      this.states.set(id, state)
+      await this.startLanes(id)
+    }
+    await Promise.allSettled(closing.map((s) => s.close()))
+  }
+
+  private deadLetterNameOf(stream: { deadLetter?: string }): string {
+    return stream.deadLetter ?? DEFAULT_DEAD_LETTER_SINK
+  }
+
+  private sinkConfigsOf(config: GatewayConfig): Record<string, SinkConfig> {
+    const saved = this.config
+    this.config = config
+    try {
+      return this.sinkConfigs()
+    } finally {
+      this.config = saved
+    }
+  }
+
+  private async stopLanes(id: string, graceMs: number): Promise<void> {
+    const lanes = this.lanes.get(id) ?? []
+    this.lanes.delete(id)
+    await Promise.all(lanes.map((l) => l.stop(graceMs)))
   }
 
   /** Stop accepting: readyz answers 503 and new ingest requests get 503 with Retry-After. */

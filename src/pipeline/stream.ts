@@ -32,7 +32,7 @@ export class StreamRuntime {
   readonly template?: CompiledTemplate
   private readonly validate?: RecordValidator
   private readonly filter?: RecordPredicate
-  private readonly dedupe?: DedupeWindow
+  private dedupe?: DedupeWindow
   private readonly dedupePath?: string[]
   private readonly idPath?: string[]
   readonly methods: ReadonlySet<string>
@@ -140,6 +140,14 @@ export class StreamRuntime {
     }
     if (invalidCount > 0) outcome.rejected[policy === 'drop' ? 'invalid-dropped' : 'invalid'] = invalidCount
     return outcome
+  }
+
+  /** Keeps the dedupe window of the runtime this one replaces (config changed, same key and window). */
+  adoptDedupe(previous: StreamRuntime): void {
+    const a = previous.config.dedupe
+    const b = this.config.dedupe
+    if (previous.dedupe && a && b && a.key === b.key && a.windowRecords === b.windowRecords && a.windowMs === b.windowMs)
+      this.dedupe = previous.dedupe
   }
 
   /** Remembers the dedupe keys of records that were handed off (called only after success). */
