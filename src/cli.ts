@@ -1,10 +1,18 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssues, loadConfigFile } from './config/load.js'
 import { start } from './main.js'
+import { replayDeadLetters } from './pipeline/replay.js'
+import { formatStats, spoolStats } from './spool/inspect.js'
+import { SpoolLockedError } from './spool/spool.js'
+import { createLogger } from './telemetry/logger.js'
 
 const USAGE = `usage:
   streamgate serve [--config FILE] [--port N]   run the gateway (default config/streamgate.yaml)
   streamgate check-config FILE                  validate a config file; exit 1 and list every error
+  streamgate spool stats [--config FILE] [--json]
+                                                bytes, records and lag per stream and sink
+  streamgate spool replay-dead-letter STREAM [--config FILE]
+                                                send a stream's dead letters through again (gateway stopped)
 `
 
 export async function runCli(argv: string[]): Promise<number> {
@@ -40,6 +48,8 @@ export async function runCli(argv: string[]): Promise<number> {
         return 1
       }
     }
+    case 'spool':
+      return runSpool(rest)
     case undefined:
     case '-h':
     case '--help':
@@ -50,6 +60,46 @@ export async function runCli(argv: string[]): Promise<number> {
       process.stderr.write(`unknown command "${command}"\n${USAGE}`)
       return 2
   }
+}
+
+async function runSpool(args: string[]): Promise<number> {
+  const [sub, ...rest] = args
+  const { values, positionals } = parseArgs({
+    args: rest,
+    allowPositionals: true,
+    options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
+  })
+  const config = loadConfigFile(values.config ?? 'config/streamgate.yaml')
+  if (sub === 'stats') {
+    const stats = await spoolStats(config.spool)
+    process.stdout.write(
+      values.json ? `${JSON.stringify(stats, null, 2)}\n` : `${formatStats(stats, config.spool.maxBytes)}\n`,
+    )
+    return 0
+  }
+  if (sub === 'replay-dead-letter') {
+    const stream = positionals[0]
+    if (!stream) {
+      process.stderr.write(USAGE)
+      return 2
+    }
+    try {
+      const report = await replayDeadLetters(config, stream, createLogger('warn'))
+      process.stdout.write(
+        `stream ${stream}: ${report.found} dead letters in ${report.files} files; ${report.replayed} back in the spool, ` +
+          `${report.deadAgain} still invalid (dead-lettered again), ${report.filtered} filtered\n`,
+      )
+      return 0
+    } catch (err) {
+      if (err instanceof SpoolLockedError) {
+        process.stderr.write(`${err.message}: stop the gateway before replaying\n`)
+        return 1
+      }
+      throw err
+    }
+  }
+  process.stderr.write(`unknown spool command "${sub ?? ''}"\n${USAGE}`)
+  return 2
 }
 
 runCli(process.argv.slice(2)).then(

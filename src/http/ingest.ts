@@ -168,6 +168,14 @@ export class IngestHandler {
       duplicates: outcome.duplicates,
       rejected: outcome.rejected,
     })
+    // The live figures of the management API and the status page.
+    this.gateway.count(stream.id, {
+      received: outcome.received,
+      accepted: outcome.records.length,
+      rejected,
+      filtered: outcome.filtered,
+      duplicates: outcome.duplicates,
+    })
     return {
       accepted: outcome.records.length,
       rejected,
@@ -187,6 +195,7 @@ export class IngestHandler {
           duplicates: 0,
           rejected: { 'request-rejected': n },
         })
+        this.gateway.count(stream.id, { received: 0, accepted: 0, rejected: n, filtered: 0, duplicates: 0 })
       }
       return problemAnswer(err, `/ingest/${stream.id}`)
     }

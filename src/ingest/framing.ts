@@ -64,6 +64,31 @@ export function createFramer(stream: StreamConfig, template?: CompiledTemplate):
   }
 }
 
+/**
+ * Frames one record given alone (replaying a dead letter): JSON sources parse it, `lines` keeps the text,
+ * Azion text templates parse it back into fields. A record that no longer parses comes back with a
+ * `mismatch`, so validation dead-letters it again rather than failing the whole replay.
+ */
+export function createRecordFramer(
+  stream: StreamConfig,
+  template?: CompiledTemplate,
+): (raw: Buffer) => FramedRecord {
+  if (stream.source === 'lines') return (raw) => ({ bytes: raw, value: raw.toString('utf8') })
+  if (stream.source === 'azion' && template?.kind === 'text')
+    return (raw) => {
+      const parsed = template.parse(raw.toString('utf8'))
+      if (isTemplateMismatch(parsed)) return { bytes: raw, value: undefined, mismatch: parsed.mismatch }
+      return { bytes: raw, value: parsed, fields: parsed }
+    }
+  return (raw) => {
+    try {
+      return { bytes: oneLine(raw), value: JSON.parse(raw.toString('utf8')) as unknown }
+    } catch (err) {
+      return { bytes: raw, value: undefined, mismatch: `not valid JSON: ${(err as Error).message}` }
+    }
+  }
+}
+
 function frameJsonDocument(body: Buffer, expectation: string, objectsOnly: boolean): FramedRecord[] {
   let start = 0
   let end = body.length

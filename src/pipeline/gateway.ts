@@ -387,9 +387,12 @@ export class Gateway {
     const graceMs = 5_000
     this.config = next
     const nextSinks = this.sinkConfigs()
-    const prevSinkJson = new Map(Object.entries(this.sinkConfigsOf(prev)).map(([k, v]) => [k, JSON.stringify(v)]))
+    const prevSinkJson = new Map(
+      Object.entries(this.sinkConfigsOf(prev)).map(([k, v]) => [k, JSON.stringify(v)]),
+    )
     const changedSinks = new Set<string>()
-    for (const [name, cfg] of Object.entries(nextSinks)) if (prevSinkJson.get(name) !== JSON.stringify(cfg)) changedSinks.add(name)
+    for (const [name, cfg] of Object.entries(nextSinks))
+      if (prevSinkJson.get(name) !== JSON.stringify(cfg)) changedSinks.add(name)
     const removedSinks = [...prevSinkJson.keys()].filter((n) => !Object.hasOwn(nextSinks, n))
     const streamIds = new Set([...Object.keys(prev.streams), ...Object.keys(next.streams)])
     const restart: string[] = []
@@ -402,8 +405,11 @@ export class Gateway {
         this.states.delete(id)
         continue
       }
-      const usesChanged = [...b.sinks, this.deadLetterNameOf(b)].some((n) => changedSinks.has(n) || removedSinks.includes(n))
-      const sameStream = a !== undefined && JSON.stringify(withoutStatus(a)) === JSON.stringify(withoutStatus(b))
+      const usesChanged = [...b.sinks, this.deadLetterNameOf(b)].some(
+        (n) => changedSinks.has(n) || removedSinks.includes(n),
+      )
+      const sameStream =
+        a !== undefined && JSON.stringify(withoutStatus(a)) === JSON.stringify(withoutStatus(b))
       if (sameStream && !usesChanged) {
         if (a.status !== b.status) this.setStatus(id, b.status === 2 ? 2 : 1)
         continue
@@ -419,7 +425,10 @@ export class Gateway {
       this.sinks.delete(name)
     }
     for (const name of changedSinks)
-      this.sinks.set(name, createSink(name, nextSinks[name]!, { logger: this.deps.logger.child({ sink: name }) }))
+      this.sinks.set(
+        name,
+        createSink(name, nextSinks[name]!, { logger: this.deps.logger.child({ sink: name }) }),
+      )
     // Lanes of unchanged streams that used a replaced sink were restarted above; the rest keep theirs.
     for (const id of restart) {
       const runtime = new StreamRuntime(id, next.streams[id]!, this.validators)

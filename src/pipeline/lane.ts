@@ -61,7 +61,8 @@ export class DeliveryLane {
           { stream: o.stream, lane: o.lane, cursor: start, first: log.firstSeq, next: log.nextSeq },
           'lane cursor outside the log; reset',
         )
-      const fromStart = cursors.loadedEmpty || (start !== undefined && start.seq < log.firstSeq)
+      // A cursor beyond the end means the log was wiped and restarted: everything in it is new to the lane.
+      const fromStart = cursors.loadedEmpty || start !== undefined
       start = { seq: fromStart ? log.firstSeq : log.nextSeq, index: 0 }
       cursors.set(o.lane, start)
     }
@@ -200,14 +201,31 @@ export class DeliveryLane {
       if (records.length === 0) {
         if (end.seq !== this.position.seq || end.index !== this.position.index) return { records, end } // skipped frames
         await this.o.spool.log.waitForAppend(this.stopSignal.signal)
-        if (this.stopSignal.signal.aborted) return undefined
+        // Paused while waiting (SPEC: a paused stream delivers nothing): run() waits for the resume.
+        if (this.stopSignal.signal.aborted || this.o.isPaused()) return undefined
         continue
       }
       const remaining = lingerMs - (performance.now() - firstAt)
       if (remaining <= 0 || this.stopSignal.signal.aborted) return { records, end }
-      await this.o.spool.log.waitForAppend(
-        AbortSignal.any([this.stopSignal.signal, AbortSignal.timeout(remaining)]),
-      )
+      await this.waitForAppendOrLinger(remaining)
+    }
+  }
+
+  /**
+   * Waits for more records or until the linger time is up. An explicit timer rather than
+   * AbortSignal.timeout(): that rejects fractional milliseconds with a RangeError and, on Node 20,
+   * can be garbage-collected before it fires when nothing else references it.
+   */
+  private async waitForAppendOrLinger(remainingMs: number): Promise<void> {
+    const linger = new AbortController()
+    const onStop = (): void => linger.abort()
+    this.stopSignal.signal.addEventListener('abort', onStop, { once: true })
+    const timer = setTimeout(() => linger.abort(), Math.max(1, Math.ceil(remainingMs)))
+    try {
+      await this.o.spool.log.waitForAppend(linger.signal)
+    } finally {
+      clearTimeout(timer)
+      this.stopSignal.signal.removeEventListener('abort', onStop)
     }
   }
 }

@@ -2,7 +2,7 @@ import type { StreamConfig } from '../config/types.js'
 import { ProblemError, type ProblemFieldError } from '../errors.js'
 import { compileTemplate, templateSchema, type CompiledTemplate } from '../ingest/azion-template.js'
 import { findAzionTemplate } from '../ingest/azion-templates.js'
-import { createFramer, type FramedRecord, type Framer } from '../ingest/framing.js'
+import { createFramer, createRecordFramer, type FramedRecord, type Framer } from '../ingest/framing.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import { rawField } from '../records/json-scan.js'
 import type { SinkRecord } from '../records/record.js'
@@ -70,7 +70,21 @@ export class StreamRuntime {
 
   /** Frames, validates, filters and dedupes one request body. Throws ProblemError for 400 and 422. */
   process(body: Buffer, now: number): ProcessOutcome {
-    const framed = this.framer(body)
+    return this.evaluate(this.framer(body), now, true)
+  }
+
+  /**
+   * Runs records given one by one (a dead-letter replay) through validation and filters again, without
+   * dedupe (they were seen before on purpose) and without 422 (still-invalid ones are dead-lettered).
+   */
+  processRecords(raws: readonly Buffer[], now: number): ProcessOutcome {
+    this.recordFramer ??= createRecordFramer(this.config, this.template)
+    return this.evaluate(raws.map(this.recordFramer), now, false)
+  }
+
+  private recordFramer?: (raw: Buffer) => FramedRecord
+
+  private evaluate(framed: FramedRecord[], now: number, live: boolean): ProcessOutcome {
     const outcome: ProcessOutcome = {
       records: [],
       deadLetters: [],
@@ -80,10 +94,10 @@ export class StreamRuntime {
       rejected: {},
       dedupeKeys: [],
     }
-    const policy = this.config.validation
+    const policy = !live && this.config.validation === 'reject' ? 'dead-letter' : this.config.validation
     let problems: ProblemFieldError[] | undefined
     let invalidCount = 0
-    const batchKeys = this.dedupe ? new Set<string>() : undefined
+    const batchKeys = this.dedupe && live ? new Set<string>() : undefined
     for (let i = 0; i < framed.length; i++) {
       const record = framed[i]!
       const errors = this.check(record)
@@ -110,7 +124,7 @@ export class StreamRuntime {
         continue
       }
       const id = this.idPath ? this.field(record, this.idPath) : undefined
-      if (this.dedupe) {
+      if (this.dedupe && live) {
         const key = this.dedupePath === this.idPath ? id : this.field(record, this.dedupePath!)
         if (key !== undefined) {
           if (this.dedupe.has(key, now) || batchKeys!.has(key)) {
@@ -146,7 +160,14 @@ export class StreamRuntime {
   adoptDedupe(previous: StreamRuntime): void {
     const a = previous.config.dedupe
     const b = this.config.dedupe
-    if (previous.dedupe && a && b && a.key === b.key && a.windowRecords === b.windowRecords && a.windowMs === b.windowMs)
+    if (
+      previous.dedupe &&
+      a &&
+      b &&
+      a.key === b.key &&
+      a.windowRecords === b.windowRecords &&
+      a.windowMs === b.windowMs
+    )
       this.dedupe = previous.dedupe
   }
 

@@ -41,6 +41,8 @@ export interface LogOptions {
   segmentBytes: number
   /** "always": fsync before an append resolves; a number: fsync at most every N ms (appends resolve after write). */
   fsync: 'always' | number
+  /** Inspect only (spool stats while a gateway runs): recovery reports damage but changes no file. */
+  readOnly?: boolean
 }
 
 export interface RecoveryReport {
@@ -91,7 +93,7 @@ export class StreamLog {
   /** Opens (creating if needed) and recovers the log in `dir`. */
   static async open(dir: string, stream: string, options: LogOptions): Promise<StreamLog> {
     const log = new StreamLog(dir, stream, options)
-    await mkdir(dir, { recursive: true })
+    if (!options.readOnly) await mkdir(dir, { recursive: true })
     await log.recover()
     if (typeof options.fsync === 'number') {
       log.fsyncTimer = setInterval(() => {
@@ -125,6 +127,7 @@ export class StreamLog {
 
   /** Appends one frame; resolves once it is written (and fsync'd when fsync is "always"). */
   append(kind: FrameKind, records: readonly SinkRecord[], receivedAtMs: number): Promise<void> {
+    if (this.options.readOnly) return Promise.reject(new Error('the spool log is open read-only'))
     if (this.closed) return Promise.reject(new Error(`spool log of stream ${this.stream} is closed`))
     // The seq is assigned now, in queue order, which is also the order frames reach the file.
     const seq = this.nextSeqValue++
@@ -199,6 +202,11 @@ export class StreamLog {
   private async activeSegment(firstSeq: number): Promise<Segment> {
     const last = this.segments.at(-1)
     if (this.active && last) return last
+    if (last && last.bytes === 0 && last.firstSeq === firstSeq) {
+      // The empty segment left by a drain (or found at recovery) is named for exactly this frame.
+      this.active = await open(last.path, 'a')
+      return last
+    }
     const segment: Segment = { firstSeq, path: join(this.dir, segmentName(firstSeq)), bytes: 0 }
     this.active = await open(segment.path, 'a')
     await syncDir(this.dir)
@@ -271,18 +279,41 @@ export class StreamLog {
     return Math.max(0, pending - (this.index.countAt(kind, position.seq) > 0 ? position.index : 0))
   }
 
-  /** Deletes whole segments whose frames are all before `seq` (every lane has consumed them). */
+  /**
+   * Deletes whole segments whose frames are all before `seq` (every lane has consumed them). When every
+   * frame is consumed, the active segment is closed and deleted too (the next append starts a new one), so
+   * a drained spool gives all its bytes back.
+   */
   async deleteBefore(seq: number): Promise<number> {
+    let doomed: Segment[] = []
+    const last = this.segments.at(-1)
+    if (seq >= this.nextSeqValue && !this.writing && this.queue.length === 0 && last && last.bytes > 0) {
+      const handle = this.active
+      this.active = undefined
+      doomed = this.segments.splice(0)
+      // An empty segment named for the next frame keeps the sequence across restarts.
+      const fresh: Segment = {
+        firstSeq: this.nextSeqValue,
+        path: join(this.dir, segmentName(this.nextSeqValue)),
+        bytes: 0,
+      }
+      this.segments.push(fresh)
+      await handle?.close()
+      await writeFile(fresh.path, '')
+      await syncDir(this.dir)
+    } else {
+      // Never the active (last) segment.
+      while (this.segments.length > 1 && this.segments[1]!.firstSeq <= seq)
+        doomed.push(this.segments.shift()!)
+    }
     let freed = 0
-    // Never the active (last) segment.
-    while (this.segments.length > 1 && this.segments[1]!.firstSeq <= seq) {
-      const segment = this.segments.shift()!
+    for (const segment of doomed) {
       freed += segment.bytes
-      this.index.dropBefore(this.segments[0]!.firstSeq)
       await unlink(segment.path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err
       })
     }
+    if (doomed.length > 0) this.index.dropBefore(this.segments[0]?.firstSeq ?? seq)
     return freed
   }
 
@@ -344,18 +375,21 @@ export class StreamLog {
       if (validEnd < buf.length) {
         report.truncatedBytes += buf.length - validEnd
         if (!last) report.corruptFrames++
-        await truncate(path, validEnd)
+        if (!this.options.readOnly) await truncate(path, validEnd)
       }
       if (validEnd === 0) {
-        // Nothing valid in it (a crash right after it was created): remove it; appends start a fresh one.
-        await unlink(path)
-        expectedSeq ??= firstSeq
-        continue
+        // Nothing valid in it: a crash right after it was created, or the empty segment a drained log
+        // keeps so that its next seq survives restarts. Keep it only if it is the last one.
+        expectedSeq = Math.max(expectedSeq ?? 0, firstSeq)
+        if (!last) {
+          if (!this.options.readOnly) await unlink(path)
+          continue
+        }
       }
       this.segments.push({ firstSeq, path, bytes: validEnd })
       report.segments++
     }
-    if (report.truncatedBytes > 0) await syncDir(this.dir)
+    if (report.truncatedBytes > 0 && !this.options.readOnly) await syncDir(this.dir)
     this.nextSeqValue = expectedSeq ?? 1
     // Appends go to a fresh segment after a restart (`active` is unset): the old last segment is never
     // appended to again, so a crash can only ever tear the segment that was being written.
