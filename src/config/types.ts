@@ -15,6 +15,8 @@ export interface ServerConfig {
   keepAliveTimeoutMs: number
   shutdownTimeoutMs: number
   maxInFlightRequests: number
+  /** Base URL vendors reach the gateway at, for the API's inletUrl; '' = from the request's headers. */
+  publicUrl: string
   tls?: { certFile: string; keyFile: string }
 }
 
@@ -109,6 +111,7 @@ export interface KinesisSinkConfig extends CommonSinkConfig {
   endpoint?: string
   partitionKey?: string
   credentials?: AwsCredentialsConfig
+  timeoutMs: number
 }
 
 export interface S3SinkConfig extends CommonSinkConfig {
@@ -123,6 +126,7 @@ export interface S3SinkConfig extends CommonSinkConfig {
   maxObjectRecords: number
   maxObjectAgeMs: number
   credentials?: AwsCredentialsConfig
+  timeoutMs: number
 }
 
 export interface AdobeSinkConfig extends CommonSinkConfig {
@@ -137,7 +141,8 @@ export interface AdobeSinkConfig extends CommonSinkConfig {
   flowId?: string
   sourceName?: string
   mapping?: Record<string, string>
-  auth?: { token: string } | { clientId: string; clientSecret: string; tokenUrl: string; scopes?: string[] }
+  // tokenUrl is optional: ajv does not apply defaults inside oneOf, so the sink falls back to Adobe IMS itself.
+  auth?: { token: string } | { clientId: string; clientSecret: string; tokenUrl?: string; scopes?: string[] }
   apiKey?: string
   sandboxName?: string
   requestsPerSecond: number

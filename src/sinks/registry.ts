@@ -1,5 +1,11 @@
 import type { SinkConfig, SinkType } from '../config/types.js'
+import { createAdobeSink } from './adobe.js'
+import { createDomoSink } from './domo.js'
 import { createFileSink } from './file.js'
+import { createHttpSink } from './http.js'
+import { createKafkaSink } from './kafka.js'
+import { createKinesisSink } from './kinesis.js'
+import { createS3Sink } from './s3.js'
 import type { Sink, SinkContext, SinkFactory } from './sink.js'
 import { createStdoutSink } from './stdout.js'
 
@@ -7,19 +13,13 @@ import { createStdoutSink } from './stdout.js'
 export const SINK_FACTORIES = {
   file: createFileSink,
   stdout: createStdoutSink,
-  kafka: notYetAvailable('kafka'),
-  kinesis: notYetAvailable('kinesis'),
-  s3: notYetAvailable('s3'),
-  adobe: notYetAvailable('adobe'),
-  domo: notYetAvailable('domo'),
-  http: notYetAvailable('http'),
+  kafka: createKafkaSink,
+  kinesis: createKinesisSink,
+  s3: createS3Sink,
+  adobe: createAdobeSink,
+  domo: createDomoSink,
+  http: createHttpSink,
 } satisfies { [T in SinkType]: SinkFactory<T> }
-
-function notYetAvailable<T extends SinkType>(type: T): SinkFactory<T> {
-  return (name) => {
-    throw new Error(`sinks.${name}: sink type "${type}" is not available in this build yet`)
-  }
-}
 
 export function createSink(name: string, config: SinkConfig, context: SinkContext): Sink {
   const factory = SINK_FACTORIES[config.type] as SinkFactory

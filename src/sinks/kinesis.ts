@@ -1,0 +1,307 @@
+import { randomUUID } from 'node:crypto'
+import {
+  DescribeStreamSummaryCommand,
+  KinesisClient,
+  KinesisServiceException,
+  PutRecordsCommand,
+  type KinesisClientConfig,
+  type PutRecordsRequestEntry,
+  type PutRecordsResultEntry,
+} from '@aws-sdk/client-kinesis'
+import { NodeHttpHandler } from '@smithy/node-http-handler'
+import type { KinesisSinkConfig } from '../config/types.js'
+import { SinkError, isProgrammingError, permanentError, transientError } from '../errors.js'
+import { RecordTemplate } from '../records/template.js'
+import {
+  ALL_WRITTEN,
+  batchLimits,
+  type BatchLimits,
+  type Sink,
+  type SinkContext,
+  type SinkRecord,
+  type WriteResult,
+} from './sink.js'
+
+// Amazon Kinesis Data Streams through @aws-sdk/client-kinesis. One write = one PutRecords call:
+//   Data         = the record's payload bytes, exactly as the vendor sent them
+//   PartitionKey = the `partitionKey` template rendered for the record; when there is no template, or it
+//                  renders empty (a missing field), the record id, else a random UUID (spreads the records
+//                  over all shards). Keys longer than 256 characters are cut to 256 (Kinesis' limit), so
+//                  records with the same long key still land on the same shard.
+// PutRecords is not atomic: the answer lists every entry in request order, each with a SequenceNumber or an
+// ErrorCode. Failed entries are reported by index and the delivery layer resends only those
+// (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html).
+//
+// Retries belong to the delivery layer: the client makes exactly one attempt (`maxAttempts: 1`).
+// The HTTP/1.1 handler is deliberate: the SDK's default HTTP/2 handler fails 500-record batches against
+// kinesis-local with ERR_HTTP2_ERROR (shared/backends.md); HTTP/1.1 with keep-alive works against AWS too.
+
+/** PutRecords takes at most 500 entries per call. */
+export const KINESIS_MAX_RECORDS_PER_CALL = 500
+/** …and at most 5 MiB per call, counting every entry's data and partition key. */
+export const KINESIS_MAX_BYTES_PER_CALL = 5 * 1024 * 1024
+/** One entry's data blob plus its partition key may not exceed 1 MiB. */
+export const KINESIS_MAX_RECORD_BYTES = 1024 * 1024
+/** A partition key is 1 to 256 Unicode characters. */
+export const KINESIS_MAX_PARTITION_KEY_CHARS = 256
+/**
+ * Bytes kept free for partition keys when sizing batches by payload bytes (the delivery layer counts
+ * payloads only): 256 bytes per entry covers any ASCII key (ids, ICCIDs, UUIDs). A batch whose keys are
+ * longer still never exceeds the call limit: `write` cuts it into as many calls as needed.
+ */
+const PARTITION_KEY_HEADROOM_BYTES = 256
+
+const KINESIS_DEFAULTS: BatchLimits = {
+  maxBatchRecords: KINESIS_MAX_RECORDS_PER_CALL,
+  maxBatchBytes: KINESIS_MAX_BYTES_PER_CALL - KINESIS_MAX_RECORDS_PER_CALL * PARTITION_KEY_HEADROOM_BYTES,
+  lingerMs: 0,
+  maxRecordBytes: KINESIS_MAX_RECORD_BYTES - PARTITION_KEY_HEADROOM_BYTES,
+}
+
+export function createKinesisSink(name: string, config: KinesisSinkConfig, context: SinkContext): Sink {
+  return new KinesisSink(name, config, context)
+}
+
+export class KinesisSink implements Sink {
+  readonly type = 'kinesis' as const
+  readonly limits: BatchLimits
+  /** The SDK client; public so that tests can add middleware to it (fault injection). */
+  readonly client: KinesisClient
+  private readonly target: { StreamName: string } | { StreamARN: string }
+  private readonly partitionKey: RecordTemplate | undefined
+  private readonly inFlight = new Set<Promise<unknown>>()
+  private closed = false
+
+  constructor(
+    readonly name: string,
+    config: KinesisSinkConfig,
+    _context: SinkContext,
+  ) {
+    if (config.streamArn !== undefined) this.target = { StreamARN: config.streamArn }
+    else if (config.streamName !== undefined) this.target = { StreamName: config.streamName }
+    else throw new Error(`sinks.${name}: a kinesis sink needs streamName or streamArn`)
+    const limits = batchLimits(config, KINESIS_DEFAULTS)
+    // The vendor limits cannot be raised by configuration, only lowered.
+    this.limits = {
+      ...limits,
+      maxBatchRecords: Math.min(limits.maxBatchRecords, KINESIS_DEFAULTS.maxBatchRecords),
+      maxBatchBytes: Math.min(limits.maxBatchBytes, KINESIS_DEFAULTS.maxBatchBytes),
+    }
+    this.partitionKey = config.partitionKey ? new RecordTemplate(config.partitionKey) : undefined
+    const timeoutMs = config.timeoutMs
+    const clientConfig: KinesisClientConfig = {
+      maxAttempts: 1,
+      requestHandler: new NodeHttpHandler({ connectionTimeout: timeoutMs, socketTimeout: timeoutMs }),
+    }
+    // A stream ARN names its region (arn:aws:kinesis:<region>:<account>:stream/<name>); else the SDK's chain.
+    const region = config.region ?? regionOfArn(config.streamArn)
+    if (region !== undefined) clientConfig.region = region
+    if (config.endpoint !== undefined) clientConfig.endpoint = config.endpoint
+    if (config.credentials !== undefined) {
+      const { accessKeyId, secretAccessKey, sessionToken } = config.credentials
+      clientConfig.credentials = {
+        accessKeyId,
+        secretAccessKey,
+        ...(sessionToken !== undefined ? { sessionToken } : {}),
+      }
+    }
+    this.client = new KinesisClient(clientConfig)
+  }
+
+  write(batch: readonly SinkRecord[], signal: AbortSignal): Promise<WriteResult> {
+    if (this.closed) return Promise.reject(transientError('kinesis sink is closed', 'closed'))
+    if (batch.length === 0) return Promise.resolve(ALL_WRITTEN)
+    const work = this.put(batch, signal)
+    this.inFlight.add(work)
+    const forget = (): void => void this.inFlight.delete(work)
+    work.then(forget, forget)
+    return work
+  }
+
+  private async put(batch: readonly SinkRecord[], signal: AbortSignal): Promise<WriteResult> {
+    const failed: WriteResult['failed'] = []
+    const calls: { entries: PutRecordsRequestEntry[]; indexes: number[] }[] = []
+    let call: (typeof calls)[number] | undefined
+    let callBytes = 0
+    for (let i = 0; i < batch.length; i++) {
+      const record = batch[i]!
+      const key = this.keyFor(record)
+      const size = record.payload.length + Buffer.byteLength(key)
+      if (size > KINESIS_MAX_RECORD_BYTES) {
+        failed.push({
+          index: i,
+          error: permanentError(
+            `record of ${size} bytes (data and partition key) is over the kinesis limit of ${KINESIS_MAX_RECORD_BYTES}`,
+            'record-too-large',
+          ),
+        })
+        continue
+      }
+      if (
+        call === undefined ||
+        call.entries.length >= KINESIS_MAX_RECORDS_PER_CALL ||
+        callBytes + size > KINESIS_MAX_BYTES_PER_CALL
+      ) {
+        call = { entries: [], indexes: [] }
+        calls.push(call)
+        callBytes = 0
+      }
+      call.entries.push({ Data: record.payload, PartitionKey: key })
+      call.indexes.push(i)
+      callBytes += size
+    }
+    // Within the limits (always, when batches come from the delivery layer) this is one call. Only a
+    // caller that ignores `limits` gets several, and then a whole-call failure fails just that call's part.
+    const outcomes = await Promise.allSettled(calls.map((c) => this.putRecords(c.entries, signal)))
+    for (let c = 0; c < calls.length; c++) {
+      const outcome = outcomes[c]!
+      const { indexes } = calls[c]!
+      if (outcome.status === 'rejected') {
+        const error = classifyKinesisError(outcome.reason)
+        if (calls.length === 1 && failed.length === 0) throw error
+        for (const index of indexes) failed.push({ index, error })
+        continue
+      }
+      const results = outcome.value
+      for (let j = 0; j < indexes.length; j++) {
+        const entry = results[j]!
+        if (entry.ErrorCode !== undefined) failed.push({ index: indexes[j]!, error: entryError(entry) })
+      }
+    }
+    if (failed.length === 0) return ALL_WRITTEN
+    failed.sort((a, b) => a.index - b.index)
+    return { failed }
+  }
+
+  /** One PutRecords call; resolves with one result entry per request entry, in request order. */
+  private async putRecords(
+    entries: PutRecordsRequestEntry[],
+    signal: AbortSignal,
+  ): Promise<PutRecordsResultEntry[]> {
+    const answer = await this.client.send(new PutRecordsCommand({ ...this.target, Records: entries }), {
+      abortSignal: signal,
+    })
+    const results = answer.Records ?? []
+    if (results.length !== entries.length)
+      throw transientError(
+        `kinesis answered ${results.length} result entries for ${entries.length} records`,
+        'bad-response',
+      )
+    return results
+  }
+
+  private keyFor(record: SinkRecord): string {
+    let key = this.partitionKey?.render(record)
+    if (!key) key = record.id || randomUUID()
+    return key.length > KINESIS_MAX_PARTITION_KEY_CHARS ? cutKey(key) : key
+  }
+
+  async healthcheck(signal: AbortSignal): Promise<void> {
+    try {
+      await this.client.send(new DescribeStreamSummaryCommand(this.target), { abortSignal: signal })
+    } catch (err) {
+      throw classifyKinesisError(err)
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true
+    await Promise.allSettled([...this.inFlight])
+    this.client.destroy()
+  }
+}
+
+/** The first 256 characters (code points, so a surrogate pair is never split). */
+function cutKey(key: string): string {
+  let out = ''
+  let chars = 0
+  for (const ch of key) {
+    if (chars++ === KINESIS_MAX_PARTITION_KEY_CHARS) break
+    out += ch
+  }
+  return out
+}
+
+function regionOfArn(arn: string | undefined): string | undefined {
+  const region = arn?.split(':')[3]
+  return region ? region : undefined
+}
+
+/**
+ * Kinesis error codes, per failed PutRecords entry (`ErrorCode`) or for a whole call (the exception name).
+ * Sources: https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html#API_PutRecords_Errors
+ * and https://docs.aws.amazon.com/kinesis/latest/APIReference/CommonErrors.html.
+ */
+const KINESIS_ERRORS: Record<string, { retriable: boolean; reason: string }> = {
+  ProvisionedThroughputExceededException: { retriable: true, reason: 'throttled' },
+  ThrottlingException: { retriable: true, reason: 'throttled' },
+  LimitExceededException: { retriable: true, reason: 'throttled' },
+  InternalFailure: { retriable: true, reason: 'internal' },
+  InternalFailureException: { retriable: true, reason: 'internal' },
+  ServiceUnavailable: { retriable: true, reason: 'unavailable' },
+  ServiceUnavailableException: { retriable: true, reason: 'unavailable' },
+  // The stream exists but is being updated or resharded; writes work again when it settles.
+  ResourceInUseException: { retriable: true, reason: 'stream-busy' },
+  // Temporary credentials ran out; the SDK's provider chain fetches new ones for the next attempt.
+  ExpiredTokenException: { retriable: true, reason: 'credentials-expired' },
+  CredentialsProviderError: { retriable: true, reason: 'credentials' },
+  KMSThrottlingException: { retriable: true, reason: 'kms-throttled' },
+  KMSAccessDeniedException: { retriable: false, reason: 'kms-access-denied' },
+  KMSDisabledException: { retriable: false, reason: 'kms-disabled' },
+  KMSInvalidStateException: { retriable: false, reason: 'kms-invalid-state' },
+  KMSNotFoundException: { retriable: false, reason: 'kms-not-found' },
+  KMSOptInRequired: { retriable: false, reason: 'kms-opt-in-required' },
+  ResourceNotFoundException: { retriable: false, reason: 'unknown-stream' },
+  AccessDeniedException: { retriable: false, reason: 'unauthorized' },
+  UnrecognizedClientException: { retriable: false, reason: 'unauthorized' },
+  InvalidSignatureException: { retriable: false, reason: 'unauthorized' },
+  IncompleteSignature: { retriable: false, reason: 'unauthorized' },
+  MissingAuthenticationToken: { retriable: false, reason: 'unauthorized' },
+  NotAuthorized: { retriable: false, reason: 'unauthorized' },
+  ValidationException: { retriable: false, reason: 'invalid-request' },
+  InvalidArgumentException: { retriable: false, reason: 'invalid-request' },
+}
+
+function entryError(entry: PutRecordsResultEntry): SinkError {
+  const code = entry.ErrorCode ?? 'unknown'
+  const known = KINESIS_ERRORS[code]
+  // An entry error code we do not know is retried: PutRecords documents only transient ones per entry.
+  const { retriable, reason } = known ?? { retriable: true, reason: 'entry-failed' }
+  return new SinkError(`kinesis rejected the record: ${code}`, { retriable, reason })
+}
+
+/** Network-level failures (no answer from Kinesis): always worth another attempt. */
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+])
+
+/** Maps an error thrown by a whole Kinesis call to a SinkError that says whether a retry can help. */
+export function classifyKinesisError(err: unknown): SinkError {
+  if (err instanceof SinkError) return err
+  if (isProgrammingError(err))
+    return permanentError(`internal error: ${(err as Error).message}`, 'internal', err)
+  const e = err as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } }
+  const message = `kinesis: ${e.name ?? 'Error'}: ${e.message ?? String(err)}`
+  const known = e.name !== undefined ? KINESIS_ERRORS[e.name] : undefined
+  if (known) return new SinkError(message, { ...known, cause: err })
+  // The socket's code first: the SDK reports a reset connection as a TimeoutError with code ECONNRESET.
+  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return transientError(message, 'network', err)
+  if (e.name === 'TimeoutError') return transientError(message, 'timeout', err)
+  if (e.name === 'AbortError') return transientError(message, 'aborted', err)
+  const status = e.$metadata?.httpStatusCode
+  if (err instanceof KinesisServiceException && status !== undefined) {
+    if (status === 429) return transientError(message, 'throttled', err)
+    if (status >= 500) return transientError(message, 'server-error', err)
+    if (status === 401 || status === 403) return permanentError(message, 'unauthorized', err)
+    if (status >= 400) return permanentError(message, 'rejected', err)
+  }
+  // No answer we understand (socket hang up, a proxy's garbage …): another attempt may get through.
+  return transientError(message, 'network', err)
+}
