@@ -1,5 +1,8 @@
 import { Hono } from 'hono'
+import { managementRoutes } from './admin/api.js'
+import { ConfigWriter, type ApiState } from './admin/config-writer.js'
 import { templatesRoutes } from './admin/templates.js'
+import { uiRoutes } from './admin/ui.js'
 import { ProblemError } from './errors.js'
 import { problemAnswer, type HeaderMap, type IngestHandler } from './http/ingest.js'
 import type { Gateway } from './pipeline/gateway.js'
@@ -13,6 +16,8 @@ export interface AppDeps {
   logger: Logger
   /** Extra readiness checks (spool writable, …); the gateway's draining state is always checked. */
   ready?: () => Promise<string | undefined>
+  /** The management API's persisted changes (src/admin/api-state.ts); without it changes live in memory only. */
+  apiState?: ApiState
 }
 
 type Env = { Bindings: { incoming?: { socket?: { remoteAddress?: string } } } }
@@ -64,6 +69,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
   })
 
   app.route('/api/v1', templatesRoutes())
+  const apiState = deps.apiState ?? {
+    file: undefined,
+    fileConfig: deps.gateway.config,
+    overlay: { streams: {}, sinks: {} },
+  }
+  const writer = new ConfigWriter(deps.gateway, apiState, deps.logger)
+  app.route('/api/v1', managementRoutes({ gateway: deps.gateway, writer }))
+  app.route('/', uiRoutes())
 
   app.notFound((c) => {
     const answer = problemAnswer(

@@ -1,4 +1,5 @@
 import { mkdir, access, constants } from 'node:fs/promises'
+import { openApiState } from './admin/api-state.js'
 import { createApp } from './app.js'
 import type { GatewayConfig } from './config/types.js'
 import { IngestHandler } from './http/ingest.js'
@@ -30,7 +31,9 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
   await mkdir(config.spool.dir, { recursive: true })
-  const gateway = await Gateway.create(config, { logger, metrics })
+  // The management API's saved changes (api-state.json beside the spool) applied on the config file's.
+  const api = await openApiState(config, logger)
+  const gateway = await Gateway.create(api.config, { logger, metrics })
   await Promise.all(
     [...gateway.sinks.values()].map(async (sink) => {
       try {
@@ -47,6 +50,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     ingest,
     metrics,
     logger,
+    apiState: api.state,
     ready: async () => {
       try {
         await access(config.spool.dir, constants.W_OK)

@@ -30,7 +30,19 @@ export function createLogger(
   return destination ? pino(options, destination) : pino(options)
 }
 
-const SECRET_KEYS = /(secret|password|token|authorization|apikey|api_key|sessiontoken|headers)/i
+/** What a masked secret reads as in logs and management-API answers. */
+export const SECRET_MASK = '***'
+
+const SECRET_KEYS = /(secret|password|passwd|authorization|apikey|api_key|credentials)/i
+
+/**
+ * Keys whose values are secrets, masked wholesale (every string below them): passwords, client secrets,
+ * tokens (`token`, `sessionToken`, but not `tokenUrl`), API keys, AWS `credentials`, and every `headers` map
+ * (stream auth headers and sink request headers carry credentials).
+ */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEYS.test(key) || /token$/i.test(key) || key === 'headers'
+}
 
 /** A copy of a config object with every secret-looking value masked, for logs and API answers. */
 export function redactConfig(value: unknown): unknown {
@@ -38,14 +50,14 @@ export function redactConfig(value: unknown): unknown {
   if (value === null || typeof value !== 'object') return value
   const out: Record<string, unknown> = {}
   for (const [key, item] of Object.entries(value)) {
-    const masked = SECRET_KEYS.test(key) ? maskAll(item) : redactConfig(item)
+    const masked = isSecretKey(key) ? maskAll(item) : redactConfig(item)
     Object.defineProperty(out, key, { value: masked, enumerable: true, writable: true, configurable: true })
   }
   return out
 }
 
 function maskAll(value: unknown): unknown {
-  if (typeof value === 'string') return '***'
+  if (typeof value === 'string') return SECRET_MASK
   if (Array.isArray(value)) return value.map(maskAll)
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {}

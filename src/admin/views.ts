@@ -1,0 +1,106 @@
+import type { Context } from 'hono'
+import type { GatewayConfig, SinkConfig, StreamConfig } from '../config/types.js'
+import { DEFAULT_DEAD_LETTER_SINK, type Gateway, type StreamCounts } from '../pipeline/gateway.js'
+import { DEAD_LETTER_LANE } from '../spool/spool.js'
+import { statusObject, type Lookup } from './lookups.js'
+import { masked } from './secrets.js'
+
+// What the management API answers: the stored object (secrets masked) plus live figures. Stream status is
+// rendered as emnify does: {"id": 1, "description": "Running"}.
+
+export interface LaneFigures {
+  sink: string
+  /** true for the stream's dead-letter lane. */
+  deadLetter: boolean
+  /** Records delivered since the lane started (process start or the last change of the stream or sink). */
+  delivered: number
+  /** Records in the spool this lane has not delivered yet. */
+  lag: number
+  lastError: { message: string; reason: string; at: string } | null
+}
+
+export type StreamView = { id: string } & Omit<StreamConfig, 'status'> & {
+    status: Lookup<number>
+    inletUrl: string
+    figures: StreamCounts
+    delivery: LaneFigures[]
+    lastError: { sink: string; reason: string; message: string; at: string } | null
+  }
+
+export type SinkView = { name: string } & SinkConfig & {
+    figures: { delivered: number; lag: number }
+    lastError: { stream: string; message: string; reason: string; at: string } | null
+    usedBy: string[]
+  }
+
+/** `config` is the config the answer is about (a write's result; a later write may have changed it since). */
+export function streamView(
+  gateway: Gateway,
+  config: GatewayConfig,
+  id: string,
+  inletBase: string,
+): StreamView {
+  const stream = config.streams[id]!
+  const state = gateway.state(id)
+  const { status, ...rest } = masked(stream)
+  return {
+    id,
+    ...rest,
+    status: statusObject(state?.status ?? status),
+    inletUrl: `${inletBase}/ingest/${encodeURIComponent(id)}`,
+    figures: { ...(state?.counts ?? { received: 0, accepted: 0, rejected: 0, filtered: 0, duplicates: 0 }) },
+    delivery: (gateway.lanes.get(id) ?? []).map((lane) => ({
+      sink: lane.sinkName,
+      deadLetter: lane.laneName === DEAD_LETTER_LANE,
+      delivered: lane.delivered,
+      lag: lane.lag,
+      lastError: lane.lastError ? { ...lane.lastError } : null,
+    })),
+    lastError: state?.lastError ? { ...state.lastError } : null,
+  }
+}
+
+export function sinkView(gateway: Gateway, config: GatewayConfig, name: string): SinkView {
+  const sink = config.sinks[name]!
+  let delivered = 0
+  let lag = 0
+  let lastError: SinkView['lastError'] = null
+  for (const [stream, lanes] of gateway.lanes)
+    for (const lane of lanes) {
+      if (lane.sinkName !== name) continue
+      delivered += lane.delivered
+      lag += lane.lag
+      if (lane.lastError && (!lastError || lane.lastError.at > lastError.at))
+        lastError = { stream, ...lane.lastError }
+    }
+  return {
+    name,
+    ...masked(sink),
+    figures: { delivered, lag },
+    lastError,
+    usedBy: streamsUsing(config, name),
+  }
+}
+
+/** Streams that deliver to the sink or use it as their dead-letter sink (by default, "dead-letter"). */
+export function streamsUsing(config: GatewayConfig, sink: string): string[] {
+  return Object.entries(config.streams)
+    .filter(([, s]) => s.sinks.includes(sink) || (s.deadLetter ?? DEFAULT_DEAD_LETTER_SINK) === sink)
+    .map(([id]) => id)
+}
+
+/**
+ * The base URL vendors reach this gateway at: server.publicUrl, else what the request came in on
+ * (X-Forwarded-Proto / X-Forwarded-Host behind a proxy, else Host).
+ */
+export function inletBase(c: Context, server: GatewayConfig['server']): string {
+  if (server.publicUrl) return server.publicUrl.replace(/\/+$/, '')
+  const first = (name: string): string | undefined => c.req.header(name)?.split(',')[0]?.trim()
+  const forwardedProto = first('x-forwarded-proto')?.toLowerCase()
+  const proto =
+    forwardedProto === 'http' || forwardedProto === 'https' ? forwardedProto : server.tls ? 'https' : 'http'
+  const host = [first('x-forwarded-host'), c.req.header('host')].find(
+    (h): h is string => h !== undefined && /^[A-Za-z0-9.:[\]-]+$/.test(h),
+  )
+  return `${proto}://${host ?? `localhost:${server.port}`}`
+}
