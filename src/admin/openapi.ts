@@ -147,6 +147,22 @@ function buildDocument(): Schema {
               delivered: { type: 'integer', minimum: 0 },
               lag: { type: 'integer', minimum: 0, description: 'Records in the spool not yet delivered.' },
               lastError: laneError,
+              circuit: {
+                type: 'object',
+                description:
+                  "Present only while the sink's circuit breaker is not closed: the lane waits instead of writing.",
+                additionalProperties: false,
+                required: ['state', 'failures'],
+                properties: {
+                  state: { type: 'string', enum: ['open', 'half-open'] },
+                  failures: { type: 'integer', minimum: 0, description: 'Consecutive failed attempts.' },
+                  retryAt: {
+                    type: 'string',
+                    format: 'date-time',
+                    description: 'End of the cool-down (while open); then one probe attempt decides.',
+                  },
+                },
+              },
             },
           },
         },

@@ -1,6 +1,7 @@
 import type { Context } from 'hono'
 import type { GatewayConfig, SinkConfig, StreamConfig } from '../config/types.js'
 import { DEFAULT_DEAD_LETTER_SINK, type Gateway, type StreamCounts } from '../pipeline/gateway.js'
+import type { DeliveryLane } from '../pipeline/lane.js'
 import { DEAD_LETTER_LANE } from '../spool/spool.js'
 import { statusObject, type Lookup } from './lookups.js'
 import { masked } from './secrets.js'
@@ -17,6 +18,30 @@ export interface LaneFigures {
   /** Records in the spool this lane has not delivered yet. */
   lag: number
   lastError: { message: string; reason: string; at: string } | null
+  /**
+   * Present only while the sink's circuit breaker is not closed: the lane waits instead of writing until
+   * `retryAt` (open), or until the one probe attempt succeeds (half-open).
+   */
+  circuit?: { state: 'open' | 'half-open'; failures: number; retryAt?: string }
+}
+
+/** The lane's figures; `circuit` only while the breaker is open or half-open (keys stay stable otherwise). */
+function laneFigures(lane: DeliveryLane): LaneFigures {
+  const figures: LaneFigures = {
+    sink: lane.sinkName,
+    deadLetter: lane.laneName === DEAD_LETTER_LANE,
+    delivered: lane.delivered,
+    lag: lane.lag,
+    lastError: lane.lastError ? { ...lane.lastError } : null,
+  }
+  const c = lane.circuit
+  if (c.state !== 'closed')
+    figures.circuit = {
+      state: c.state,
+      failures: c.failures,
+      ...(c.retryAt !== undefined ? { retryAt: new Date(c.retryAt).toISOString() } : {}),
+    }
+  return figures
 }
 
 export type StreamView = { id: string } & Omit<StreamConfig, 'status'> & {
@@ -49,13 +74,7 @@ export function streamView(
     status: statusObject(state?.status ?? status),
     inletUrl: `${inletBase}/ingest/${encodeURIComponent(id)}`,
     figures: { ...(state?.counts ?? { received: 0, accepted: 0, rejected: 0, filtered: 0, duplicates: 0 }) },
-    delivery: (gateway.lanes.get(id) ?? []).map((lane) => ({
-      sink: lane.sinkName,
-      deadLetter: lane.laneName === DEAD_LETTER_LANE,
-      delivered: lane.delivered,
-      lag: lane.lag,
-      lastError: lane.lastError ? { ...lane.lastError } : null,
-    })),
+    delivery: (gateway.lanes.get(id) ?? []).map(laneFigures),
     lastError: state?.lastError ? { ...state.lastError } : null,
   }
 }

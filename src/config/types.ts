@@ -73,6 +73,16 @@ export interface RetryConfig {
   maxAttempts: number
 }
 
+/** The sink's circuit breaker (src/pipeline/circuit.ts); every key has a default there. */
+export interface CircuitConfig {
+  /** Consecutive failed attempts that open the circuit; 0 disables the breaker. */
+  failureThreshold: number
+  /** First cool-down; doubles with every reopening without a success in between. */
+  openMs: number
+  /** Longest cool-down. */
+  maxOpenMs: number
+}
+
 /** Keys every sink accepts. Batch limits are optional: each sink type has its own defaults. */
 export interface CommonSinkConfig {
   type: SinkType
@@ -80,6 +90,7 @@ export interface CommonSinkConfig {
   maxBatchBytes?: number
   lingerMs?: number
   retry: RetryConfig
+  circuit?: Partial<CircuitConfig>
 }
 
 export interface AwsCredentialsConfig {

@@ -2,17 +2,26 @@ import type { RetryConfig } from '../config/types.js'
 import { asSinkError, permanentError, type SinkError } from '../errors.js'
 import { backoffDelay, sleep } from '../retry.js'
 import type { SinkRecord } from '../records/record.js'
-import type { Sink } from '../sinks/sink.js'
+import type { Sink, WriteResult } from '../sinks/sink.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
+import type { CircuitAttempt, CircuitBreaker } from './circuit.js'
 
 // Delivery of records to one sink: batches within the sink's limits, retries transient failures with
 // exponential backoff and jitter (only the entries that failed), and hands permanent failures to the
 // dead-letter callback. The same code serves the durable spool's workers and `durability: none` streams.
+// Every attempt first passes the sink's circuit breaker (when given): while it is open, delivery waits.
 
 export interface DeliveryOptions {
   retry: RetryConfig
+  /** Aborts everything, a write in progress included. */
   signal: AbortSignal
+  /**
+   * Also aborts the waits between writes (circuit cool-down, backoff), never a write in progress: a lane
+   * that is stopping should not sit out a cool-down first. Must abort whenever `signal` does (the lane's
+   * stop signal aborts before its hard stop). Defaults to `signal`.
+   */
+  waitSignal?: AbortSignal
   metrics: Metrics
   logger: Logger
   /** Receives records the sink rejected permanently; must hand them to the dead-letter sink. */
@@ -21,6 +30,8 @@ export interface DeliveryOptions {
   onDelivered?(records: number): void
   /** Reports the sink's last error (for stream status and the status page). */
   onError?(error: SinkError): void
+  /** The sink's circuit breaker; every write waits for its admission and reports its verdict to it. */
+  circuit?: CircuitBreaker
 }
 
 export function splitBatches(sink: Sink, records: readonly SinkRecord[]): SinkRecord[][] {
@@ -62,15 +73,25 @@ export async function deliver(
 
 async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOptions): Promise<void> {
   const { retry, signal, metrics } = options
+  const waitSignal = options.waitSignal ?? signal
   let pending = batch
   let attempt = 0
   while (pending.length > 0) {
     signal.throwIfAborted()
+    const admitted: CircuitAttempt | undefined = await options.circuit?.admit(waitSignal)
     const started = performance.now()
     let retryable: SinkRecord[] = []
     let lastError: SinkError | undefined
     try {
-      const result = await sink.write(pending, signal)
+      let result: WriteResult
+      try {
+        result = await sink.write(pending, signal)
+      } catch (err) {
+        if (signal.aborted) admitted?.abandoned()
+        else if (asSinkError(err).retriable) admitted?.failed()
+        else admitted?.succeeded() // the sink answered; a retry would not help, nothing to protect
+        throw err
+      }
       const permanent = new Map<string, { records: SinkRecord[]; error: SinkError }>()
       for (const { index, error } of result.failed) {
         const record = pending[index]
@@ -85,6 +106,8 @@ async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOp
         }
       }
       const ok = pending.length - result.failed.length
+      if (ok === 0 && retryable.length > 0) admitted?.failed()
+      else admitted?.succeeded()
       metrics.sinkDelivered(sink.name, ok, (performance.now() - started) / 1000)
       if (ok > 0) options.onDelivered?.(ok)
       for (const { records, error } of permanent.values()) {
@@ -129,7 +152,7 @@ async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOp
         'sink write failed; retrying',
       )
     // A server's Retry-After wins over our own backoff when it asks for longer.
-    await sleep(Math.max(backoffDelay(attempt, retry), lastError?.retryAfterMs ?? 0), signal)
+    await sleep(Math.max(backoffDelay(attempt, retry), lastError?.retryAfterMs ?? 0), waitSignal)
     pending = retryable
   }
 }

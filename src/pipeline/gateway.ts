@@ -17,6 +17,7 @@ import { DEAD_LETTER_LANE, Spool, SpoolFullError, type StreamSpool } from '../sp
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
+import { CircuitBreaker } from './circuit.js'
 import { deliver } from './delivery.js'
 import { DeliveryLane } from './lane.js'
 import { StreamRuntime, type ProcessOutcome } from './stream.js'
@@ -76,6 +77,8 @@ export class Gateway {
   readonly sinks = new Map<string, Sink>()
   readonly validators = new Validators()
   readonly lanes = new Map<string, DeliveryLane[]>()
+  /** One circuit breaker per sink, shared by all its lanes; replaced with the sink on a config change. */
+  readonly circuits = new Map<string, CircuitBreaker>()
   private readonly states = new Map<string, StreamState>()
   private readonly gcScheduled = new Set<string>()
   private draining = false
@@ -87,6 +90,7 @@ export class Gateway {
   ) {
     for (const [name, sinkConfig] of Object.entries(this.sinkConfigs())) {
       this.sinks.set(name, createSink(name, sinkConfig, { logger: deps.logger.child({ sink: name }) }))
+      this.circuits.set(name, this.newCircuit(name, sinkConfig))
     }
     for (const [id, streamConfig] of Object.entries(config.streams)) {
       this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators))
@@ -166,6 +170,21 @@ export class Gateway {
 
   private readonly laneNames = new Map<string, string[]>()
 
+  private newCircuit(name: string, config: SinkConfig): CircuitBreaker {
+    this.deps.metrics.sinkCircuit(name, 'closed')
+    return new CircuitBreaker(config.circuit, {
+      onChange: (state, { failures, openMs }) => {
+        this.deps.metrics.sinkCircuit(name, state)
+        if (state === 'open')
+          this.deps.logger.warn(
+            { sink: name, failures, openMs },
+            'sink circuit opened; its lanes wait before the next attempt',
+          )
+        else if (state === 'closed') this.deps.logger.info({ sink: name }, 'sink circuit closed')
+      },
+    })
+  }
+
   private newLane(
     stream: string,
     lane: string,
@@ -183,6 +202,7 @@ export class Gateway {
       metrics: this.deps.metrics,
       logger: this.deps.logger,
       isPaused: () => this.states.get(stream)?.status === 2,
+      circuit: this.circuits.get(sink.name),
       deadLetter,
       onError: (error) => {
         if (!error.retriable) this.markError(stream, sink.name, error)
@@ -291,6 +311,18 @@ export class Gateway {
 
   /** `durability: none`: answer only once every sink acknowledged (within DIRECT_DELIVERY_TIMEOUT_MS). */
   private async acceptDirect(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void> {
+    // A sink whose circuit is open would only make the request wait out the timeout: answer 503 now.
+    const open = stream.config.sinks.map((n) => this.circuits.get(n)).filter((c) => c?.state === 'open')
+    if (outcome.records.length > 0 && open.length > 0) {
+      const retryAfter = Math.max(1, Math.ceil(Math.max(...open.map((c) => c!.remainingMs)) / 1000))
+      throw new ProblemError(
+        503,
+        'sink-unavailable',
+        'Records could not be delivered',
+        `stream ${stream.id} delivers synchronously (durability: none) and a sink's circuit breaker is open`,
+        { headers: { 'retry-after': String(retryAfter) } },
+      )
+    }
     const signal = AbortSignal.timeout(DIRECT_DELIVERY_TIMEOUT_MS)
     const work: Promise<void>[] = []
     if (outcome.records.length > 0)
@@ -300,6 +332,7 @@ export class Gateway {
           deliver(sink, outcome.records, {
             retry: this.config.sinks[name]?.retry ?? DEFAULT_RETRY,
             signal,
+            circuit: this.circuits.get(name),
             metrics: this.deps.metrics,
             logger: this.deps.logger,
             deadLetter: (failed, error) => this.spoolDeadLetters(stream.id, name, failed, error),
@@ -423,12 +456,15 @@ export class Gateway {
       const old = this.sinks.get(name)
       if (old) closing.push(old)
       this.sinks.delete(name)
+      this.circuits.delete(name)
     }
-    for (const name of changedSinks)
+    for (const name of changedSinks) {
       this.sinks.set(
         name,
         createSink(name, nextSinks[name]!, { logger: this.deps.logger.child({ sink: name }) }),
       )
+      this.circuits.set(name, this.newCircuit(name, nextSinks[name]!))
+    }
     // Lanes of unchanged streams that used a replaced sink were restarted above; the rest keep theirs.
     for (const id of restart) {
       const runtime = new StreamRuntime(id, next.streams[id]!, this.validators)

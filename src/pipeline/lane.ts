@@ -8,6 +8,7 @@ import type { StreamSpool } from '../spool/spool.js'
 import type { LogReader, Position } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
+import type { CircuitBreaker, CircuitSnapshot } from './circuit.js'
 import { deliver } from './delivery.js'
 
 // A delivery lane: one sink of one stream (or the stream's dead-letter sink), reading the stream's spool
@@ -15,6 +16,7 @@ import { deliver } from './delivery.js'
 // (until the spool's maxBytes). A batch is cut when the sink's maxBatchRecords/maxBatchBytes is reached,
 // or lingerMs after its first record (the S3 sink's object roll-over by age is this linger). The cursor
 // moves only after every record of the batch was delivered or handed to the dead-letter lane durably.
+// While the sink's circuit breaker is open the lane waits with its batch (its lag grows, nothing is lost).
 
 export interface LaneOptions {
   stream: string
@@ -26,6 +28,8 @@ export interface LaneOptions {
   metrics: Metrics
   logger: Logger
   isPaused(): boolean
+  /** The sink's circuit breaker (shared with the other lanes of the same sink). */
+  circuit?: CircuitBreaker
   /** Takes records the sink rejected permanently; resolves once they are safe (spooled as dead letters). */
   deadLetter(records: SinkRecord[], error: SinkError): Promise<void>
   onError?(error: SinkError): void
@@ -82,6 +86,11 @@ export class DeliveryLane {
     return this.o.spool.log.lag(this.o.kind, this.position)
   }
 
+  /** The sink's circuit breaker state; closed when the lane has none. */
+  get circuit(): CircuitSnapshot {
+    return this.o.circuit?.snapshot() ?? { state: 'closed', failures: 0 }
+  }
+
   get at(): Position {
     return { ...this.position }
   }
@@ -120,6 +129,8 @@ export class DeliveryLane {
           await deliver(this.o.sink, batch.records, {
             retry: this.o.retry,
             signal: this.hardStop.signal,
+            waitSignal: this.stopSignal.signal,
+            circuit: this.o.circuit,
             metrics: this.o.metrics,
             logger: this.o.logger,
             deadLetter: (records, error) => this.o.deadLetter(records, error),
@@ -134,7 +145,8 @@ export class DeliveryLane {
           })
           failures = 0
         } catch (err) {
-          if (this.hardStop.signal.aborted) return
+          // Stopping: the cursor stays before the batch; the next start delivers it again.
+          if (this.stopSignal.signal.aborted) return
           // Not a sink failure (deliver retries those): the dead-letter hand-off itself failed (disk?).
           // Start over from the cursor after a pause; the batch is delivered again (at least once).
           failures++

@@ -146,6 +146,19 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly circuitOpen = new Gauge({
+    name: 'streamgate_sink_circuit_open',
+    help: "1 while the sink's circuit breaker is open or half-open (its lanes wait instead of writing), else 0.",
+    labelNames: ['sink'],
+    registers: [this.registry],
+  })
+  private readonly circuitOpened = new Counter({
+    name: 'streamgate_sink_circuit_opened_total',
+    help: "Times the sink's circuit breaker opened (after consecutive failures, or a failed half-open probe).",
+    labelNames: ['sink'],
+    registers: [this.registry],
+  })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false)
       collectDefaultMetrics({ register: this.registry, prefix: 'streamgate_' })
@@ -194,6 +207,11 @@ export class Metrics {
   sinkRetried(sink: string, reason: string, records: number): void {
     this.retried.inc({ sink, reason }, records)
     this.sinkUp.set({ sink }, 0)
+  }
+
+  sinkCircuit(sink: string, state: 'closed' | 'open' | 'half-open'): void {
+    this.circuitOpen.set({ sink }, state === 'closed' ? 0 : 1)
+    if (state === 'open') this.circuitOpened.inc({ sink })
   }
 
   deadLetter(stream: string, reason: string, records: number): void {
