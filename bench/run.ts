@@ -31,6 +31,7 @@ import { createGenerator, installWrk, wrkAvailable, type GeneratorName, type Loa
 import type { LoadResult, LoadSpec } from './load.js'
 import { hasExited, makeTempDir, removeTempDir, stopChild, track } from './processes.js'
 import { RssSampler, cpuSeconds, hwmBytes, processTree, waitForIdle } from './proc-stats.js'
+import { lazyBackends, sinkConfig, type Backends } from './sinks.js'
 import { SCENARIOS, findScenario, type Scenario } from './scenarios.js'
 
 const REPO = resolve(new URL('..', import.meta.url).pathname)
@@ -39,7 +40,14 @@ type TargetName = 'streamgate' | 'baseline'
 // ---- options -------------------------------------------------------------------------------------------
 
 const HELP = `usage: npm run bench -- [options]
-  --scenario NAME[,NAME]   scenarios to run (repeatable; default: all): ${SCENARIOS.map((s) => s.name).join(', ')}
+  --scenario NAME[,NAME]   scenarios to run (repeatable); default: ${SCENARIOS.filter((s) => s.optIn !== true)
+    .map((s) => s.name)
+    .join(', ')}
+                           with the real backends (started if not up): ${SCENARIOS.filter(
+                             (s) => s.optIn === true,
+                           )
+                             .map((s) => s.name)
+                             .join(', ')}
   --duration S             seconds of load per measured run (default 10)
   --connections N          concurrent keep-alive connections (default 16)
   --rounds N               measured runs per target, alternating order; medians are reported (default 2)
@@ -104,7 +112,8 @@ function parseOptions(argv: string[]): Options | undefined {
     return undefined
   }
   const names = (values.scenario ?? []).flatMap((s) => s.split(',')).filter(Boolean)
-  const scenarios = names.length === 0 ? [...SCENARIOS] : names.map((name) => findScenario(name))
+  const scenarios =
+    names.length === 0 ? SCENARIOS.filter((s) => s.optIn !== true) : names.map((name) => findScenario(name))
   const unknown = names.filter((_, i) => scenarios[i] === undefined)
   if (unknown.length > 0) {
     throw new UsageError(
@@ -238,12 +247,12 @@ async function waitHealthy(target: Target, timeoutMs = 20_000): Promise<void> {
   throw new Error(`${target.name} not healthy after ${timeoutMs} ms:\n${target.output()}`)
 }
 
-function streamgateConfig(scenario: Scenario, dir: string): object {
+function streamgateConfig(scenario: Scenario, dir: string, sink: Record<string, unknown>): object {
   return {
     server: { host: '127.0.0.1', port: 0 },
     log: { level: 'warn' },
     spool: { dir: join(dir, 'spool') },
-    sinks: { out: { type: 'file', dir: join(dir, 'out') } },
+    sinks: { out: sink },
     streams: { [scenario.streamId]: { ...scenario.stream, sinks: ['out'] } },
   }
 }
@@ -322,17 +331,26 @@ interface Measurement {
   /** How rec/CPU-s was computed: server-counted records ÷ CPU until settled, or generator-counted ÷ window. */
   recordsPerCpuMethod: 'server' | 'window'
   peakRssBytes: number
+  /** After the load stopped: until every accepted record was delivered to the sinks (0 for the baseline). */
+  drainMs: number
 }
 
-/** After a load run: until nothing is left to deliver (at most `maxMs`), then until the CPU is idle. */
-async function settle(target: Target, pids: readonly number[], maxMs = 30_000): Promise<void> {
+/**
+ * After a load run: until nothing is left to deliver (at most `maxMs`), then until the CPU is idle. Returns
+ * how long delivery took after the load stopped (ms, 100 ms resolution): the end-to-end delivery lag.
+ */
+async function settle(target: Target, pids: readonly number[], maxMs = 60_000): Promise<number> {
+  const started = performance.now()
   const deadline = Date.now() + maxMs
+  let drainMs: number
   for (;;) {
     const counters = await target.counters()
+    drainMs = performance.now() - started
     if (counters === undefined || counters.lag === 0 || Date.now() > deadline) break
-    await sleep(200)
+    await sleep(100)
   }
   await waitForIdle(pids)
+  return drainMs
 }
 
 /**
@@ -356,7 +374,7 @@ async function measure(
   const sampler = new RssSampler(pids)
   const load = await generator.run(spec)
   const cpuWindowS = cpuSeconds(pids) - cpu0
-  await settle(target, pids)
+  const drainMs = await settle(target, pids)
   const cpuS = cpuSeconds(pids) - cpu0
   const peakRssBytes = sampler.stop()
   const after = await target.counters()
@@ -376,6 +394,7 @@ async function measure(
     recordsPerCpuS: byServer ? serverRecords / cpuS : cpuWindowS > 0 ? generatorRecords / cpuWindowS : 0,
     recordsPerCpuMethod: byServer ? 'server' : 'window',
     peakRssBytes,
+    drainMs,
   }
 }
 
@@ -387,6 +406,8 @@ interface TargetSummary {
   p50Ms: number
   p99Ms: number
   peakRssBytes: number
+  /** Median time from the end of the load until everything was delivered. */
+  drainMs: number
   /** Largest relative distance of a round's req/s from the median. */
   spread: number
   non2xx: number
@@ -439,6 +460,7 @@ function summarise(target: Target, rounds: Measurement[]): TargetSummary {
     p50Ms: median(mine.map((m) => m.load.latencyMs.p50)),
     p99Ms: median(mine.map((m) => m.load.latencyMs.p99)),
     peakRssBytes: Math.max(...mine.map((m) => m.peakRssBytes)),
+    drainMs: median(mine.map((m) => m.drainMs)),
     spread: Math.max(...mine.map((m) => (reqPerS > 0 ? Math.abs(m.reqPerS - reqPerS) / reqPerS : 0))),
     non2xx: mine.reduce((n, m) => n + m.load.non2xx, 0),
     errors: mine.reduce((n, m) => n + m.load.errors, 0),
@@ -511,6 +533,7 @@ async function runScenario(
   fixedRateGenerator: () => LoadGenerator,
   baselineScript: string,
   gatewayCli: string,
+  backends: Backends,
 ): Promise<ScenarioResult> {
   const dir = makeTempDir(`streamgate-bench-${scenario.name}-`)
   const targets: Target[] = []
@@ -519,7 +542,8 @@ async function runScenario(
     const bodyFile = join(dir, 'body')
     writeFileSync(bodyFile, body)
     const configFile = join(dir, 'streamgate.json')
-    writeFileSync(configFile, JSON.stringify(streamgateConfig(scenario, dir), null, 2))
+    const sink = await sinkConfig(scenario.sink ?? 'file', dir, scenario.name, backends)
+    writeFileSync(configFile, JSON.stringify(streamgateConfig(scenario, dir, sink), null, 2))
     log(
       `\n== ${scenario.name}: ${scenario.description}\n   body ${formatBytes(body.length)}, ` +
         `${scenario.recordsPerRequest} record(s) per request`,
@@ -748,6 +772,7 @@ function report(
         formatMs(s.p50Ms),
         formatMs(s.p99Ms),
         formatBytes(s.peakRssBytes),
+        s.target === 'streamgate' ? formatMs(s.drainMs) : '',
         `±${(s.spread * 100).toFixed(0)}%`,
         errorsCell(s, r.checks),
       ])
@@ -763,6 +788,7 @@ function report(
       formatRatio(r.ratio.peakRss),
       '',
       '',
+      '',
     ])
   }
   const lines = [
@@ -770,9 +796,22 @@ function report(
     `generator: ${generator} (${options.connections} connections, ${options.durationS} s × ${options.rounds} rounds per target, ` +
       `${options.warmupS} s warm-up; medians of the rounds; ± = largest distance of a round's req/s from the median)`,
     'rec/CPU-s: records the server counted ÷ its CPU seconds, from the start of the load until it had delivered everything',
+    'drain: after the load stopped, until the sinks had every accepted record (end-to-end delivery lag; 100 ms steps)',
     '',
     table(
-      ['scenario', 'target', 'req/s', 'records/s', 'rec/CPU-s', 'p50', 'p99', 'peak RSS', 'rounds', 'errors'],
+      [
+        'scenario',
+        'target',
+        'req/s',
+        'records/s',
+        'rec/CPU-s',
+        'p50',
+        'p99',
+        'peak RSS',
+        'drain',
+        'rounds',
+        'errors',
+      ],
       rows,
     ),
   ]
@@ -888,6 +927,7 @@ async function main(): Promise<number> {
   if (options.profileDir !== undefined) mkdirSync(options.profileDir, { recursive: true })
   const generatorName = chooseGenerator(options)
   const workDir = makeTempDir('streamgate-bench-')
+  const backends = lazyBackends(log)
   const generator = createGenerator(generatorName, workDir, options.threads)
   let fixed: LoadGenerator | undefined
   const fixedRateGenerator = (): LoadGenerator =>
@@ -913,6 +953,7 @@ async function main(): Promise<number> {
           fixedRateGenerator,
           baselineScript,
           gatewayCli,
+          backends,
         ),
       )
     }
@@ -930,6 +971,7 @@ async function main(): Promise<number> {
   } finally {
     await generator.close()
     if (fixed !== undefined && fixed !== generator) await fixed.close()
+    await backends.close()
     removeTempDir(workDir)
   }
 }

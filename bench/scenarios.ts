@@ -6,6 +6,7 @@
 // validation do real work; no stream has dedupe configured, so re-sending the same body is not short-cut.
 
 import type { BaselineParse } from './baseline-server.js'
+import type { BenchSink } from './sinks.js'
 
 export interface Scenario {
   /** CLI name (`--scenario NAME`). */
@@ -22,6 +23,10 @@ export interface Scenario {
   readonly baselineParse: BaselineParse
   /** Builds the body; the harness calls it once per run. */
   generate(): Buffer
+  /** streamgate's sink (default `file`); kafka and s3 use the real backends of scripts/backends. */
+  readonly sink?: BenchSink
+  /** Run only when named with --scenario (it needs the backends), not in the default set. */
+  readonly optIn?: boolean
 }
 
 const EMNIFY_TOKEN = 'bench-emnify-token'
@@ -267,6 +272,40 @@ export const SCENARIOS: readonly Scenario[] = [
     recordsPerRequest: AZION_BATCH,
     baselineParse: { kind: 'json' },
     generate: () => Buffer.from(`[${azionRecords(AZION_BATCH).join(',')}]`),
+  },
+  {
+    name: 'azion-ndjson-2000-direct',
+    description: `azion-ndjson-2000 with durability: none (no spool: answered once the file sink wrote the records)`,
+    streamId: 'azion-ndjson',
+    stream: { ...azionStream('\n', '$dataset'), durability: 'none' },
+    headers: { 'x-azion-key': AZION_KEY },
+    recordsPerRequest: AZION_BATCH,
+    baselineParse: { kind: 'split', separator: '\n' },
+    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
+  },
+  {
+    name: 'azion-ndjson-2000-kafka',
+    description: `azion-ndjson-2000 delivered to real Kafka (acks -1, idempotent, gzip; needs the backends)`,
+    streamId: 'azion-ndjson',
+    stream: azionStream('\n', '$dataset'),
+    headers: { 'x-azion-key': AZION_KEY },
+    recordsPerRequest: AZION_BATCH,
+    baselineParse: { kind: 'split', separator: '\n' },
+    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
+    sink: 'kafka',
+    optIn: true,
+  },
+  {
+    name: 'azion-ndjson-2000-s3',
+    description: `azion-ndjson-2000 delivered to S3 (MinIO; gzip NDJSON objects rolled every 2 s; needs the backends)`,
+    streamId: 'azion-ndjson',
+    stream: azionStream('\n', '$dataset'),
+    headers: { 'x-azion-key': AZION_KEY },
+    recordsPerRequest: AZION_BATCH,
+    baselineParse: { kind: 'split', separator: '\n' },
+    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
+    sink: 's3',
+    optIn: true,
   },
   {
     name: 'emnify-usage-3000',

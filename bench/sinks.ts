@@ -1,0 +1,98 @@
+// Where a scenario's records go on the streamgate side: the file sink (default, no services), or real Kafka
+// and S3 (MinIO) from scripts/backends. Backends already up (`npm run backends:up`, .backends/env) are reused;
+// otherwise they are started for the run and stopped after it.
+
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import { Kafka, logLevel } from 'kafkajs'
+import { backendsAnswer, readBackendsEnv, startAll, type BackendsEnv } from '../scripts/backends/index.js'
+
+export type BenchSink = 'file' | 'kafka' | 's3'
+
+export interface Backends {
+  env(): Promise<BackendsEnv>
+  close(): Promise<void>
+}
+
+/** Starts the backends on first use only (file-sink runs never touch them). */
+export function lazyBackends(log: (line: string) => void): Backends {
+  let env: Promise<BackendsEnv> | undefined
+  let stop: (() => Promise<void>) | undefined
+  return {
+    env() {
+      env ??= (async () => {
+        const running = readBackendsEnv()
+        if (running !== undefined && (await backendsAnswer(running))) {
+          log('bench: using the backends of .backends/env')
+          return running
+        }
+        log('bench: starting Kafka, MinIO and kinesis-local (first time: installs them, minutes)')
+        const started = await startAll()
+        stop = () => started.stopStarted()
+        return started.env
+      })()
+      return env
+    },
+    async close() {
+      await stop?.()
+    },
+  }
+}
+
+/** The `sinks.out` config of a run, creating the Kafka topic or the S3 bucket it writes to. */
+export async function sinkConfig(
+  sink: BenchSink,
+  dir: string,
+  scenario: string,
+  backends: Backends,
+): Promise<Record<string, unknown>> {
+  if (sink === 'file') return { type: 'file', dir: join(dir, 'out') }
+  const env = await backends.env()
+  if (sink === 'kafka') {
+    const topic = `bench-${scenario}-${randomUUID().slice(0, 8)}`
+    const admin = new Kafka({
+      clientId: 'streamgate-bench',
+      brokers: env.KAFKA_BROKERS.split(','),
+      logLevel: logLevel.NOTHING,
+    }).admin()
+    await admin.connect()
+    try {
+      await admin.createTopics({
+        topics: [{ topic, numPartitions: 4, replicationFactor: 1 }],
+        waitForLeaders: true,
+      })
+    } finally {
+      await admin.disconnect()
+    }
+    // The sink's defaults: acks -1, idempotent, gzip, 50 ms linger.
+    return { type: 'kafka', brokers: env.KAFKA_BROKERS.split(','), topic }
+  }
+  const credentials = { accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY }
+  const bucket = 'streamgate-bench'
+  const client = new S3Client({
+    endpoint: env.S3_ENDPOINT,
+    region: env.S3_REGION,
+    forcePathStyle: true,
+    credentials: { ...credentials }, // the SDK writes its own keys into the object it is given
+  })
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }))
+  } catch (err) {
+    const name = (err as { name?: string }).name
+    if (name !== 'BucketAlreadyOwnedByYou' && name !== 'BucketAlreadyExists') throw err
+  } finally {
+    client.destroy()
+  }
+  // Objects roll over every 2 s here (default 5 min) so that "delivered" is measurable within a run.
+  return {
+    type: 's3',
+    bucket,
+    endpoint: env.S3_ENDPOINT,
+    region: env.S3_REGION,
+    forcePathStyle: true,
+    credentials,
+    key: `${scenario}/{{uuid}}.ndjson.gz`,
+    maxObjectAgeMs: 2000,
+  }
+}
