@@ -1,0 +1,31 @@
+# streamgate container image. Build: docker build -t streamgate .   Run: docker run -p 8080:8080 streamgate
+# The embedded default (config/streamgate.yaml) writes under /app/data; mount a volume there so the spool
+# (records already acknowledged to vendors) survives the container. Mount your own config and pass
+# --config to change streams and sinks.
+FROM node:22-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+COPY schemas ./schemas
+RUN npm run build && npm prune --omit=dev
+
+FROM node:22-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
+COPY bin ./bin
+COPY schemas ./schemas
+COPY config ./config
+RUN mkdir -p /app/data && chown node:node /app/data
+USER node
+VOLUME ["/app/data"]
+EXPOSE 8080
+# SIGTERM drains in-flight requests and deliveries (server.shutdownTimeoutMs, 25 s): give it that long.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s CMD node -e "fetch('http://127.0.0.1:8080/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+ENTRYPOINT ["node", "dist/cli.js"]
+CMD ["serve", "--config", "config/streamgate.yaml"]
