@@ -25,7 +25,23 @@ export interface FramedRecord {
   mismatch?: string
 }
 
-export type Framer = (body: Buffer) => FramedRecord[]
+/**
+ * A framed body: its records' boundaries are known, each record is parsed only when asked for. The pipeline
+ * parses, validates and filters one record at a time and then drops the parsed value, so a 3,000-record
+ * body never holds 3,000 parsed objects at once (they would survive young-generation GCs and be copied and
+ * promoted; measured in bench/RESULTS.md). The answers stay those of framing everything first: a record
+ * that does not frame is a 400 whatever came before it, which `verifyFrom` checks for the rest of the body
+ * whenever the caller stops early.
+ */
+export interface FramedBody {
+  readonly length: number
+  /** Record `i`; throws the 400 ProblemError of the first record (at or after `i`) that cannot be framed. */
+  record(i: number): FramedRecord
+  /** Frames records `from`… only to throw the 400 of the first one that cannot be framed, if any. */
+  verifyFrom(from: number): void
+}
+
+export type Framer = (body: Buffer) => FramedBody
 
 const NEWLINE = 0x0a
 const CARRIAGE_RETURN = 0x0d
@@ -49,14 +65,14 @@ export function createFramer(stream: StreamConfig, template?: CompiledTemplate):
     case 'json':
       return (body) => frameJsonDocument(body, 'the body must be a JSON array or a JSON value', false)
     case 'ndjson':
-      return (body) => parseJsonSpans(body, splitOn(body, 0, body.length, Buffer.from('\n')), 'line')
+      return (body) => new JsonSpans(body, splitOn(body, 0, body.length, NEWLINE_BYTES), 'line', true)
     case 'lines': {
       const separator = Buffer.from(unescapeSeparator(stream.logLineSeparator))
       return (body) =>
-        splitOn(body, 0, body.length, separator).map((s) => {
-          const bytes = body.subarray(s.start, s.end)
-          return { bytes, value: bytes.toString('utf8') }
-        })
+        new TextSpans(body, splitOn(body, 0, body.length, separator), (bytes) => ({
+          bytes,
+          value: bytes.toString('utf8'),
+        }))
     }
     case 'azion':
       if (!template) throw new Error('an azion stream needs a compiled template')
@@ -89,7 +105,7 @@ export function createRecordFramer(
   }
 }
 
-function frameJsonDocument(body: Buffer, expectation: string, objectsOnly: boolean): FramedRecord[] {
+function frameJsonDocument(body: Buffer, expectation: string, objectsOnly: boolean): FramedBody {
   let start = 0
   let end = body.length
   while (start < end && isWs(body[start]!)) start++
@@ -99,60 +115,123 @@ function frameJsonDocument(body: Buffer, expectation: string, objectsOnly: boole
   if (first === 0x5b /* [ */) {
     if (body[end - 1] !== 0x5d /* ] */) throw badBody('the JSON array is not closed', expectation)
     const spans = scan(() => splitTopLevel(body, start + 1, end - 1, COMMA), start + 1, expectation)
-    const records = parseJsonSpans(body, spans, 'element')
-    if (objectsOnly) assertObjects(records, expectation)
-    return records
+    return new JsonSpans(body, spans, 'element', false, objectsOnly ? expectation : undefined)
   }
   if (objectsOnly && first !== 0x7b /* { */)
     throw badBody('the body is not a JSON array or object', expectation)
-  const records = parseJsonSpans(body, [{ start, end }], 'body')
-  return records
+  return new JsonSpans(body, [{ start, end }], 'body', false)
 }
 
 const COMMA = Buffer.from(',')
+const NEWLINE_BYTES = Buffer.from('\n')
 
-function assertObjects(records: FramedRecord[], expectation: string): void {
-  for (let i = 0; i < records.length; i++) {
-    const v = records[i]!.value
-    if (v === null || typeof v !== 'object' || Array.isArray(v))
+/**
+ * JSON records at known byte spans of the body. Record `i` is `JSON.parse`d when asked for; the errors are
+ * exactly those of parsing every span first and then checking (emnify) that every element is an object:
+ * the first span that is not JSON wins over the first element that is not an object.
+ */
+class JsonSpans implements FramedBody {
+  readonly length: number
+  /** False when the body holds no CR/LF inside any span: no record needs `oneLine`. */
+  private readonly mayBreak: boolean
+
+  constructor(
+    private readonly body: Buffer,
+    private readonly spans: readonly Span[],
+    private readonly unit: 'line' | 'element' | 'body' | 'record',
+    /** The spans were split on "\n", so none holds one. */
+    splitOnNewline: boolean,
+    /** Set for emnify: every element must be an object (this text ends the 400's detail). */
+    private readonly objectsExpectation?: string,
+  ) {
+    this.length = spans.length
+    const from = spans.length > 0 ? spans[0]!.start : 0
+    const to = spans.length > 0 ? spans[spans.length - 1]!.end : 0
+    // A line break between spans (NDJSON's own "\n") does not count; one inside a span does.
+    this.mayBreak = splitOnNewline
+      ? hasByte(body, CARRIAGE_RETURN, from, to)
+      : hasByte(body, NEWLINE, from, to) || hasByte(body, CARRIAGE_RETURN, from, to)
+  }
+
+  record(i: number): FramedRecord {
+    const { start, end } = this.spans[i]!
+    const value = this.parse(i)
+    if (
+      this.objectsExpectation !== undefined &&
+      (value === null || typeof value !== 'object' || Array.isArray(value))
+    ) {
+      this.verifyFrom(i + 1)
       throw new ProblemError(
         400,
         'invalid-body',
         'Body cannot be framed',
-        `element ${i} is not a JSON object; ${expectation}`,
+        `element ${i} is not a JSON object; ${this.objectsExpectation}`,
         {
           errors: [{ index: i, pointer: '', message: 'must be an object' }],
         },
       )
+    }
+    const bytes = this.body.subarray(start, end)
+    return { bytes: this.mayBreak ? oneLine(bytes) : bytes, value }
   }
-}
 
-function parseJsonSpans(
-  body: Buffer,
-  spans: Span[],
-  unit: 'line' | 'element' | 'body' | 'record',
-): FramedRecord[] {
-  const records: FramedRecord[] = new Array<FramedRecord>(spans.length)
-  for (let i = 0; i < spans.length; i++) {
-    const { start, end } = spans[i]!
-    let value: unknown
+  verifyFrom(from: number): void {
+    for (let i = from; i < this.length; i++) this.parse(i)
+  }
+
+  private parse(i: number): unknown {
+    const { start, end } = this.spans[i]!
     try {
-      value = JSON.parse(body.toString('utf8', start, end))
+      return JSON.parse(this.body.toString('utf8', start, end))
     } catch (err) {
-      const where = unit === 'body' ? 'the body' : `${unit} ${i}`
+      const where = this.unit === 'body' ? 'the body' : `${this.unit} ${i}`
       throw new ProblemError(
         400,
         'invalid-json',
         'Body cannot be framed',
         `${where} is not valid JSON: ${(err as Error).message}`,
         {
-          errors: [{ index: unit === 'body' ? 0 : i, pointer: '', message: 'not valid JSON' }],
+          errors: [{ index: this.unit === 'body' ? 0 : i, pointer: '', message: 'not valid JSON' }],
         },
       )
     }
-    records[i] = { bytes: oneLine(body.subarray(start, end)), value }
   }
-  return records
+}
+
+/** Text records (`lines`, Azion text templates): framing never fails, each record is read when asked for. */
+class TextSpans implements FramedBody {
+  readonly length: number
+
+  constructor(
+    private readonly body: Buffer,
+    private readonly spans: readonly Span[],
+    private readonly read: (bytes: Buffer) => FramedRecord,
+  ) {
+    this.length = spans.length
+  }
+
+  record(i: number): FramedRecord {
+    const { start, end } = this.spans[i]!
+    return this.read(this.body.subarray(start, end))
+  }
+
+  verifyFrom(): void {
+    // Text records always frame.
+  }
+}
+
+/** Records given one by one (a dead-letter replay), already framed. */
+export function framedRecords(records: readonly FramedRecord[]): FramedBody {
+  return {
+    length: records.length,
+    record: (i) => records[i]!,
+    verifyFrom: () => undefined,
+  }
+}
+
+function hasByte(body: Buffer, byte: number, start: number, end: number): boolean {
+  const at = body.indexOf(byte, start)
+  return at >= 0 && at < end
 }
 
 /** Pretty-printed JSON records become one line: raw line breaks can only sit between tokens. */
@@ -179,7 +258,7 @@ function azionFramer(stream: StreamConfig, template: CompiledTemplate): Framer {
     let end = body.length
     while (start < end && isWs(body[start]!)) start++
     while (end > start && isWs(body[end - 1]!)) end--
-    if (start === end) return [] // an empty push frames to zero records
+    if (start === end) return framedRecords([]) // an empty push frames to zero records
     if (prefix.length > 0) {
       if (
         end - start < prefix.length ||
@@ -200,10 +279,9 @@ function azionFramer(stream: StreamConfig, template: CompiledTemplate): Framer {
       const spans = whitespaceSeparator
         ? trimSpans(body, splitOn(body, start, end, separator))
         : scan(() => splitTopLevel(body, start, end, separator), start, expectation)
-      return parseJsonSpans(body, spans, 'record')
+      return new JsonSpans(body, spans, 'record', separatorText === '\n')
     }
-    return splitOn(body, start, end, separator).map((s) => {
-      const bytes = body.subarray(s.start, s.end)
+    return new TextSpans(body, splitOn(body, start, end, separator), (bytes) => {
       const parsed = template.parse(bytes.toString('utf8'))
       if (isTemplateMismatch(parsed)) return { bytes, value: undefined, mismatch: parsed.mismatch }
       return { bytes, value: parsed, fields: parsed }

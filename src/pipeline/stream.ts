@@ -2,7 +2,14 @@ import type { StreamConfig } from '../config/types.js'
 import { ProblemError, type ProblemFieldError } from '../errors.js'
 import { compileTemplate, templateSchema, type CompiledTemplate } from '../ingest/azion-template.js'
 import { findAzionTemplate } from '../ingest/azion-templates.js'
-import { createFramer, createRecordFramer, type FramedRecord, type Framer } from '../ingest/framing.js'
+import {
+  createFramer,
+  createRecordFramer,
+  framedRecords,
+  type FramedBody,
+  type FramedRecord,
+  type Framer,
+} from '../ingest/framing.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import { rawField } from '../records/json-scan.js'
 import type { SinkRecord } from '../records/record.js'
@@ -79,12 +86,16 @@ export class StreamRuntime {
    */
   processRecords(raws: readonly Buffer[], now: number): ProcessOutcome {
     this.recordFramer ??= createRecordFramer(this.config, this.template)
-    return this.evaluate(raws.map(this.recordFramer), now, false)
+    return this.evaluate(framedRecords(raws.map(this.recordFramer)), now, false)
   }
 
   private recordFramer?: (raw: Buffer) => FramedRecord
 
-  private evaluate(framed: FramedRecord[], now: number, live: boolean): ProcessOutcome {
+  /**
+   * Records are framed (parsed), checked and dropped one at a time (see FramedBody); the outcome is the same
+   * as framing the whole body first.
+   */
+  private evaluate(framed: FramedBody, now: number, live: boolean): ProcessOutcome {
     const outcome: ProcessOutcome = {
       records: [],
       deadLetters: [],
@@ -98,50 +109,52 @@ export class StreamRuntime {
     let problems: ProblemFieldError[] | undefined
     let invalidCount = 0
     const batchKeys = this.dedupe && live ? new Set<string>() : undefined
-    for (let i = 0; i < framed.length; i++) {
-      const record = framed[i]!
-      const errors = this.check(record)
-      if (errors) {
-        invalidCount++
-        if (policy === 'reject') {
-          problems ??= []
-          for (const e of errors) if (problems.length < MAX_PROBLEM_ERRORS) problems.push({ index: i, ...e })
-        } else if (policy === 'dead-letter') {
-          outcome.deadLetters.push(
-            deadLetterRecord(
-              this.id,
-              record.bytes,
-              { reason: 'invalid', errors: errors.map((e) => ({ index: i, ...e })) },
-              now,
-              now,
-            ),
-          )
-        }
-        continue
-      }
-      if (this.filter && !this.filter(record.value)) {
-        outcome.filtered++
-        continue
-      }
-      const id = this.idPath ? this.field(record, this.idPath) : undefined
-      if (this.dedupe && live) {
-        const key = this.dedupePath === this.idPath ? id : this.field(record, this.dedupePath!)
-        if (key !== undefined) {
-          if (this.dedupe.has(key, now) || batchKeys!.has(key)) {
-            outcome.duplicates++
-            continue
+    let i = 0
+    try {
+      for (; i < framed.length; i++) {
+        const record = framed.record(i)
+        const errors = this.check(record)
+        if (errors) {
+          invalidCount++
+          if (policy === 'reject') {
+            problems ??= []
+            for (const e of errors)
+              if (problems.length < MAX_PROBLEM_ERRORS) problems.push({ index: i, ...e })
+          } else if (policy === 'dead-letter') {
+            outcome.deadLetters.push(
+              deadLetterRecord(
+                this.id,
+                record.bytes,
+                { reason: 'invalid', errors: errors.map((e) => ({ index: i, ...e })) },
+                now,
+                now,
+              ),
+            )
           }
-          batchKeys!.add(key)
-          outcome.dedupeKeys.push(key)
+          continue
         }
+        if (this.filter && !this.filter(record.value)) {
+          outcome.filtered++
+          continue
+        }
+        const id = this.idPath ? this.field(record, this.idPath) : undefined
+        if (this.dedupe && live) {
+          const key = this.dedupePath === this.idPath ? id : this.field(record, this.dedupePath!)
+          if (key !== undefined) {
+            if (this.dedupe.has(key, now) || batchKeys!.has(key)) {
+              outcome.duplicates++
+              continue
+            }
+            batchKeys!.add(key)
+            outcome.dedupeKeys.push(key)
+          }
+        }
+        outcome.records.push(sinkRecord(this.id, record, now, id))
       }
-      outcome.records.push({
-        stream: this.id,
-        payload: record.bytes,
-        receivedAtMs: now,
-        ...(id !== undefined ? { id } : {}),
-        ...(record.fields ? { fields: record.fields } : {}),
-      })
+    } catch (err) {
+      // A record that cannot be framed (400) wins over anything else, wherever it sits in the body.
+      if (!(err instanceof ProblemError)) framed.verifyFrom(i + 1)
+      throw err
     }
     if (problems) {
       throw new ProblemError(
@@ -187,6 +200,17 @@ export class StreamRuntime {
     if (record.fields) return record.fields[path.join('.')]
     return rawField(record.bytes, path)
   }
+}
+
+/** One shape for every accepted record (optional keys only when set, as the spool decodes them). */
+function sinkRecord(stream: string, record: FramedRecord, now: number, id: string | undefined): SinkRecord {
+  if (record.fields) {
+    if (id !== undefined)
+      return { stream, payload: record.bytes, receivedAtMs: now, id, fields: record.fields }
+    return { stream, payload: record.bytes, receivedAtMs: now, fields: record.fields }
+  }
+  if (id !== undefined) return { stream, payload: record.bytes, receivedAtMs: now, id }
+  return { stream, payload: record.bytes, receivedAtMs: now }
 }
 
 function hash(text: string): string {
