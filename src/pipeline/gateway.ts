@@ -80,7 +80,8 @@ export class Gateway {
   /** One circuit breaker per sink, shared by all its lanes; replaced with the sink on a config change. */
   readonly circuits = new Map<string, CircuitBreaker>()
   private readonly states = new Map<string, StreamState>()
-  private readonly gcScheduled = new Set<string>()
+  /** Pending segment clean-ups per stream; cleared by close() (they must never outlive the spool). */
+  private readonly gcTimers = new Map<string, NodeJS.Timeout>()
   private draining = false
 
   private constructor(
@@ -387,14 +388,15 @@ export class Gateway {
 
   /** Deletes fully consumed segments, at most once a second per stream. */
   private scheduleGc(stream: string): void {
-    if (this.gcScheduled.has(stream)) return
-    this.gcScheduled.add(stream)
-    setTimeout(() => {
-      this.gcScheduled.delete(stream)
+    if (this.gcTimers.has(stream)) return
+    const timer = setTimeout(() => {
+      this.gcTimers.delete(stream)
       this.spool.collect(stream, this.laneNames.get(stream) ?? []).catch((err: unknown) => {
         this.deps.logger.warn({ err, stream }, 'spool segment cleanup failed')
       })
-    }, 1000).unref()
+    }, 1000)
+    timer.unref()
+    this.gcTimers.set(stream, timer)
   }
 
   /** Records of the stream still waiting in the spool for any of its lanes. */
@@ -511,6 +513,11 @@ export class Gateway {
     for (const r of results)
       if (r.status === 'rejected')
         this.deps.logger.error({ err: (r.reason as Error).message }, 'sink close failed')
+    // A clean-up firing after close would delete segments of a spool whose lock is released, and replace
+    // the newest one with an empty file: records another process (replay-dead-letter, the next gateway)
+    // wrote there meanwhile would be lost.
+    for (const timer of this.gcTimers.values()) clearTimeout(timer)
+    this.gcTimers.clear()
     await this.spool.close()
   }
 }

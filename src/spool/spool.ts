@@ -216,12 +216,23 @@ export class Spool {
     await s.log.append(FrameKind.DeadLetters, deadLetters, Date.now())
   }
 
-  /** Deletes segments every listed lane has passed. */
+  /** Deletes segments every listed lane has passed. A no-op once close() began (the lock goes with it). */
   async collect(stream: string, lanes: readonly string[]): Promise<void> {
-    const s = await this.stream(stream)
-    const min = s.cursors.minSeq(lanes)
-    if (min !== undefined) await s.log.deleteBefore(min)
+    if (this.closed) return
+    const run = (async () => {
+      const s = await this.stream(stream)
+      const min = s.cursors.minSeq(lanes)
+      if (min !== undefined && !this.closed) await s.log.deleteBefore(min)
+    })()
+    this.collecting.add(run)
+    try {
+      await run
+    } finally {
+      this.collecting.delete(run)
+    }
   }
+
+  private readonly collecting = new Set<Promise<void>>()
 
   /** Removes a stream's log entirely (after it was deleted from the config and drained). */
   async drop(stream: string): Promise<void> {
@@ -235,6 +246,8 @@ export class Spool {
 
   async close(): Promise<void> {
     this.closed = true
+    // A clean-up in progress finishes before the logs close and the lock is released.
+    await Promise.allSettled([...this.collecting])
     for (const s of this.streams.values()) {
       const { log, cursors } = await s
       await log.close()

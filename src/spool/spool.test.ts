@@ -1,0 +1,73 @@
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import type { SinkRecord } from '../records/record.js'
+import { createLogger } from '../telemetry/logger.js'
+import { Spool } from './spool.js'
+import { FrameKind } from './format.js'
+
+let dir: string
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'sg-spool-gc-'))
+})
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true })
+})
+
+const logger = createLogger('silent')
+const rec = (text: string): SinkRecord => ({ stream: 's', payload: Buffer.from(text), receivedAtMs: 0 })
+const config = (): { dir: string; maxBytes: number; fsync: 'always'; segmentBytes: number } => ({
+  dir,
+  maxBytes: 1 << 30,
+  fsync: 'always',
+  segmentBytes: 1 << 20,
+})
+
+async function recordsIn(spoolDir: string): Promise<string[]> {
+  const spool = await Spool.open({ ...config(), dir: spoolDir }, logger)
+  try {
+    const { log } = await spool.stream('s')
+    const reader = log.reader({ seq: log.firstSeq, index: 0 })
+    const out: string[] = []
+    for (let next = await reader.next(); next; next = await reader.next())
+      if (next.frame.kind === FrameKind.Records)
+        out.push(...next.frame.records.map((r) => r.payload.toString()))
+    await reader.close()
+    return out
+  } finally {
+    await spool.close()
+  }
+}
+
+describe('Spool.collect', () => {
+  it('does nothing once the spool is closed: the next owner of the directory keeps what it wrote', async () => {
+    // A gateway delivered everything and stopped; a segment clean-up it had scheduled runs late.
+    const first = await Spool.open(config(), logger)
+    await first.append('s', [rec('{"n":1}')], [], 0)
+    const { cursors } = await first.stream('s')
+    cursors.set('out', { seq: 2, index: 0 })
+    await first.close()
+    // Meanwhile another process (replay-dead-letter) took the lock and appended a record.
+    const second = await Spool.open(config(), logger)
+    await second.append('s', [rec('{"replayed":1}')], [], 0)
+    await second.close()
+    const before = readdirSync(join(dir, 'streams', 's')).sort()
+
+    await first.collect('s', ['out']) // the late clean-up of the closed spool
+
+    expect(readdirSync(join(dir, 'streams', 's')).sort()).toEqual(before)
+    expect(await recordsIn(dir)).toEqual(['{"n":1}', '{"replayed":1}'])
+  })
+
+  it('while open, deletes consumed segments and keeps the sequence (the drained case)', async () => {
+    const spool = await Spool.open(config(), logger)
+    await spool.append('s', [rec('{"n":1}')], [], 0)
+    const { cursors, log } = await spool.stream('s')
+    cursors.set('out', { seq: 2, index: 0 })
+    await spool.collect('s', ['out'])
+    expect(log.bytes).toBe(0)
+    expect(log.nextSeq).toBe(2)
+    await spool.close()
+  })
+})
