@@ -163,6 +163,24 @@ describe('StreamLog', () => {
     await log.close()
   })
 
+  it('an append racing the clean-up of a drained log is kept (the fresh segment is never truncated)', async () => {
+    // The drained branch of deleteBefore makes a fresh empty segment the append target, then awaits; an
+    // append in that window wrote, fsynced and resolved into the file the clean-up then truncated (about 3%
+    // of the runs before the fix).
+    for (let i = 0; i < 100; i++) {
+      const runDir = join(dir, `run-${i}`)
+      const log = await StreamLog.open(runDir, 's', options)
+      await log.append(FrameKind.Records, [rec('consumed')], 1)
+      const cleanup = log.deleteBefore(log.nextSeq)
+      const racing = log.append(FrameKind.Records, [rec('acknowledged')], 1)
+      await Promise.all([cleanup, racing])
+      await log.close()
+      const again = await StreamLog.open(runDir, 's', options)
+      expect(await readAll(again, { seq: again.firstSeq, index: 0 })).toEqual(['acknowledged'])
+      await again.close()
+    }
+  })
+
   it('fsync by interval still resolves appends and persists them on close', async () => {
     const log = await StreamLog.open(dir, 's', { segmentBytes: 1 << 20, fsync: 20 })
     await Promise.all(Array.from({ length: 50 }, (_, i) => log.append(FrameKind.Records, [rec(`r${i}`)], 1)))

@@ -285,6 +285,8 @@ export class StreamLog {
    * a drained spool gives all its bytes back.
    */
   async deleteBefore(seq: number): Promise<number> {
+    // Closed: the files may already belong to another process (the spool lock is released on close).
+    if (this.closed) return 0
     let doomed: Segment[] = []
     const last = this.segments.at(-1)
     if (seq >= this.nextSeqValue && !this.writing && this.queue.length === 0 && last && last.bytes > 0) {
@@ -299,7 +301,9 @@ export class StreamLog {
       }
       this.segments.push(fresh)
       await handle?.close()
-      await writeFile(fresh.path, '')
+      // Created, never truncated: from the push above, an append may already be writing (and fsyncing and
+      // acknowledging) its frame into this very file; a plain writeFile would erase it.
+      await writeFile(fresh.path, '', { flag: 'a' })
       await syncDir(this.dir)
     } else {
       // Never the active (last) segment.
