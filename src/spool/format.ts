@@ -47,7 +47,10 @@ export interface Frame {
   records: SinkRecord[]
 }
 
-/** Encodes a frame (header + body). `stream` is not stored: a log belongs to one stream. */
+/**
+ * Encodes a frame (header + body). `stream` is not stored: a log belongs to one stream. One allocation, each
+ * payload copied once, ids and fields written straight into the frame, one CRC pass over the body.
+ */
 export function encodeFrame(
   kind: FrameKind,
   seq: number,
@@ -55,42 +58,80 @@ export function encodeFrame(
   records: readonly SinkRecord[],
 ): Buffer {
   let size = BODY_FIXED_BYTES
-  const ids: (Buffer | undefined)[] = new Array<Buffer | undefined>(records.length)
-  const fields: (Buffer | undefined)[] = new Array<Buffer | undefined>(records.length)
+  let fields: (string | undefined)[] | undefined
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!
-    const id = r.id !== undefined ? Buffer.from(r.id) : undefined
-    if (id && id.length >= NO_ID) throw new RangeError('record id longer than 65534 bytes')
-    const f = r.fields ? Buffer.from(JSON.stringify(r.fields)) : undefined
-    ids[i] = id
-    fields[i] = f
-    size += 4 + r.payload.length + 2 + (id?.length ?? 0) + 4 + (f?.length ?? 0)
+    size += RECORD_FIXED_BYTES + r.payload.length
+    if (r.id !== undefined) {
+      const idLength = Buffer.byteLength(r.id)
+      if (idLength >= NO_ID) throw new RangeError('record id longer than 65534 bytes')
+      size += idLength
+    }
+    if (r.fields) {
+      fields ??= new Array<string | undefined>(records.length)
+      const json = JSON.stringify(r.fields)
+      fields[i] = json
+      size += Buffer.byteLength(json)
+    }
   }
   const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + size)
   let o = FRAME_HEADER_BYTES
-  frame.writeUInt8(FORMAT_VERSION, o)
-  frame.writeUInt8(kind, o + 1)
+  frame[o] = FORMAT_VERSION
+  frame[o + 1] = kind
   frame.writeBigUInt64LE(BigInt(seq), o + 2)
   frame.writeBigUInt64LE(BigInt(receivedAtMs), o + 10)
   frame.writeUInt32LE(records.length, o + 18)
   o += BODY_FIXED_BYTES
   for (let i = 0; i < records.length; i++) {
-    const payload = records[i]!.payload
-    frame.writeUInt32LE(payload.length, o)
-    payload.copy(frame, o + 4)
+    const r = records[i]!
+    const payload = r.payload
+    writeU32(frame, o, payload.length)
+    frame.set(payload, o + 4)
     o += 4 + payload.length
-    const id = ids[i]
-    frame.writeUInt16LE(id ? id.length : NO_ID, o)
-    o += 2
-    if (id) o += id.copy(frame, o)
-    const f = fields[i]
-    frame.writeUInt32LE(f ? f.length : 0, o)
-    o += 4
-    if (f) o += f.copy(frame, o)
+    if (r.id !== undefined) {
+      const idLength = r.id === '' ? 0 : frame.write(r.id, o + 2, 'utf8')
+      writeU16(frame, o, idLength)
+      o += 2 + idLength
+    } else {
+      writeU16(frame, o, NO_ID)
+      o += 2
+    }
+    const f = fields?.[i]
+    if (f !== undefined) {
+      const fieldsLength = frame.write(f, o + 4, 'utf8')
+      writeU32(frame, o, fieldsLength)
+      o += 4 + fieldsLength
+    } else {
+      writeU32(frame, o, 0)
+      o += 4
+    }
   }
   frame.writeUInt32LE(size, 0)
   frame.writeUInt32LE(crc32(frame.subarray(FRAME_HEADER_BYTES)), 4)
   return frame
+}
+
+/** Per record: payloadLength u32, idLength u16, fieldsLength u32. */
+const RECORD_FIXED_BYTES = 10
+
+function writeU32(buf: Buffer, o: number, v: number): void {
+  buf[o] = v
+  buf[o + 1] = v >>> 8
+  buf[o + 2] = v >>> 16
+  buf[o + 3] = v >>> 24
+}
+
+function writeU16(buf: Buffer, o: number, v: number): void {
+  buf[o] = v
+  buf[o + 1] = v >>> 8
+}
+
+function readU32(buf: Buffer, o: number): number {
+  return (buf[o]! | (buf[o + 1]! << 8) | (buf[o + 2]! << 16)) + buf[o + 3]! * 0x1000000
+}
+
+function readU16(buf: Buffer, o: number): number {
+  return buf[o]! | (buf[o + 1]! << 8)
 }
 
 export type FrameCheck =
@@ -133,30 +174,28 @@ export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame 
   o += BODY_FIXED_BYTES
   const records: SinkRecord[] = new Array<SinkRecord>(count)
   for (let i = 0; i < count; i++) {
-    const payloadLength = buf.readUInt32LE(o)
+    const payloadLength = readU32(buf, o)
     const payload = buf.subarray(o + 4, o + 4 + payloadLength)
     o += 4 + payloadLength
-    const idLength = buf.readUInt16LE(o)
+    const idLength = readU16(buf, o)
     o += 2
     let id: string | undefined
     if (idLength !== NO_ID) {
       id = buf.toString('utf8', o, o + idLength)
       o += idLength
     }
-    const fieldsLength = buf.readUInt32LE(o)
+    const fieldsLength = readU32(buf, o)
     o += 4
-    let fields: Record<string, string> | undefined
     if (fieldsLength > 0) {
-      fields = JSON.parse(buf.toString('utf8', o, o + fieldsLength)) as Record<string, string>
+      const fields = JSON.parse(buf.toString('utf8', o, o + fieldsLength)) as Record<string, string>
       o += fieldsLength
-    }
-    records[i] = {
-      stream,
-      payload,
-      receivedAtMs,
-      ...(id !== undefined ? { id } : {}),
-      ...(fields !== undefined ? { fields } : {}),
-    }
+      records[i] =
+        id !== undefined
+          ? { stream, payload, receivedAtMs, id, fields }
+          : { stream, payload, receivedAtMs, fields }
+    } else
+      records[i] =
+        id !== undefined ? { stream, payload, receivedAtMs, id } : { stream, payload, receivedAtMs }
   }
   return { kind, seq, receivedAtMs, records }
 }
