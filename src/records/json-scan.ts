@@ -172,10 +172,9 @@ export function rawField(
     }
     const valueEnd = skipValue(buf, pos, end)
     if (buf[pos] === QUOTE) {
-      const inner = buf.subarray(pos + 1, valueEnd - 1)
-      return inner.includes(BACKSLASH)
+      return hasByte(buf, BACKSLASH, pos + 1, valueEnd - 1)
         ? (JSON.parse(buf.toString('utf8', pos, valueEnd)) as string)
-        : inner.toString('utf8')
+        : buf.toString('utf8', pos + 1, valueEnd - 1)
     }
     return buf.toString('utf8', pos, valueEnd)
   } catch (err) {
@@ -185,15 +184,15 @@ export function rawField(
 }
 
 function findMember(buf: Buffer, objStart: number, end: number, key: string): number {
-  const keyBytes = Buffer.from(key, 'utf8')
+  const keyBytes = keyBytesOf(key)
   let pos = skipWhitespace(buf, objStart + 1, end)
   while (pos < end && buf[pos] !== CLOSE_BRACE) {
     if (buf[pos] !== QUOTE) return -1
     const keyEnd = skipString(buf, pos, end)
     let matches: boolean
-    const raw = buf.subarray(pos + 1, keyEnd - 1)
-    if (raw.includes(BACKSLASH)) matches = (JSON.parse(buf.toString('utf8', pos, keyEnd)) as string) === key
-    else matches = raw.equals(keyBytes)
+    if (hasByte(buf, BACKSLASH, pos + 1, keyEnd - 1))
+      matches = (JSON.parse(buf.toString('utf8', pos, keyEnd)) as string) === key
+    else matches = bytesAt(buf, pos + 1, keyEnd - 1, keyBytes)
     pos = skipWhitespace(buf, keyEnd, end)
     if (buf[pos] !== COLON) return -1
     pos = skipWhitespace(buf, pos + 1, end)
@@ -202,6 +201,32 @@ function findMember(buf: Buffer, objStart: number, end: number, key: string): nu
     if (buf[pos] === COMMA) pos = skipWhitespace(buf, pos + 1, end)
   }
   return -1
+}
+
+/** Member names looked up by `rawField` are few (config paths): their UTF-8 bytes are kept. */
+const keyBytesCache = new Map<string, Buffer>()
+const KEY_BYTES_CACHE_MAX = 1024
+
+function keyBytesOf(key: string): Buffer {
+  let bytes = keyBytesCache.get(key)
+  if (bytes === undefined) {
+    bytes = Buffer.from(key, 'utf8')
+    if (keyBytesCache.size < KEY_BYTES_CACHE_MAX) keyBytesCache.set(key, bytes)
+  }
+  return bytes
+}
+
+/** Whether `buf[start, end)` holds `byte` (short ranges: a loop beats a native call). */
+function hasByte(buf: Buffer, byte: number, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (buf[i] === byte) return true
+  return false
+}
+
+/** Whether `buf[start, end)` equals `bytes`. */
+function bytesAt(buf: Buffer, start: number, end: number, bytes: Buffer): boolean {
+  if (end - start !== bytes.length) return false
+  for (let i = 0; i < bytes.length; i++) if (buf[start + i] !== bytes[i]) return false
+  return true
 }
 
 function findElement(buf: Buffer, arrStart: number, end: number, index: number): number {
