@@ -49,12 +49,16 @@ const DEFAULT_CONTENT_TYPES = [
   'text/*',
 ]
 
+const ACCEPTED_CONTENT_TYPES_MAX = 32
+
 const JSON_HEADERS = { 'content-type': 'application/json' }
 const PROBLEM_HEADERS = { 'content-type': 'application/problem+json' }
 
 interface StreamHttp {
   auth: CompiledAuth
   contentTypes: string[]
+  /** Content-Type header values already found acceptable (clients send the same one every time). */
+  acceptedContentTypes: Set<string>
   limiter?: RecordRateLimiter
   allow: string
 }
@@ -139,7 +143,12 @@ export class IngestHandler {
     const declared = first(input.headers['content-length'])
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')
-    checkContentType(first(input.headers['content-type']), http.contentTypes)
+    const contentType = first(input.headers['content-type'])
+    if (contentType !== undefined && !http.acceptedContentTypes.has(contentType)) {
+      checkContentType(contentType, http.contentTypes)
+      if (http.acceptedContentTypes.size < ACCEPTED_CONTENT_TYPES_MAX)
+        http.acceptedContentTypes.add(contentType)
+    }
     const raw = await readBody(input.body, limit)
     http.auth.checkBody(input.headers, raw)
     const body = checkText(await decodeBody(raw, first(input.headers['content-encoding']), limit))
@@ -233,6 +242,7 @@ export class IngestHandler {
       http = {
         auth: compileAuth(stream.config.auth),
         contentTypes: (stream.config.contentTypes ?? DEFAULT_CONTENT_TYPES).map((t) => t.toLowerCase()),
+        acceptedContentTypes: new Set(),
         allow: [...stream.methods].join(', '),
         ...(rate ? { limiter: new RecordRateLimiter(rate.recordsPerSecond, rate.burstRecords) } : {}),
       }
