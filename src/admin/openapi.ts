@@ -63,6 +63,22 @@ function buildDocument(): Schema {
       ]),
     ),
   }
+  const circuitSchema = {
+    type: 'object',
+    description:
+      "Present only while the sink's circuit breaker is not closed: its lanes wait instead of writing.",
+    additionalProperties: false,
+    required: ['state', 'failures'],
+    properties: {
+      state: { type: 'string', enum: ['open', 'half-open'] },
+      failures: { type: 'integer', minimum: 0, description: 'Consecutive failed attempts.' },
+      retryAt: {
+        type: 'string',
+        format: 'date-time',
+        description: 'End of the cool-down (while open); then one probe attempt decides.',
+      },
+    },
+  }
   const laneError = nullable({
     type: 'object',
     additionalProperties: false,
@@ -147,22 +163,7 @@ function buildDocument(): Schema {
               delivered: { type: 'integer', minimum: 0 },
               lag: { type: 'integer', minimum: 0, description: 'Records in the spool not yet delivered.' },
               lastError: laneError,
-              circuit: {
-                type: 'object',
-                description:
-                  "Present only while the sink's circuit breaker is not closed: the lane waits instead of writing.",
-                additionalProperties: false,
-                required: ['state', 'failures'],
-                properties: {
-                  state: { type: 'string', enum: ['open', 'half-open'] },
-                  failures: { type: 'integer', minimum: 0, description: 'Consecutive failed attempts.' },
-                  retryAt: {
-                    type: 'string',
-                    format: 'date-time',
-                    description: 'End of the cool-down (while open); then one probe attempt decides.',
-                  },
-                },
-              },
+              circuit: circuitSchema,
             },
           },
         },
@@ -271,6 +272,7 @@ function buildDocument(): Schema {
           properties: {
             delivered: { type: 'integer', minimum: 0 },
             lag: { type: 'integer', minimum: 0 },
+            circuit: circuitSchema,
           },
         },
         lastError: nullable({

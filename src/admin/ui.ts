@@ -147,7 +147,14 @@ function page(nonce: string): string {
       cell(row, rate(s.id, 'received', s.figures, now), 'num')
       cell(row, rate(s.id, 'accepted', s.figures, now), 'num')
       cell(row, String(s.figures.rejected), 'num')
-      const lanes = s.delivery.map((d) => (d.deadLetter ? 'dead letters → ' : '') + d.sink + ': ' + d.lag)
+      const lanes = s.delivery.map(
+        (d) =>
+          (d.deadLetter ? 'dead letters → ' : '') +
+          d.sink +
+          ': ' +
+          d.lag +
+          (d.circuit ? ' (circuit ' + d.circuit.state + ', ' + d.circuit.failures + ' failures)' : ''),
+      )
       cell(row, lanes.join('\\n'), 'lanes')
       const error = s.lastError || s.delivery.map((d) => d.lastError && { sink: d.sink, ...d.lastError }).find(Boolean)
       cell(row, error ? error.sink + ': ' + error.message + ' (' + error.at + ')' : '', 'error')

@@ -34,14 +34,20 @@ function laneFigures(lane: DeliveryLane): LaneFigures {
     lag: lane.lag,
     lastError: lane.lastError ? { ...lane.lastError } : null,
   }
-  const c = lane.circuit
-  if (c.state !== 'closed')
-    figures.circuit = {
-      state: c.state,
-      failures: c.failures,
-      ...(c.retryAt !== undefined ? { retryAt: new Date(c.retryAt).toISOString() } : {}),
-    }
+  const circuit = circuitFigures(lane)
+  if (circuit) figures.circuit = circuit
   return figures
+}
+
+/** The sink's circuit breaker (shared by its lanes) while it is open or half-open; undefined when closed. */
+function circuitFigures(lane: DeliveryLane): LaneFigures['circuit'] {
+  const c = lane.circuit
+  if (c.state === 'closed') return undefined
+  return {
+    state: c.state,
+    failures: c.failures,
+    ...(c.retryAt !== undefined ? { retryAt: new Date(c.retryAt).toISOString() } : {}),
+  }
 }
 
 export type StreamView = { id: string } & Omit<StreamConfig, 'status'> & {
@@ -53,7 +59,8 @@ export type StreamView = { id: string } & Omit<StreamConfig, 'status'> & {
   }
 
 export type SinkView = { name: string } & SinkConfig & {
-    figures: { delivered: number; lag: number }
+    /** `circuit` only while the sink's breaker is open or half-open. */
+    figures: { delivered: number; lag: number; circuit?: LaneFigures['circuit'] }
     lastError: { stream: string; message: string; reason: string; at: string } | null
     usedBy: string[]
   }
@@ -84,9 +91,11 @@ export function sinkView(gateway: Gateway, config: GatewayConfig, name: string):
   let delivered = 0
   let lag = 0
   let lastError: SinkView['lastError'] = null
+  let circuit: LaneFigures['circuit']
   for (const [stream, lanes] of gateway.lanes)
     for (const lane of lanes) {
       if (lane.sinkName !== name) continue
+      circuit ??= circuitFigures(lane)
       delivered += lane.delivered
       lag += lane.lag
       if (lane.lastError && (!lastError || lane.lastError.at > lastError.at))
@@ -95,7 +104,7 @@ export function sinkView(gateway: Gateway, config: GatewayConfig, name: string):
   return {
     name,
     ...masked(sink),
-    figures: { delivered, lag },
+    figures: circuit ? { delivered, lag, circuit } : { delivered, lag },
     lastError,
     usedBy: streamsUsing(config, name),
   }
