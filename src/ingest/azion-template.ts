@@ -26,6 +26,8 @@
 //   Values are JSON-escaped in JSON templates (JSON.stringify rules; non-ASCII is left as UTF-8, since whether
 //   Azion escapes it is undocumented) and inserted raw in text templates. A missing value renders as '-'.
 
+import { stringObjectCheck, type SpanCheck } from '../records/json-scan.js'
+
 /** `$name`, global: used for scanning and for rendering. */
 const VARIABLE_RE = /\$([A-Za-z_][A-Za-z0-9_]*)/g
 
@@ -278,6 +280,19 @@ export function templateSchema(t: CompiledTemplate, id: string): object {
     properties,
     ...extra,
   }
+}
+
+/**
+ * For a JSON template: a byte-level check that proves a record valid against `templateSchema` without
+ * `JSON.parse` and ajv (stringObjectCheck: an object of string members holding every template key). It
+ * answers `false` for anything it cannot prove, and the record is then parsed and validated as usual.
+ * None for text templates, and none when a key is `__proto__`: the schema treats that key specially (above).
+ */
+export function templateRecordCheck(t: CompiledTemplate): SpanCheck | undefined {
+  if (t.kind !== 'json') return undefined
+  const keys = t.fields.map((f) => f.key)
+  if (keys.includes('__proto__')) return undefined
+  return stringObjectCheck(keys)
 }
 
 /**

@@ -1,5 +1,5 @@
 import { ProblemError } from '../errors.js'
-import { JsonScanError, splitOn, splitTopLevel, type Span } from '../records/json-scan.js'
+import { JsonScanError, splitOn, splitTopLevel, type Span, type SpanCheck } from '../records/json-scan.js'
 import type { StreamConfig } from '../config/types.js'
 import { isTemplateMismatch, type CompiledTemplate } from './azion-template.js'
 
@@ -17,8 +17,13 @@ import { isTemplateMismatch, type CompiledTemplate } from './azion-template.js'
 export interface FramedRecord {
   /** The record's bytes as the vendor sent them (line breaks between JSON tokens become spaces). */
   bytes: Buffer
-  /** Parsed value: JSON value, the string of a `lines` record, or the fields of an Azion text record. */
+  /**
+   * Parsed value: JSON value, the string of a `lines` record, or the fields of an Azion text record.
+   * Undefined (not parsed) when `proven` is set.
+   */
   value: unknown
+  /** The framer's `proven` check showed the record is valid JSON that the stream's validator accepts. */
+  proven?: true
   /** Parsed fields of a text-template record. */
   fields?: Record<string, string>
   /** Why a text record does not match its template (validation reports it; framing does not fail). */
@@ -53,7 +58,13 @@ export function unescapeSeparator(text: string): string {
   )
 }
 
-export function createFramer(stream: StreamConfig, template?: CompiledTemplate): Framer {
+/**
+ * `proven` (Azion JSON templates only): a byte-level check that proves a record valid JSON *and* valid for
+ * the stream's validator. A record it proves is not parsed (`proven: true`, no `value`), so the caller must
+ * pass it only when nothing else needs the parsed value (no filters). Records it does not prove are parsed
+ * as usual, which raises the usual 400.
+ */
+export function createFramer(stream: StreamConfig, template?: CompiledTemplate, proven?: SpanCheck): Framer {
   switch (stream.source) {
     case 'emnify':
       return (body) =>
@@ -76,7 +87,7 @@ export function createFramer(stream: StreamConfig, template?: CompiledTemplate):
     }
     case 'azion':
       if (!template) throw new Error('an azion stream needs a compiled template')
-      return azionFramer(stream, template)
+      return azionFramer(stream, template, proven)
   }
 }
 
@@ -143,6 +154,8 @@ class JsonSpans implements FramedBody {
     splitOnNewline: boolean,
     /** Set for emnify: every element must be an object (this text ends the 400's detail). */
     private readonly objectsExpectation?: string,
+    /** Records this check proves valid are not parsed (see createFramer). */
+    private readonly proven?: SpanCheck,
   ) {
     this.length = spans.length
     const from = spans.length > 0 ? spans[0]!.start : 0
@@ -155,6 +168,10 @@ class JsonSpans implements FramedBody {
 
   record(i: number): FramedRecord {
     const { start, end } = this.spans[i]!
+    if (this.proven?.(this.body, start, end)) {
+      const bytes = this.body.subarray(start, end)
+      return { bytes: this.mayBreak ? oneLine(bytes) : bytes, value: undefined, proven: true }
+    }
     const value = this.parse(i)
     if (
       this.objectsExpectation !== undefined &&
@@ -176,7 +193,10 @@ class JsonSpans implements FramedBody {
   }
 
   verifyFrom(from: number): void {
-    for (let i = from; i < this.length; i++) this.parse(i)
+    for (let i = from; i < this.length; i++) {
+      const { start, end } = this.spans[i]!
+      if (!this.proven?.(this.body, start, end)) this.parse(i)
+    }
   }
 
   private parse(i: number): unknown {
@@ -242,7 +262,7 @@ function oneLine(bytes: Buffer): Buffer {
   return copy
 }
 
-function azionFramer(stream: StreamConfig, template: CompiledTemplate): Framer {
+function azionFramer(stream: StreamConfig, template: CompiledTemplate, proven?: SpanCheck): Framer {
   const format = unescapeSeparator(stream.payloadFormat)
   const at = format.indexOf('$dataset')
   const prefix = Buffer.from(format.slice(0, at).trim())
@@ -279,7 +299,7 @@ function azionFramer(stream: StreamConfig, template: CompiledTemplate): Framer {
       const spans = whitespaceSeparator
         ? trimSpans(body, splitOn(body, start, end, separator))
         : scan(() => splitTopLevel(body, start, end, separator), start, expectation)
-      return new JsonSpans(body, spans, 'record', separatorText === '\n')
+      return new JsonSpans(body, spans, 'record', separatorText === '\n', undefined, proven)
     }
     return new TextSpans(body, splitOn(body, start, end, separator), (bytes) => {
       const parsed = template.parse(bytes.toString('utf8'))

@@ -1,6 +1,11 @@
 import type { StreamConfig } from '../config/types.js'
 import { ProblemError, type ProblemFieldError } from '../errors.js'
-import { compileTemplate, templateSchema, type CompiledTemplate } from '../ingest/azion-template.js'
+import {
+  compileTemplate,
+  templateRecordCheck,
+  templateSchema,
+  type CompiledTemplate,
+} from '../ingest/azion-template.js'
 import { findAzionTemplate } from '../ingest/azion-templates.js'
 import {
   createFramer,
@@ -53,7 +58,6 @@ export class StreamRuntime {
       const model = config.templateModel ?? findAzionTemplate(config.template!)!.templateModel
       this.template = compileTemplate(model)
     }
-    this.framer = createFramer(config, this.template)
     if (config.validation !== 'off') {
       if (config.schema !== undefined) this.validate = validators.fromFile(config.schema)
       else if (config.source === 'emnify')
@@ -67,6 +71,14 @@ export class StreamRuntime {
         )
     }
     this.filter = compileFilters(config.filters)
+    // Azion JSON records proven valid at byte level skip JSON.parse and ajv: only when the validator is the
+    // template's own schema (or validation is off) and no filter needs the parsed value. Ids and dedupe keys
+    // are read from the bytes (rawField) either way.
+    const proven =
+      this.template && config.schema === undefined && !this.filter
+        ? templateRecordCheck(this.template)
+        : undefined
+    this.framer = createFramer(config, this.template, proven)
     if (config.dedupe) {
       this.dedupe = new DedupeWindow(config.dedupe.windowRecords, config.dedupe.windowMs)
       this.dedupePath = config.dedupe.key.split('.')
@@ -192,6 +204,7 @@ export class StreamRuntime {
   private check(record: FramedRecord): RecordError[] | null {
     if (this.config.validation === 'off') return null
     if (record.mismatch !== undefined) return [{ pointer: '', message: record.mismatch }]
+    if (record.proven) return null
     if (!this.validate) return null
     return this.validate(record.value)
   }

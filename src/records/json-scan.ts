@@ -240,3 +240,122 @@ function findElement(buf: Buffer, arrStart: number, end: number, index: number):
   }
   return -1
 }
+
+/** A byte-level test of one record's span; `false` means "not proven", never "invalid". */
+export type SpanCheck = (buf: Buffer, start: number, end: number) => boolean
+
+/**
+ * A check that proves, without parsing, that a record is a JSON object whose members are all strings and
+ * among whose keys every one of `required` occurs. It accepts only: whitespace, `{`, zero or more
+ * `"key": "value"` members separated by `,`, `}`, whitespace. Strings must be valid JSON strings (no raw
+ * byte below 0x20; escapes \" \\ \/ \b \f \n \r \t \uXXXX); a key holding any backslash is not decoded
+ * but refused, so keys are compared as raw bytes. For such a text `JSON.parse` succeeds and yields an
+ * object with an own string property for each key (of repeated keys it keeps the last, also a string).
+ * Anything else (numbers, null, nesting, escaped keys, truncated or stray bytes) answers `false`: the
+ * caller parses and validates as usual, which also produces the usual errors. Bytes >= 0x80 are taken as
+ * they are: the body was checked as valid UTF-8 before framing.
+ */
+export function stringObjectCheck(required: readonly string[]): SpanCheck {
+  const keys = required.map((k) => Buffer.from(k, 'utf8'))
+  const count = keys.length
+  // seen[k] === generation: key k occurred in the current record (no clearing per record).
+  const seen = new Uint32Array(count)
+  let generation = 0
+  return (buf, start, end) => {
+    generation = (generation + 1) >>> 0
+    if (generation === 0) {
+      seen.fill(0)
+      generation = 1
+    }
+    let found = 0
+    let next = 0 // records usually follow the template's key order: try that key first
+    let pos = skipWhitespace(buf, start, end)
+    if (pos >= end || buf[pos] !== OPEN_BRACE) return false
+    pos = skipWhitespace(buf, pos + 1, end)
+    if (pos < end && buf[pos] === CLOSE_BRACE) pos++
+    else {
+      for (;;) {
+        if (pos >= end || buf[pos] !== QUOTE) return false
+        const keyStart = pos + 1
+        const keyEnd = stringEnd(buf, keyStart, end, false)
+        if (keyEnd < 0) return false
+        const k = findKey(keys, next, buf, keyStart, keyEnd - 1)
+        if (k >= 0) {
+          if (seen[k] !== generation) {
+            seen[k] = generation
+            found++
+          }
+          next = k + 1 === count ? 0 : k + 1
+        }
+        pos = skipWhitespace(buf, keyEnd, end)
+        if (pos >= end || buf[pos] !== COLON) return false
+        pos = skipWhitespace(buf, pos + 1, end)
+        if (pos >= end || buf[pos] !== QUOTE) return false
+        pos = stringEnd(buf, pos + 1, end, true)
+        if (pos < 0) return false
+        pos = skipWhitespace(buf, pos, end)
+        if (pos >= end) return false
+        const c = buf[pos]
+        if (c === CLOSE_BRACE) {
+          pos++
+          break
+        }
+        if (c !== COMMA) return false
+        pos = skipWhitespace(buf, pos + 1, end)
+      }
+    }
+    return found === count && skipWhitespace(buf, pos, end) === end
+  }
+}
+
+/** Index of the required key equal to `buf[start, end)`, trying `first` before the others; -1 if none. */
+function findKey(keys: readonly Buffer[], first: number, buf: Buffer, start: number, end: number): number {
+  if (first < keys.length && bytesAt(buf, start, end, keys[first]!)) return first
+  for (let k = 0; k < keys.length; k++) if (k !== first && bytesAt(buf, start, end, keys[k]!)) return k
+  return -1
+}
+
+/**
+ * `i` is just past an opening quote; returns the index just past the closing quote if `buf[i, end)` starts
+ * with the rest of a valid JSON string, else -1. With `escapes` false any backslash answers -1.
+ */
+function stringEnd(buf: Buffer, i: number, end: number, escapes: boolean): number {
+  while (i < end) {
+    const c = buf[i]!
+    if (c === QUOTE) return i + 1
+    if (c < 0x20) return -1
+    if (c === BACKSLASH) {
+      if (!escapes || i + 1 >= end) return -1
+      const e = buf[i + 1]
+      if (e === 0x75 /* u */) {
+        if (i + 6 > end) return -1
+        for (let h = i + 2; h < i + 6; h++) if (!isHexDigit(buf[h]!)) return -1
+        i += 6
+        continue
+      }
+      if (!isSimpleEscape(e!)) return -1
+      i += 2
+      continue
+    }
+    i++
+  }
+  return -1
+}
+
+function isHexDigit(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66)
+}
+
+/** " \ / b f n r t */
+function isSimpleEscape(b: number): boolean {
+  return (
+    b === QUOTE ||
+    b === BACKSLASH ||
+    b === 0x2f ||
+    b === 0x62 ||
+    b === 0x66 ||
+    b === 0x6e ||
+    b === 0x72 ||
+    b === 0x74
+  )
+}
