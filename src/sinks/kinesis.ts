@@ -7,10 +7,10 @@ import type {
   PutRecordsRequestEntry,
   PutRecordsResultEntry,
 } from '@aws-sdk/client-kinesis'
-import type * as SmithyHttp from '@smithy/node-http-handler'
 import type { KinesisSinkConfig } from '../config/types.js'
-import { SinkError, isProgrammingError, permanentError, transientError } from '../errors.js'
+import { SinkError, permanentError, transientError } from '../errors.js'
 import { RecordTemplate } from '../records/template.js'
+import { awsClientSettings, classifyAwsError, type KnownAwsErrors } from './aws.js'
 import {
   ALL_WRITTEN,
   batchLimits,
@@ -26,11 +26,8 @@ import {
 // `require` loads them synchronously (the same instances an `import` would give).
 const requireModule = createRequire(import.meta.url)
 let kinesisSdk: typeof KinesisSdk | undefined
-let smithyHttp: typeof SmithyHttp | undefined
 const sdk = (): typeof KinesisSdk =>
   (kinesisSdk ??= requireModule('@aws-sdk/client-kinesis') as typeof KinesisSdk)
-const httpHandler = (): typeof SmithyHttp =>
-  (smithyHttp ??= requireModule('@smithy/node-http-handler') as typeof SmithyHttp)
 
 // Amazon Kinesis Data Streams through @aws-sdk/client-kinesis. One write = one PutRecords call:
 //   Data         = the record's payload bytes, exactly as the vendor sent them
@@ -98,26 +95,10 @@ export class KinesisSink implements Sink {
       maxBatchBytes: Math.min(limits.maxBatchBytes, KINESIS_DEFAULTS.maxBatchBytes),
     }
     this.partitionKey = config.partitionKey ? new RecordTemplate(config.partitionKey) : undefined
-    const timeoutMs = config.timeoutMs
-    const clientConfig: KinesisClientConfig = {
-      maxAttempts: 1,
-      requestHandler: new (httpHandler().NodeHttpHandler)({
-        connectionTimeout: timeoutMs,
-        socketTimeout: timeoutMs,
-      }),
-    }
+    const clientConfig: KinesisClientConfig = awsClientSettings(config)
     // A stream ARN names its region (arn:aws:kinesis:<region>:<account>:stream/<name>); else the SDK's chain.
     const region = config.region ?? regionOfArn(config.streamArn)
     if (region !== undefined) clientConfig.region = region
-    if (config.endpoint !== undefined) clientConfig.endpoint = config.endpoint
-    if (config.credentials !== undefined) {
-      const { accessKeyId, secretAccessKey, sessionToken } = config.credentials
-      clientConfig.credentials = {
-        accessKeyId,
-        secretAccessKey,
-        ...(sessionToken !== undefined ? { sessionToken } : {}),
-      }
-    }
     this.client = new (sdk().KinesisClient)(clientConfig)
   }
 
@@ -248,7 +229,7 @@ function regionOfArn(arn: string | undefined): string | undefined {
  * Sources: https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html#API_PutRecords_Errors
  * and https://docs.aws.amazon.com/kinesis/latest/APIReference/CommonErrors.html.
  */
-const KINESIS_ERRORS: Record<string, { retriable: boolean; reason: string }> = {
+const KINESIS_ERRORS: KnownAwsErrors = {
   ProvisionedThroughputExceededException: { retriable: true, reason: 'throttled' },
   ThrottlingException: { retriable: true, reason: 'throttled' },
   LimitExceededException: { retriable: true, reason: 'throttled' },
@@ -286,38 +267,11 @@ function entryError(entry: PutRecordsResultEntry): SinkError {
   return new SinkError(`kinesis rejected the record: ${code}`, { retriable, reason })
 }
 
-/** Network-level failures (no answer from Kinesis): always worth another attempt. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-])
-
 /** Maps an error thrown by a whole Kinesis call to a SinkError that says whether a retry can help. */
 export function classifyKinesisError(err: unknown): SinkError {
-  if (err instanceof SinkError) return err
-  if (isProgrammingError(err))
-    return permanentError(`internal error: ${(err as Error).message}`, 'internal', err)
-  const e = err as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } }
-  const message = `kinesis: ${e.name ?? 'Error'}: ${e.message ?? String(err)}`
-  const known = e.name !== undefined ? KINESIS_ERRORS[e.name] : undefined
-  if (known) return new SinkError(message, { ...known, cause: err })
-  // The socket's code first: the SDK reports a reset connection as a TimeoutError with code ECONNRESET.
-  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return transientError(message, 'network', err)
-  if (e.name === 'TimeoutError') return transientError(message, 'timeout', err)
-  if (e.name === 'AbortError') return transientError(message, 'aborted', err)
-  const status = e.$metadata?.httpStatusCode
-  if (err instanceof sdk().KinesisServiceException && status !== undefined) {
-    if (status === 429) return transientError(message, 'throttled', err)
-    if (status >= 500) return transientError(message, 'server-error', err)
-    if (status === 401 || status === 403) return permanentError(message, 'unauthorized', err)
-    if (status >= 400) return permanentError(message, 'rejected', err)
-  }
-  // No answer we understand (socket hang up, a proxy's garbage …): another attempt may get through.
-  return transientError(message, 'network', err)
+  return classifyAwsError(err, {
+    service: 'kinesis',
+    known: KINESIS_ERRORS,
+    isServiceException: (e) => e instanceof sdk().KinesisServiceException,
+  })
 }

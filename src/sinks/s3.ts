@@ -5,10 +5,10 @@ import { gzip } from 'node:zlib'
 import type * as S3Sdk from '@aws-sdk/client-s3'
 import type { PutObjectCommandInput, S3Client, S3ClientConfig } from '@aws-sdk/client-s3'
 import type * as S3Storage from '@aws-sdk/lib-storage'
-import type * as SmithyHttp from '@smithy/node-http-handler'
 import type { S3SinkConfig } from '../config/types.js'
-import { SinkError, isProgrammingError, permanentError, transientError } from '../errors.js'
+import { type SinkError, transientError } from '../errors.js'
 import { RecordTemplate } from '../records/template.js'
+import { awsClientSettings, classifyAwsError, type KnownAwsErrors } from './aws.js'
 import {
   ALL_WRITTEN,
   ndjsonChunks,
@@ -25,12 +25,9 @@ import {
 const requireModule = createRequire(import.meta.url)
 let s3Sdk: typeof S3Sdk | undefined
 let s3Storage: typeof S3Storage | undefined
-let smithyHttp: typeof SmithyHttp | undefined
 const sdk = (): typeof S3Sdk => (s3Sdk ??= requireModule('@aws-sdk/client-s3') as typeof S3Sdk)
 const storage = (): typeof S3Storage =>
   (s3Storage ??= requireModule('@aws-sdk/lib-storage') as typeof S3Storage)
-const httpHandler = (): typeof SmithyHttp =>
-  (smithyHttp ??= requireModule('@smithy/node-http-handler') as typeof SmithyHttp)
 
 // Amazon S3 (or an S3-compatible store: MinIO, Ceph, R2 …) through @aws-sdk/client-s3. Every write is one
 // object per stream:
@@ -102,28 +99,15 @@ export class S3Sink implements Sink {
       maxRecordBytes: config.maxObjectBytes,
     }
     const clientConfig: S3ClientConfig = {
+      ...awsClientSettings(config),
       region: config.region,
       forcePathStyle: config.forcePathStyle,
-      maxAttempts: 1,
-      requestHandler: new (httpHandler().NodeHttpHandler)({
-        connectionTimeout: config.timeoutMs,
-        socketTimeout: config.timeoutMs,
-      }),
       // Checksums only where S3 requires them. With the SDK's default (WHEN_SUPPORTED), a streamed body is
       // sent with aws-chunked framing and a trailing checksum; stores that do not speak it (s3rver, older
       // S3-compatible servers) keep the framing INSIDE the object: silently corrupted data
       // (shared/backends.md). Integrity is kept by Content-MD5 on every PutObject instead, which every
       // S3-compatible store verifies; multipart parts go over TCP/TLS checksums only.
       requestChecksumCalculation: 'WHEN_REQUIRED',
-    }
-    if (config.endpoint !== undefined) clientConfig.endpoint = config.endpoint
-    if (config.credentials !== undefined) {
-      const { accessKeyId, secretAccessKey, sessionToken } = config.credentials
-      clientConfig.credentials = {
-        accessKeyId,
-        secretAccessKey,
-        ...(sessionToken !== undefined ? { sessionToken } : {}),
-      }
     }
     this.client = new (sdk().S3Client)(clientConfig)
   }
@@ -232,7 +216,7 @@ export class S3Sink implements Sink {
  * S3 error codes that decide between retry and dead-letter. Source:
  * https://docs.aws.amazon.com/AmazonS3/latest/API/ErrorResponses.html#ErrorCodeList
  */
-const S3_ERRORS: Record<string, { retriable: boolean; reason: string }> = {
+const S3_ERRORS: KnownAwsErrors = {
   NoSuchBucket: { retriable: false, reason: 'unknown-bucket' },
   AccessDenied: { retriable: false, reason: 'unauthorized' },
   InvalidAccessKeyId: { retriable: false, reason: 'unauthorized' },
@@ -260,40 +244,16 @@ const S3_ERRORS: Record<string, { retriable: boolean; reason: string }> = {
   BadDigest: { retriable: true, reason: 'corrupted-in-transit' },
 }
 
-/** Network-level failures (no answer from S3): always worth another attempt. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ENETUNREACH',
-  'EHOSTUNREACH',
-])
-
 /** Maps an error thrown by an S3 call to a SinkError that says whether a retry can help. */
 export function classifyS3Error(err: unknown): SinkError {
-  if (err instanceof SinkError) return err
-  if (isProgrammingError(err))
-    return permanentError(`internal error: ${(err as Error).message}`, 'internal', err)
-  const e = err as { name?: string; code?: string; message?: string; $metadata?: { httpStatusCode?: number } }
-  const message = `s3: ${e.name ?? 'Error'}: ${e.message ?? String(err)}`
-  const known = e.name !== undefined ? S3_ERRORS[e.name] : undefined
-  if (known) return new SinkError(message, { ...known, cause: err })
-  // The socket's code first: the SDK reports a reset connection as a TimeoutError with code ECONNRESET.
-  if (e.code !== undefined && NETWORK_CODES.has(e.code)) return transientError(message, 'network', err)
-  if (e.name === 'TimeoutError') return transientError(message, 'timeout', err)
-  if (e.name === 'AbortError') return transientError(message, 'aborted', err)
-  const status = e.$metadata?.httpStatusCode
-  if (err instanceof sdk().S3ServiceException && status !== undefined) {
-    // HEAD answers carry no error body, so only the status tells (HeadBucket: 404 NotFound, 403 Forbidden).
-    if (status === 404) return permanentError(message, 'unknown-bucket', err)
-    if (status === 401 || status === 403) return permanentError(message, 'unauthorized', err)
-    if (status === 429 || status === 503) return transientError(message, 'throttled', err)
-    if (status >= 500) return transientError(message, 'server-error', err)
-    if (status >= 400) return permanentError(message, 'rejected', err)
-  }
-  // No answer we understand (socket hang up, a proxy's garbage …): another attempt may get through.
-  return transientError(message, 'network', err)
+  return classifyAwsError(err, {
+    service: 's3',
+    known: S3_ERRORS,
+    isServiceException: (e) => e instanceof sdk().S3ServiceException,
+    statuses: {
+      // HEAD answers carry no error body, so only the status tells (HeadBucket: 404 NotFound, 403 Forbidden).
+      404: { retriable: false, reason: 'unknown-bucket' },
+      503: { retriable: true, reason: 'throttled' }, // S3's SlowDown
+    },
+  })
 }
