@@ -155,21 +155,9 @@ export function rawField(
   start = 0,
   end = buf.length,
 ): string | undefined {
-  let pos = skipWhitespace(buf, start, end)
   try {
-    for (let depth = 0; depth < path.length; depth++) {
-      const segment = path[depth]!
-      const c = buf[pos]
-      if (c === OPEN_BRACE) {
-        const found = findMember(buf, pos, end, segment)
-        if (found < 0) return undefined
-        pos = found
-      } else if (c === OPEN_BRACKET && /^\d+$/.test(segment)) {
-        const found = findElement(buf, pos, end, Number(segment))
-        if (found < 0) return undefined
-        pos = found
-      } else return undefined
-    }
+    const pos = valueAt(buf, path, start, end)
+    if (pos < 0) return undefined
     const valueEnd = skipValue(buf, pos, end)
     if (buf[pos] === QUOTE) {
       return hasByte(buf, BACKSLASH, pos + 1, valueEnd - 1)
@@ -181,6 +169,23 @@ export function rawField(
     if (err instanceof JsonScanError || err instanceof SyntaxError) return undefined
     throw err
   }
+}
+
+/**
+ * Where the value at `path` starts inside the JSON text in `buf[start, end)` (object keys; numeric segments
+ * index arrays), or -1 when there is no such value. Throws JsonScanError (or SyntaxError, for a broken
+ * escaped key) on malformed JSON met on the way.
+ */
+export function valueAt(buf: Buffer, path: readonly string[], start = 0, end = buf.length): number {
+  let pos = skipWhitespace(buf, start, end)
+  for (const segment of path) {
+    const c = buf[pos]
+    if (c === OPEN_BRACE) pos = findMember(buf, pos, end, segment)
+    else if (c === OPEN_BRACKET && /^\d+$/.test(segment)) pos = findElement(buf, pos, end, Number(segment))
+    else return -1
+    if (pos < 0) return -1
+  }
+  return pos < end ? pos : -1
 }
 
 function findMember(buf: Buffer, objStart: number, end: number, key: string): number {
