@@ -242,6 +242,26 @@ function azionStream(separator: string, payloadFormat: string): Record<string, u
 const AZION_BATCH = 2000
 const EMNIFY_BULK = 3000
 
+/** The Azion NDJSON batch scenario, or a variant of it (another sink, extra stream keys). */
+function azionNdjson(
+  name: string,
+  description: string,
+  variant: { stream?: Record<string, unknown>; sink?: BenchSink; optIn?: boolean } = {},
+): Scenario {
+  return {
+    name,
+    description,
+    streamId: 'azion-ndjson',
+    stream: { ...azionStream('\n', '$dataset'), ...variant.stream },
+    headers: { 'x-azion-key': AZION_KEY },
+    recordsPerRequest: AZION_BATCH,
+    baselineParse: { kind: 'split', separator: '\n' },
+    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
+    ...(variant.sink !== undefined ? { sink: variant.sink } : {}),
+    ...(variant.optIn !== undefined ? { optIn: variant.optIn } : {}),
+  }
+}
+
 export const SCENARIOS: readonly Scenario[] = [
   {
     name: 'emnify-single',
@@ -253,16 +273,10 @@ export const SCENARIOS: readonly Scenario[] = [
     baselineParse: { kind: 'json' },
     generate: () => Buffer.from(JSON.stringify(EMNIFY_EVENT)),
   },
-  {
-    name: 'azion-ndjson-2000',
-    description: `Azion template 86, ${AZION_BATCH} records as NDJSON (payloadFormat "$dataset", separator "\\n"), ~1 MB`,
-    streamId: 'azion-ndjson',
-    stream: azionStream('\n', '$dataset'),
-    headers: { 'x-azion-key': AZION_KEY },
-    recordsPerRequest: AZION_BATCH,
-    baselineParse: { kind: 'split', separator: '\n' },
-    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
-  },
+  azionNdjson(
+    'azion-ndjson-2000',
+    `Azion template 86, ${AZION_BATCH} records as NDJSON (payloadFormat "$dataset", separator "\\n"), ~1 MB`,
+  ),
   {
     name: 'azion-array-2000',
     description: `the same ${AZION_BATCH} records as a JSON array (payloadFormat "[$dataset]", separator ","), ~1 MB`,
@@ -273,40 +287,21 @@ export const SCENARIOS: readonly Scenario[] = [
     baselineParse: { kind: 'json' },
     generate: () => Buffer.from(`[${azionRecords(AZION_BATCH).join(',')}]`),
   },
-  {
-    name: 'azion-ndjson-2000-direct',
-    description: `azion-ndjson-2000 with durability: none (no spool: answered once the file sink wrote the records)`,
-    streamId: 'azion-ndjson',
-    stream: { ...azionStream('\n', '$dataset'), durability: 'none' },
-    headers: { 'x-azion-key': AZION_KEY },
-    recordsPerRequest: AZION_BATCH,
-    baselineParse: { kind: 'split', separator: '\n' },
-    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
-  },
-  {
-    name: 'azion-ndjson-2000-kafka',
-    description: `azion-ndjson-2000 delivered to real Kafka (acks -1, idempotent, gzip; needs the backends)`,
-    streamId: 'azion-ndjson',
-    stream: azionStream('\n', '$dataset'),
-    headers: { 'x-azion-key': AZION_KEY },
-    recordsPerRequest: AZION_BATCH,
-    baselineParse: { kind: 'split', separator: '\n' },
-    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
-    sink: 'kafka',
-    optIn: true,
-  },
-  {
-    name: 'azion-ndjson-2000-s3',
-    description: `azion-ndjson-2000 delivered to S3 (MinIO; gzip NDJSON objects rolled every 2 s; needs the backends)`,
-    streamId: 'azion-ndjson',
-    stream: azionStream('\n', '$dataset'),
-    headers: { 'x-azion-key': AZION_KEY },
-    recordsPerRequest: AZION_BATCH,
-    baselineParse: { kind: 'split', separator: '\n' },
-    generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
-    sink: 's3',
-    optIn: true,
-  },
+  azionNdjson(
+    'azion-ndjson-2000-direct',
+    `azion-ndjson-2000 with durability: none (no spool: answered once the file sink wrote the records)`,
+    { stream: { durability: 'none' } },
+  ),
+  azionNdjson(
+    'azion-ndjson-2000-kafka',
+    `azion-ndjson-2000 delivered to real Kafka (acks -1, idempotent, gzip; needs the backends)`,
+    { sink: 'kafka', optIn: true },
+  ),
+  azionNdjson(
+    'azion-ndjson-2000-s3',
+    `azion-ndjson-2000 delivered to S3 (MinIO; gzip NDJSON objects rolled every 2 s; needs the backends)`,
+    { sink: 's3', optIn: true },
+  ),
   {
     name: 'emnify-usage-3000',
     description: `emnify bulk mode: a JSON array of ${EMNIFY_BULK} usage records, distinct ids, some > 2^53, ~2.5 MB`,
