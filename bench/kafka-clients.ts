@@ -17,6 +17,7 @@ import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { Kafka, CompressionTypes, Partitioners, logLevel } from 'kafkajs'
 import { Producer as PlatformaticProducer, type MessageToProduce } from '@platformatic/kafka'
+import { prng } from './scenarios.js'
 import type { SinkRecord } from '../src/records/record.js'
 import { createKafkaSink } from '../src/sinks/kafka.js'
 import { createLogger } from '../src/telemetry/logger.js'
@@ -42,18 +43,6 @@ function argValue(name: string, fallback: number): number {
 }
 
 // ---- workload -------------------------------------------------------------------------------------------
-
-/** mulberry32, seeded: reproducible records. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 interface Msg {
   key: Buffer

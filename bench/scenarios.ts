@@ -35,7 +35,7 @@ const AZION_KEY = 'bench-azion-key'
 // ---- deterministic randomness ------------------------------------------------------------------------
 
 /** mulberry32: tiny, fast, good enough to vary test data; seeded so bodies are reproducible. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0
   return () => {
     a = (a + 0x6d2b79f5) >>> 0

@@ -48,22 +48,16 @@ const wsArb = fc.oneof(
   { weight: 1, arbitrary: fc.constantFrom('\u00a0', '\f', '\v', '\u2028', '\ufeff') }, // not JSON whitespace
 )
 
+/** Escapes JSON allows, as they appear in the raw text. */
+const VALID_ESCAPES = ['\\"', '\\\\', '\\/', '\\b', '\\f', '\\n', '\\r', '\\t', '\\u00e9', '\\uD83D']
+
 /** Pieces of a raw string token: valid and invalid escapes, raw control characters, unicode. */
 const stringPieceArb = fc.oneof(
   { weight: 4, arbitrary: fc.string({ unit: 'grapheme', maxLength: 8 }).map((s) => s.replace(/["\\]/g, '')) },
   {
     weight: 3,
     arbitrary: fc.constantFrom(
-      '\\"',
-      '\\\\',
-      '\\/',
-      '\\b',
-      '\\f',
-      '\\n',
-      '\\r',
-      '\\t',
-      '\\u00e9',
-      '\\uD83D',
+      ...VALID_ESCAPES,
       '\\uDE00',
       '\\u0000',
       '\\uABCD',
@@ -94,19 +88,7 @@ const escapedStringArb = fc
       fc
         .string({ unit: 'grapheme', maxLength: 8 })
         .map((s) => [...s].filter((ch) => ch >= ' ' && ch !== '"' && ch !== '\\').join('')),
-      fc.constantFrom(
-        '\\"',
-        '\\\\',
-        '\\/',
-        '\\b',
-        '\\f',
-        '\\n',
-        '\\r',
-        '\\t',
-        '\\u00e9',
-        '\\uD83D',
-        '\\uFFFF',
-      ),
+      fc.constantFrom(...VALID_ESCAPES, '\\uFFFF'),
     ),
     { maxLength: 5 },
   )
