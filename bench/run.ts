@@ -22,7 +22,6 @@ import {
   symlinkSync,
   writeFileSync,
 } from 'node:fs'
-import { createServer } from 'node:net'
 import { cpus, freemem, totalmem } from 'node:os'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -31,6 +30,7 @@ import { createGenerator, installWrk, wrkAvailable, type GeneratorName, type Loa
 import type { LoadResult, LoadSpec } from './load.js'
 import { hasExited, makeTempDir, removeTempDir, stopChild, track } from './processes.js'
 import { RssSampler, cpuSeconds, hwmBytes, processTree, waitForIdle } from './proc-stats.js'
+import { freePort } from '../scripts/backends/daemon.js'
 import { lazyBackends, sinkConfig, type Backends } from './sinks.js'
 import { SCENARIOS, findScenario, type Scenario } from './scenarios.js'
 
@@ -194,18 +194,6 @@ async function baselineCounters(base: URL): Promise<ServerCounters | undefined> 
   const text = await fetchText(new URL('/stats', base))
   if (text === undefined) return undefined
   return { records: (JSON.parse(text) as { records: number }).records, lag: 0 }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      const port = typeof address === 'object' && address !== null ? address.port : 0
-      server.close(() => resolvePort(port))
-    })
-  })
 }
 
 function startTarget(name: TargetName, args: string[], port: number, streamId: string): Target {

@@ -1,5 +1,5 @@
-import { createServer } from 'node:net'
 import { describe, expect, it } from 'vitest'
+import { freePort } from '../../scripts/backends/daemon.js'
 import { startGateway, waitFor } from '../support/gateway.js'
 import { send } from '../support/http.js'
 
@@ -7,17 +7,6 @@ import { send } from '../support/http.js'
 // the management API, and the lane keeps the records (lag) instead of hammering the dead sink.
 
 const TOKEN = 'circuit-view-token'
-
-function unusedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address()
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0))
-    })
-  })
-}
 
 interface Circuit {
   state: string
@@ -27,7 +16,7 @@ interface Circuit {
 
 describe('circuit breaker in the management API', () => {
   it('an unreachable sink opens its circuit; the stream and sink views show it, the records wait', async () => {
-    const port = await unusedPort() // nothing listens there: every write fails with a connection error
+    const port = await freePort() // nothing listens there: every write fails with a connection error
     const gw = await startGateway({
       admin: { token: TOKEN },
       sinks: {

@@ -11,7 +11,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
@@ -28,6 +27,7 @@ import { Kafka, logLevel, type Admin } from 'kafkajs'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import { startKafka, startS3, stopKafka, stopS3 } from '../../scripts/backends/index.js'
 import { readNdjsonLines, startGateway, waitFor } from '../support/gateway.js'
+import { freePort } from '../../scripts/backends/daemon.js'
 import { send } from '../support/http.js'
 import { HttpTargetMock } from '../support/mocks/http-target.js'
 
@@ -214,17 +214,6 @@ async function laneLags(url: string, stream: string): Promise<number[]> {
   const res = await send(`${url}/metrics`, { method: 'GET' })
   const lag = new RegExp(`^streamgate_sink_lag_records\\{stream="${stream}",sink="[^"]+"\\} (\\d+)$`, 'gm')
   return [...res.text.matchAll(lag)].map((m) => Number(m[1]))
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.on('error', reject)
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number }
-      srv.close(() => resolve(port))
-    })
-  })
 }
 
 /** dist/cli.js serve as a child process; its output goes to a log file (kept for the failure message). */
