@@ -2,16 +2,18 @@
 # The embedded default (config/streamgate.yaml) writes under /app/data; mount a volume there so the spool
 # (records already acknowledged to vendors) survives the container. Mount your own config and pass
 # --config to change streams and sinks.
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
+# npm ci runs the postinstall check (scripts/ensure-node.sh): node:24 is new enough, so it keeps it.
+COPY scripts/ensure-node.sh ./scripts/
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY schemas ./schemas
 RUN npm run build && npm prune --omit=dev
 
-FROM node:22-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules

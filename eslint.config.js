@@ -3,7 +3,7 @@ import js from '@eslint/js'
 import tseslint from 'typescript-eslint'
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.backends/**', 'data/**', 'coverage/**', 'bin/**'] },
+  { ignores: ['dist/**', 'node_modules/**', '.backends/**', 'data/**', 'coverage/**', 'bin/**', '.node/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {
