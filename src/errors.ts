@@ -1,3 +1,5 @@
+import { maskUrlCredentials } from './telemetry/url-credentials.js'
+
 // Errors know what they are: whether a retry can help (`retriable`), and, at the HTTP edge, which status
 // and problem type they answer with. One place (toProblem) maps errors to HTTP answers.
 
@@ -68,7 +70,8 @@ export class ProblemError extends Error {
 
 /**
  * A sink's failure. `retriable` decides between backoff-and-retry and the dead-letter sink; `reason` is a
- * short, stable label for metrics and dead-letter envelopes (never a payload or a secret).
+ * short, stable label for metrics and dead-letter envelopes (never a payload or a secret). The message
+ * reaches logs, the API's lastError, /ui and dead-letter envelopes, so URL credentials in it are masked here.
  */
 export class SinkError extends Error {
   readonly retriable: boolean
@@ -80,7 +83,7 @@ export class SinkError extends Error {
     message: string,
     options: { retriable: boolean; reason: string; cause?: unknown; retryAfterMs?: number },
   ) {
-    super(message, { cause: options.cause })
+    super(maskUrlCredentials(message), { cause: options.cause })
     this.name = 'SinkError'
     this.retriable = options.retriable
     this.reason = options.reason

@@ -51,4 +51,48 @@ describe('secrets', () => {
     expect(issues).toEqual([])
     expect(value).toEqual({ auth: { headers: ['X-Token:tok', 'X-New:v'] } })
   })
+
+  describe('credentials inside URLs', () => {
+    const sink = { type: 'http', url: 'https://relay:pw0rd@relay.example/in?api_key=K1&x=1&token=T2' }
+
+    it('are masked in answers', () => {
+      expect(masked(sink)).toEqual({
+        type: 'http',
+        url: 'https://relay:***@relay.example/in?api_key=***&x=1&token=***',
+      })
+    })
+
+    it('sent back masked and unchanged, keep the stored URL', () => {
+      const { value, issues } = restoreSecrets(masked(sink), sink)
+      expect(issues).toEqual([])
+      expect(value).toEqual(sink)
+    })
+
+    it('sent back masked with another path or parameter, keep the stored credentials for the same host', () => {
+      const { value, issues } = restoreSecrets(
+        { url: 'https://relay:***@relay.example/v2?x=2&api_key=***&token=***' },
+        sink,
+      )
+      expect(issues).toEqual([])
+      expect(value).toEqual({ url: 'https://relay:pw0rd@relay.example/v2?x=2&api_key=K1&token=T2' })
+    })
+
+    it('a changed URL with its own credentials replaces the stored one', () => {
+      const url = 'https://relay:n3w@other.example/in?api_key=K9'
+      expect(restoreSecrets({ url }, sink)).toEqual({ value: { url }, issues: [] })
+    })
+
+    it('a mask towards another host, another user or with nothing stored is an issue, never stored', () => {
+      for (const url of [
+        'https://relay:***@evil.example/in?api_key=***',
+        'https://admin:***@relay.example/in',
+        'https://relay.example/in?signature=***',
+      ]) {
+        const { issues } = restoreSecrets({ url }, sink)
+        expect(issues.length).toBeGreaterThan(0)
+        expect(issues.map((i) => i.pointer)).toEqual(issues.map(() => '/url'))
+      }
+      expect(restoreSecrets({ url: 'https://u:***@h/' }, undefined).issues).toHaveLength(1)
+    })
+  })
 })

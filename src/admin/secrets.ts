@@ -1,9 +1,13 @@
 import { isSecretKey, redactConfig, SECRET_MASK } from '../telemetry/logger.js'
+import { findUrls } from '../telemetry/url-credentials.js'
 import { isPlainObject } from './merge-patch.js'
 
 // Secrets are write-only: answers mask them (redactConfig), and a write that sends the mask back where a
 // secret is stored keeps the stored secret. A UI can then GET an object, change one field and send it all
-// back without knowing (or wiping) its credentials.
+// back without knowing (or wiping) its credentials. The same holds for credentials inside URLs
+// (`https://user:***@host/p?api_key=***`): each masked credential is taken from the stored URL, but only
+// while the URL still goes to the same scheme, user and host — a mask sent with a new host would hand the
+// stored secret to that host, so it is an issue (send the credential itself).
 
 export { SECRET_MASK }
 
@@ -37,7 +41,8 @@ function walk(
   issues: MaskIssue[],
 ): unknown {
   if (typeof next === 'string') {
-    if (!secret || next !== SECRET_MASK) return next
+    if (!secret) return restoreUrlCredentials(next, stored, pointer, issues)
+    if (next !== SECRET_MASK) return next
     if (typeof stored === 'string') return stored
     issues.push({
       pointer,
@@ -76,6 +81,39 @@ function walk(
     return out
   }
   return next
+}
+
+/** `next` with every masked URL credential replaced by the stored URL's credential in the same place. */
+function restoreUrlCredentials(next: string, stored: unknown, pointer: string, issues: MaskIssue[]): string {
+  const urls = findUrls(next)
+  const isMask = (start: number, end: number): boolean => next.slice(start, end) === SECRET_MASK
+  if (!urls.some((url) => url.slots.some((s) => isMask(url.start + s.start, url.start + s.end)))) return next
+  const storedText = typeof stored === 'string' ? stored : ''
+  const storedUrls = findUrls(storedText)
+  let out = ''
+  let pos = 0
+  urls.forEach((url, i) => {
+    const old = storedUrls[i]?.origin === url.origin ? storedUrls[i] : undefined
+    const seen = new Map<string, number>()
+    for (const slot of url.slots) {
+      // The n-th credential of that name (a query may repeat a parameter) in the stored URL.
+      const nth = seen.get(slot.name) ?? 0
+      seen.set(slot.name, nth + 1)
+      if (!isMask(url.start + slot.start, url.start + slot.end)) continue
+      const source = old?.slots.filter((s) => s.name === slot.name)[nth]
+      if (!old || !source) {
+        issues.push({
+          pointer,
+          message: `the URL's ${slot.name} is the mask "${SECRET_MASK}" but no credential is stored for this URL (same scheme, user and host); send the credential`,
+        })
+        continue
+      }
+      out += next.slice(pos, url.start + slot.start)
+      out += storedText.slice(old.start + source.start, old.start + source.end)
+      pos = url.start + slot.end
+    }
+  })
+  return out + next.slice(pos)
 }
 
 export function escapePointer(key: string): string {

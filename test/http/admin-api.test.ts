@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startGateway, waitFor, type TestGateway } from '../support/gateway.js'
 import { send, type Answer } from '../support/http.js'
+import { HttpTargetMock } from '../support/mocks/http-target.js'
 
 // The management API (SPEC section 7) over a real socket: every endpoint, bad input, auth, and secrets that
 // never come back out.
@@ -14,6 +15,8 @@ const SECRETS = {
   awsSecret: 'aws-secret-access-key-5',
   adobeSecret: 'adobe-client-secret-6',
   newHeader: 'patched-header-secret-7',
+  urlPassword: 'url-password-secret-8',
+  urlKey: 'url-api-key-secret-9',
 }
 
 let gw: TestGateway
@@ -517,14 +520,54 @@ describe('secrets are write-only', () => {
     expect(patch.errors).toEqual([expect.objectContaining({ pointer: '/auth/headers/X-Other' })])
   })
 
+  it('credentials inside URLs are masked; the masked URL sent back keeps them, a new host must bring its own', async () => {
+    const target = await HttpTargetMock.start()
+    try {
+      const url = `${target.url.replace('//', `//relay:${SECRETS.urlPassword}@`)}/in?api_key=${SECRETS.urlKey}&x=1`
+      const maskedUrl = `${target.url.replace('//', '//relay:***@')}/in?api_key=***&x=1`
+      const created = await api('POST', '/sinks', { name: 'url-sink', type: 'http', url })
+      expect(created.status, created.text).toBe(201)
+      expect(created.json()).toMatchObject({ url: maskedUrl })
+      expect((await api('GET', '/sinks/url-sink')).json()).toMatchObject({ url: maskedUrl })
+      // The whole answer sent back unchanged (the status page and API clients do this): the URL is kept.
+      const answered = (await api('GET', '/sinks/url-sink')).json<Record<string, unknown>>()
+      const { name: _n, figures: _f, lastError: _l, usedBy: _u, ...asAnswered } = answered
+      const back = await api('PATCH', '/sinks/url-sink', { ...asAnswered, timeoutMs: 4000 })
+      expect(back.status, back.text).toBe(200)
+      expect(gw.gateway.config.sinks['url-sink']).toMatchObject({ url, timeoutMs: 4000 })
+      // And it is the stored URL the sink really posts to.
+      const stream = { id: 'via-url', source: 'ndjson', sinks: ['url-sink'] }
+      expect((await api('POST', '/streams', stream)).status).toBe(201)
+      expect((await send(`${gw.url}/ingest/via-url`, { body: '{"n":1}' })).status).toBe(200)
+      const delivered = await waitFor(() => target.requests[0], 10_000, 'delivery through url-sink')
+      expect(delivered.path).toBe(`/in?api_key=${SECRETS.urlKey}&x=1`)
+      // The mask towards another host would hand the stored key to it: refused with the pointer.
+      const moved = expectProblem(
+        await api('PATCH', '/sinks/url-sink', { url: 'http://relay:***@127.0.0.1:9/in?api_key=***' }),
+        400,
+      )
+      expect(moved.errors).toEqual(expect.arrayContaining([expect.objectContaining({ pointer: '/url' })]))
+      expect(gw.gateway.config.sinks['url-sink']).toMatchObject({ url })
+      // A changed URL with its own credentials replaces the stored one.
+      const fresh = `${target.url}/v2?token=new-token-value`
+      expect((await api('PATCH', '/sinks/url-sink', { url: fresh })).status).toBe(200)
+      expect(gw.gateway.config.sinks['url-sink']).toMatchObject({ url: fresh })
+      expect((await api('DELETE', '/streams/via-url?force=true')).status).toBe(204)
+    } finally {
+      await target.close()
+    }
+  })
+
   it('no answer of this file ever contained a secret', async () => {
     // Read everything once more, then look through every body.
     await api('GET', '/streams')
     await api('GET', '/sinks')
-    for (const name of ['hook', 'kafka-sink', 's3-sink', 'adobe-sink']) await api('GET', `/sinks/${name}`)
+    for (const name of ['hook', 'kafka-sink', 's3-sink', 'adobe-sink', 'url-sink'])
+      await api('GET', `/sinks/${name}`)
     const all = bodies.join('\n')
     expect(bodies.length).toBeGreaterThan(50)
     for (const secret of Object.values(SECRETS)) expect(all).not.toContain(secret.replace('Bearer ', ''))
+    expect(all).not.toContain('new-token-value')
     expect(all).not.toContain(TOKEN)
   })
 })
