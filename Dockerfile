@@ -1,7 +1,9 @@
-# streamgate container image. Build: docker build -t streamgate .   Run: docker run -p 8080:8080 streamgate
-# The embedded default (config/streamgate.yaml) writes under /app/data; mount a volume there so the spool
-# (records already acknowledged to vendors) survives the container. Mount your own config and pass
-# --config to change streams and sinks.
+# streamgate container image. Build: docker build -t streamgate .
+# Run:   docker run -p 8080:8080 -v sgdata:/app/data -e EMNIFY_TOKEN=... -e AZION_KEY=... -e APP_TOKEN=... streamgate
+# The image listens on 0.0.0.0 (STREAMGATE_HOST), so the embedded default (config/streamgate.yaml) refuses to
+# start while any of its tokens is still the change-me placeholder, naming each stream and header.
+# It writes under /app/data (its dataDir); mount a volume there so the spool (records already acknowledged
+# to vendors) survives the container. Mount your own config and pass --config to change streams and sinks.
 FROM node:24-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -15,6 +17,8 @@ RUN npm run build && npm prune --omit=dev
 
 FROM node:24-bookworm-slim
 ENV NODE_ENV=production
+# Reachable from outside the container; config validation then demands real secrets (see above).
+ENV STREAMGATE_HOST=0.0.0.0
 WORKDIR /app
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist

@@ -239,6 +239,7 @@ function streamgateConfig(scenario: Scenario, dir: string, sink: Record<string, 
   return {
     server: { host: '127.0.0.1', port: 0 },
     log: { level: 'warn' },
+    dataDir: dir,
     spool: { dir: join(dir, 'spool') },
     sinks: { out: sink },
     streams: { [scenario.streamId]: { ...scenario.stream, sinks: ['out'] } },

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs'
-import { dirname, resolve } from 'node:path'
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { parse as parseYaml } from 'yaml'
 import { compileTemplate, TemplateError } from '../ingest/azion-template.js'
 import { findAzionTemplate } from '../ingest/azion-templates.js'
+import { exposureIssues } from './exposure.js'
 import { interpolate, type InterpolationError } from './interpolate.js'
 import { configPath } from './paths.js'
 import type { GatewayConfig, StreamConfig } from './types.js'
@@ -65,6 +66,7 @@ export function validateConfig(
   if (issues.length > 0) return { issues }
   const config = doc as GatewayConfig
   issues.push(...semanticIssues(config, options.baseDir ?? process.cwd()))
+  issues.push(...exposureIssues(config, raw))
   if (issues.length > 0) return { issues }
   for (const stream of Object.values(config.streams))
     normaliseStream(stream, options.baseDir ?? process.cwd())
@@ -132,7 +134,7 @@ function schemaIssues(errors: readonly ErrorObject[]): ConfigIssue[] {
 }
 
 function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
-  const issues: ConfigIssue[] = []
+  const issues: ConfigIssue[] = fileSinkIssues(config)
   for (const [id, stream] of Object.entries(config.streams)) {
     const at = `streams.${id}`
     stream.sinks.forEach((name, i) => {
@@ -202,6 +204,34 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
     for (const [i, cidr] of (stream.auth.allowCidrs ?? []).entries())
       if (!isCidr(cidr))
         issues.push({ path: `${at}.auth.allowCidrs[${i}]`, message: `not a CIDR: "${cidr}"` })
+  }
+  return issues
+}
+
+/**
+ * File sinks write only inside dataDir, so neither a config file nor an API write can make the gateway
+ * create files in /etc or ../../. Paths are resolved lexically (against the working directory, like every
+ * other directory); symlinks an operator placed inside dataDir are followed, the gateway creates none.
+ * The implicit dead-letter sink next to spool.dir is not a configured sink and is not checked: spool.dir
+ * is the operator's, set in the file only.
+ */
+function fileSinkIssues(config: GatewayConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const dataDir = resolve(config.dataDir)
+  for (const [name, sink] of Object.entries(config.sinks)) {
+    if (sink.type !== 'file') continue
+    const dir = resolve(sink.dir)
+    const rel = relative(dataDir, dir)
+    if (isAbsolute(rel) || rel === '..' || rel.startsWith(`..${sep}`))
+      issues.push({
+        path: `sinks.${name}.dir`,
+        message: `must be inside dataDir "${dataDir}" (resolves to "${dir}")`,
+      })
+    if (/[/\\\0]/.test(sink.prefix))
+      issues.push({
+        path: `sinks.${name}.prefix`,
+        message: `must be a plain file name prefix without "/" or "\\" (files go directly into dir; is "${sink.prefix}")`,
+      })
   }
   return issues
 }

@@ -9,6 +9,8 @@ export type StreamStatusId = 1 | 2 | 3 | 4
 
 export interface ServerConfig {
   host: string
+  /** Start on a non-loopback host despite streams without auth or placeholder secrets (src/config/exposure.ts). */
+  allowInsecure: boolean
   port: number
   maxBodyBytes: number
   requestTimeoutMs: number
@@ -208,6 +210,8 @@ export type SinkConfig =
 export type SinkConfigOf<T extends SinkType> = Extract<SinkConfig, { type: T }>
 
 export interface GatewayConfig {
+  /** Every file sink's dir resolves inside this directory (relative to the working directory). */
+  dataDir: string
   server: ServerConfig
   admin: { token?: string }
   spool: SpoolConfig

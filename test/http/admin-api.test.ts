@@ -328,6 +328,23 @@ describe('bad input', () => {
     expect(res.errors).toEqual([expect.objectContaining({ path: 'sinks.bad-url.url', pointer: '/url' })])
   })
 
+  it('a file sink outside dataDir is a 400 naming the path (POST and PATCH), nothing changes', async () => {
+    const etc = expectProblem(await api('POST', '/sinks', { name: 'evil', type: 'file', dir: '/etc' }), 400)
+    expect(etc.errors).toEqual([
+      {
+        path: 'sinks.evil.dir',
+        pointer: '/dir',
+        message: `must be inside dataDir "${gw.dir}" (resolves to "/etc")`,
+      },
+    ])
+    const up = expectProblem(await api('PATCH', '/sinks/out', { dir: `${gw.dir}/../../x` }), 400)
+    expect(up.errors).toEqual([expect.objectContaining({ path: 'sinks.out.dir', pointer: '/dir' })])
+    const prefix = expectProblem(await api('PATCH', '/sinks/out', { prefix: '../x' }), 400)
+    expect(prefix.errors).toEqual([expect.objectContaining({ path: 'sinks.out.prefix', pointer: '/prefix' })])
+    expectProblem(await api('GET', '/sinks/evil'), 404)
+    expect(gw.gateway.config.sinks.out).toMatchObject({ dir: `${gw.dir}/out`, prefix: 'records' })
+  })
+
   it('ids, status and body shape', async () => {
     expectProblem(await api('POST', '/streams', { source: 'ndjson', sinks: ['out'] }), 400)
     expectProblem(await api('POST', '/streams', { id: 'has space', source: 'ndjson', sinks: ['out'] }), 400)

@@ -190,6 +190,7 @@ describe('persistence', () => {
     streams: Record<string, unknown>,
   ): Record<string, unknown> => ({
     admin: { token: TOKEN },
+    dataDir,
     spool: { dir: join(dataDir, 'spool') },
     sinks,
     streams,

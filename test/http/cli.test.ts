@@ -37,7 +37,7 @@ describe('streamgate check-config', () => {
     const file = writeConfig(
       'bad.yaml',
       `sinks:
-  out: { type: file, dir: /tmp/x, bogus: 1 }
+  out: { type: file, dir: ./data/x, bogus: 1 }
   k: { type: kafka, topic: t }
 streams:
   emnify-events:
@@ -56,7 +56,7 @@ streams:
   it('reports unknown sink references with their path', () => {
     const file = writeConfig(
       'ref.yaml',
-      'sinks: { out: { type: file, dir: /tmp/x } }\nstreams:\n  emnify-events: { source: emnify, sinks: [out, kafak] }\n',
+      'sinks: { out: { type: file, dir: ./data/x } }\nstreams:\n  emnify-events: { source: emnify, sinks: [out, kafak] }\n',
     )
     const res = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8' })
     expect(res.status).toBe(1)
@@ -66,7 +66,7 @@ streams:
   it('reports an unset environment variable', () => {
     const file = writeConfig(
       'env.yaml',
-      'sinks: { out: { type: file, dir: /tmp/x } }\nstreams:\n  s: { source: ndjson, auth: { headers: { X-Key: "${SG_TEST_UNSET}" } }, sinks: [out] }\n',
+      'sinks: { out: { type: file, dir: ./data/x } }\nstreams:\n  s: { source: ndjson, auth: { headers: { X-Key: "${SG_TEST_UNSET}" } }, sinks: [out] }\n',
     )
     const res = spawnSync(process.execPath, [CLI, 'check-config', file], {
       encoding: 'utf8',
@@ -79,12 +79,73 @@ streams:
   })
 })
 
+describe('safe by default', () => {
+  const cleanEnv = { PATH: process.env.PATH }
+  const placeholderLines = [
+    'streams.emnify-events.auth.headers.X-Emnify-Token: holds the placeholder secret "change-me"',
+    'streams.emnify-usage.auth.headers.X-Emnify-Token: holds the placeholder secret "change-me"',
+    'streams.azion-http.auth.headers.X-Azion-Key: holds the placeholder secret "change-me"',
+    'streams.app.auth.headers.Authorization: holds the placeholder secret "change-me"',
+  ]
+
+  it('check-config and serve refuse the embedded default on 0.0.0.0 (the container) with its placeholders', () => {
+    const env = { ...cleanEnv, STREAMGATE_HOST: '0.0.0.0' }
+    const check = spawnSync(process.execPath, [CLI, 'check-config', 'config/streamgate.yaml'], {
+      encoding: 'utf8',
+      env,
+    })
+    expect(check.status).toBe(1)
+    for (const line of placeholderLines) expect(check.stderr).toContain(line)
+    expect(check.stderr).toContain('set EMNIFY_TOKEN, listen on 127.0.0.1, or set server.allowInsecure: true')
+    // serve refuses the same config before it listens (it would otherwise bind every interface).
+    const serve = spawnSync(
+      process.execPath,
+      [CLI, 'serve', '--config', 'config/streamgate.yaml', '--port', '0'],
+      { encoding: 'utf8', env, timeout: 15_000 },
+    )
+    expect(serve.status).toBe(1)
+    for (const line of placeholderLines) expect(serve.stderr).toContain(line)
+    expect(serve.stdout).not.toContain('listening')
+  })
+
+  it('the embedded default on 0.0.0.0 passes once the tokens come through the environment', () => {
+    const res = spawnSync(process.execPath, [CLI, 'check-config', 'config/streamgate.yaml'], {
+      encoding: 'utf8',
+      env: { ...cleanEnv, STREAMGATE_HOST: '0.0.0.0', EMNIFY_TOKEN: 'e1', AZION_KEY: 'a2', APP_TOKEN: 'p3' },
+    })
+    expect(res.stderr).toBe('')
+    expect(res.status).toBe(0)
+  })
+
+  it('check-config refuses a file sink outside dataDir and a prefix with a path', () => {
+    const file = writeConfig(
+      'escape.yaml',
+      `server: { host: 127.0.0.1 }
+dataDir: ${dir}
+sinks:
+  a: { type: file, dir: /etc }
+  b: { type: file, dir: ${dir}/../../x }
+  c: { type: file, dir: ${dir}/c, prefix: ../c }
+streams: { s: { source: ndjson, sinks: [a, b, c] } }
+`,
+    )
+    const res = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8', env: cleanEnv })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toContain(`sinks.a.dir: must be inside dataDir "${dir}" (resolves to "/etc")`)
+    expect(res.stderr).toContain(
+      `sinks.b.dir: must be inside dataDir "${dir}" (resolves to "${join(dir, '../../x')}")`,
+    )
+    expect(res.stderr).toContain('sinks.c.prefix: must be a plain file name prefix')
+  })
+})
+
 describe('streamgate serve', () => {
   it('serves, never logs the secret, and on SIGTERM finishes an in-flight request before exiting 0', async () => {
     const out = join(dir, 'out')
     const file = writeConfig(
       'serve.yaml',
       `server: { host: 127.0.0.1, port: 0 }
+dataDir: ${dir}
 spool: { dir: ${join(dir, 'spool')} }
 log: { level: debug }
 sinks: { out: { type: file, dir: ${out} } }
@@ -129,7 +190,7 @@ streams:
   it('refuses new connections after SIGTERM while draining', async () => {
     const file = writeConfig(
       'serve2.yaml',
-      `server: { host: 127.0.0.1, port: 0 }\nspool: { dir: ${join(dir, 'spool2')} }\nsinks: { out: { type: file, dir: ${join(dir, 'out2')} } }\nstreams: { s: { source: ndjson, sinks: [out] } }\n`,
+      `server: { host: 127.0.0.1, port: 0 }\ndataDir: ${dir}\nspool: { dir: ${join(dir, 'spool2')} }\nsinks: { out: { type: file, dir: ${join(dir, 'out2')} } }\nstreams: { s: { source: ndjson, sinks: [out] } }\n`,
     )
     const child = spawn(process.execPath, [CLI, 'serve', '--config', file])
     let logs = ''

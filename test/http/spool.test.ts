@@ -113,7 +113,7 @@ describe('spool', () => {
       const config = join(gw.dir, 'stats.yaml')
       writeFileSync(
         config,
-        `spool: { dir: ${gw.dir}/spool }\nsinks: { out: { type: file, dir: /tmp/x } }\nstreams: { s: { source: ndjson, sinks: [out] } }\n`,
+        `server: { host: 127.0.0.1 }\ndataDir: ${gw.dir}\nspool: { dir: ${gw.dir}/spool }\nsinks: { out: { type: file, dir: ${gw.dir}/out } }\nstreams: { s: { source: ndjson, sinks: [out] } }\n`,
       )
       const res = spawnSync(process.execPath, [CLI, 'spool', 'stats', '--config', config, '--json'], {
         encoding: 'utf8',
@@ -143,6 +143,8 @@ describe('spool', () => {
 
   it('replay-dead-letter sends dead letters through again (refused while the gateway holds the spool)', async () => {
     const doc = (validation: string): Record<string, unknown> => ({
+      server: { host: '127.0.0.1' },
+      dataDir: '{dir}',
       spool: { dir: '{dir}/spool' },
       sinks: { out: { type: 'file', dir: '{dir}/out' }, dl: { type: 'file', dir: '{dir}/dl' } },
       streams: {

@@ -327,6 +327,7 @@ describe('fault injection', () => {
         configFile,
         JSON.stringify({
           server: { host: '127.0.0.1', port },
+          dataDir: work,
           // Small segments: roll-over and segment garbage collection happen under the kills too.
           spool: { dir: join(work, 'spool'), segmentBytes: 256 * 1024 },
           log: { level: 'warn' },

@@ -14,7 +14,8 @@ export interface TestGateway extends Running {
 
 /**
  * Starts an in-process gateway on a free loopback port. `config` is a config document (as a user would
- * write it); `{dir}` inside string values is replaced by a fresh temporary directory.
+ * write it); `{dir}` inside string values is replaced by a fresh temporary directory, which is also the
+ * dataDir (file sinks must write inside it) unless the config sets its own.
  */
 export async function startGateway(
   config: Record<string, unknown>,
@@ -25,6 +26,7 @@ export async function startGateway(
   doc.server = { host: '127.0.0.1', port: 0, ...(doc.server as object) }
   doc.spool = { dir: join(dir, 'spool'), ...(doc.spool as object) }
   doc.log = { level: 'silent', ...(doc.log as object) }
+  doc.dataDir ??= dir
   const { config: validated, issues } = validateConfig(doc, { env, baseDir: process.cwd() })
   if (!validated)
     throw new Error(`test config invalid:\n${issues.map((i) => `${i.path}: ${i.message}`).join('\n')}`)

@@ -1,0 +1,224 @@
+import { resolve } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { isLoopbackHost, placeholderIn } from './exposure.js'
+import { ConfigError, formatIssues, loadConfigFile, validateConfig } from './load.js'
+
+const EMBEDDED = resolve(import.meta.dirname, '../../config/streamgate.yaml')
+
+/** The issues of a config document, as check-config prints them. */
+function issuesOf(doc: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): string[] {
+  return validateConfig(doc, { env }).issues.map((i) => `${i.path}: ${i.message}`)
+}
+
+const fileSink = (dir: string, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+  type: 'file',
+  dir,
+  ...extra,
+})
+
+describe('the embedded default', () => {
+  it('listens on 127.0.0.1 and starts with the change-me placeholders there', () => {
+    const config = loadConfigFile(EMBEDDED, {})
+    expect(config.server.host).toBe('127.0.0.1')
+    expect(config.server.allowInsecure).toBe(false)
+    expect(config.dataDir).toBe('./data')
+  })
+
+  it('on 0.0.0.0 (the container) refuses the placeholders, naming each stream, header and variable', () => {
+    let error: unknown
+    try {
+      loadConfigFile(EMBEDDED, { STREAMGATE_HOST: '0.0.0.0' })
+    } catch (err) {
+      error = err
+    }
+    expect(error).toBeInstanceOf(ConfigError)
+    const lines = formatIssues((error as ConfigError).issues).split('\n')
+    const tail =
+      'server.host "0.0.0.0" is not a loopback address: set $VAR, listen on 127.0.0.1, or set server.allowInsecure: true'
+    expect(lines).toEqual([
+      `streams.emnify-events.auth.headers.X-Emnify-Token: holds the placeholder secret "change-me" and ${tail.replace('$VAR', 'EMNIFY_TOKEN')}`,
+      `streams.emnify-usage.auth.headers.X-Emnify-Token: holds the placeholder secret "change-me" and ${tail.replace('$VAR', 'EMNIFY_TOKEN')}`,
+      `streams.azion-http.auth.headers.X-Azion-Key: holds the placeholder secret "change-me" and ${tail.replace('$VAR', 'AZION_KEY')}`,
+      `streams.app.auth.headers.Authorization: holds the placeholder secret "change-me" and ${tail.replace('$VAR', 'APP_TOKEN')}`,
+    ])
+  })
+
+  it('on 0.0.0.0 starts once real tokens come through the environment', () => {
+    const config = loadConfigFile(EMBEDDED, {
+      STREAMGATE_HOST: '0.0.0.0',
+      EMNIFY_TOKEN: 'e-9f1c2d',
+      AZION_KEY: 'a-77b0',
+      APP_TOKEN: 'p-31aa',
+    })
+    expect(config.server.host).toBe('0.0.0.0')
+    expect(config.streams.app!.auth.headers).toEqual({ Authorization: 'Bearer p-31aa' })
+  })
+})
+
+describe('a non-loopback listener', () => {
+  const base = (streams: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
+    server: { host: '0.0.0.0' },
+    dataDir: '/srv/sg',
+    sinks: { out: fileSink('/srv/sg/out') },
+    streams,
+    ...extra,
+  })
+
+  it('refuses a stream without auth; a server without host binds 0.0.0.0 and counts as public', () => {
+    const open = { source: 'ndjson', sinks: ['out'] }
+    expect(issuesOf(base({ open }))).toEqual([
+      'streams.open.auth: none (no headers, hmac or allowCidrs) and server.host "0.0.0.0" is not a loopback address: anyone who reaches the port can post records; add auth, listen on 127.0.0.1, or set server.allowInsecure: true',
+    ])
+    expect(issuesOf({ ...base({ open }), server: {} })).toEqual([
+      expect.stringMatching(/^streams\.open\.auth: none/),
+    ])
+  })
+
+  it('counts headers, hmac or an allowCidrs list as auth, but not a /0 range', () => {
+    const stream = (auth: unknown) => ({ source: 'ndjson', auth, sinks: ['out'] })
+    expect(
+      issuesOf(
+        base({
+          h: stream({ headers: { 'X-Key': 'k-81fe' } }),
+          l: stream({ headers: ['X-Key:k-81fe'] }),
+          m: stream({ hmac: { header: 'X-Sig', secret: 's-0a9' } }),
+          c: stream({ allowCidrs: ['203.0.113.0/24'] }),
+        }),
+      ),
+    ).toEqual([])
+    expect(issuesOf(base({ all: stream({ allowCidrs: ['10.0.0.0/8', '0.0.0.0/0'] }) }))).toEqual([
+      expect.stringMatching(/^streams\.all\.auth: none/),
+    ])
+    expect(issuesOf(base({ all6: stream({ allowCidrs: ['::/0'] }) }))).toHaveLength(1)
+  })
+
+  it('refuses every placeholder secret: headers (both forms), hmac, admin.token, sink secrets, URL credentials', () => {
+    const issues = issuesOf(
+      base(
+        {
+          a: { source: 'ndjson', auth: { headers: ['X-Token:CHANGEME'] }, sinks: ['out'] },
+          b: { source: 'ndjson', auth: { hmac: { header: 'X-Sig', secret: 'change_me' } }, sinks: ['out'] },
+        },
+        {
+          admin: { token: 'Change-Me' },
+          sinks: {
+            out: fileSink('/srv/sg/out'),
+            k: {
+              type: 'kafka',
+              brokers: ['k:9092'],
+              topic: 't',
+              sasl: { mechanism: 'plain', username: 'u', password: 'change-me' },
+            },
+            h: { type: 'http', url: 'https://relay.example/in?api_key=change-me' },
+            g: {
+              type: 'http',
+              url: 'https://relay.example/in',
+              headers: { Authorization: 'Bearer changeme' },
+            },
+          },
+        },
+      ),
+    )
+    expect(issues.map((i) => i.slice(0, i.indexOf(': ')))).toEqual([
+      'sinks.k.sasl.password',
+      'sinks.h.url',
+      'sinks.g.headers.Authorization',
+      'streams.a.auth.headers.X-Token',
+      'streams.b.auth.hmac.secret',
+      'admin.token',
+    ])
+    expect(issues[5]).toBe(
+      'admin.token: holds the placeholder secret "Change-Me" and server.host "0.0.0.0" is not a loopback address: replace it with a real secret, listen on 127.0.0.1, or set server.allowInsecure: true',
+    )
+  })
+
+  it('server.allowInsecure: true starts anyway', () => {
+    const doc = base(
+      { open: { source: 'ndjson', auth: { headers: { 'X-Key': 'change-me' } }, sinks: ['out'] } },
+      { admin: { token: 'change-me' } },
+    )
+    expect(issuesOf(doc)).toHaveLength(2)
+    expect(issuesOf({ ...doc, server: { host: '0.0.0.0', allowInsecure: true } })).toEqual([])
+  })
+
+  it('a loopback listener accepts both (the developer default)', () => {
+    const doc = base(
+      { open: { source: 'ndjson', sinks: ['out'] } },
+      { admin: { token: 'change-me' }, server: { host: '127.0.0.1' } },
+    )
+    expect(issuesOf(doc)).toEqual([])
+  })
+})
+
+describe('isLoopbackHost and placeholderIn', () => {
+  it.each([
+    '127.0.0.1',
+    '127.9.8.7',
+    '::1',
+    '[::1]',
+    '0:0:0:0:0:0:0:1',
+    '::ffff:127.0.0.1',
+    'localhost',
+    'LOCALHOST',
+  ])('%s is loopback', (host) => expect(isLoopbackHost(host)).toBe(true))
+  it.each([
+    '0.0.0.0',
+    '::',
+    '',
+    '10.0.0.1',
+    '128.0.0.1',
+    '::ffff:10.0.0.1',
+    'gateway.example',
+    'localhost.example',
+  ])('"%s" is not loopback', (host) => expect(isLoopbackHost(host)).toBe(false))
+  it('finds the placeholder as a word of a value, not inside another word', () => {
+    expect(placeholderIn('Bearer change-me')).toBe('change-me')
+    expect(placeholderIn('X-Token:ChangeMe')).toBe('ChangeMe')
+    expect(placeholderIn('exchange-meter')).toBeUndefined()
+    expect(placeholderIn('9f3c-change-me-41')).toBeUndefined()
+  })
+})
+
+describe('file sinks stay inside dataDir', () => {
+  const doc = (dataDir: string | undefined, sink: Record<string, unknown>) => ({
+    server: { host: '127.0.0.1' },
+    ...(dataDir === undefined ? {} : { dataDir }),
+    sinks: { out: sink },
+    streams: { s: { source: 'ndjson', sinks: ['out'] } },
+  })
+  const cwdData = resolve('data')
+
+  it('accepts dirs inside dataDir (relative ones against the working directory), and dataDir itself', () => {
+    for (const dir of [
+      './data/out',
+      'data/a/b',
+      './data',
+      `${cwdData}/x`,
+      './data/..hidden',
+      './data/x/../y',
+    ])
+      expect(issuesOf(doc(undefined, fileSink(dir))), dir).toEqual([])
+    expect(issuesOf(doc('/srv/sg', fileSink('/srv/sg/out')))).toEqual([])
+  })
+
+  it('refuses /etc, ../../ and a sibling that only shares the prefix, naming the path and where it resolves', () => {
+    expect(issuesOf(doc(undefined, fileSink('/etc')))).toEqual([
+      `sinks.out.dir: must be inside dataDir "${cwdData}" (resolves to "/etc")`,
+    ])
+    expect(issuesOf(doc(undefined, fileSink('../../x')))).toEqual([
+      `sinks.out.dir: must be inside dataDir "${cwdData}" (resolves to "${resolve('../../x')}")`,
+    ])
+    expect(issuesOf(doc(undefined, fileSink('./data/../../x')))).toHaveLength(1)
+    expect(issuesOf(doc('/srv/sg', fileSink('/srv/sg2/out')))).toEqual([
+      'sinks.out.dir: must be inside dataDir "/srv/sg" (resolves to "/srv/sg2/out")',
+    ])
+  })
+
+  it('refuses a prefix with a path separator', () => {
+    for (const prefix of ['../x', 'a/b', '..\\x'])
+      expect(issuesOf(doc(undefined, fileSink('./data/out', { prefix })))).toEqual([
+        `sinks.out.prefix: must be a plain file name prefix without "/" or "\\" (files go directly into dir; is "${prefix}")`,
+      ])
+    expect(issuesOf(doc(undefined, fileSink('./data/out', { prefix: '..records' })))).toEqual([])
+  })
+})
