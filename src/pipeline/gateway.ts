@@ -13,6 +13,7 @@ import type { SinkRecord } from '../records/record.js'
 import { createSink } from '../sinks/registry.js'
 import type { Sink } from '../sinks/sink.js'
 import { FrameKind } from '../spool/format.js'
+import type { SpoolLock } from '../spool/lock.js'
 import { DEAD_LETTER_LANE, Spool, SpoolFullError, type StreamSpool } from '../spool/spool.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
@@ -50,6 +51,8 @@ function withoutStatus(stream: StreamConfig): Omit<StreamConfig, 'status'> {
 export interface GatewayDeps {
   logger: Logger
   metrics: Metrics
+  /** Ownership of the spool directory, when the caller took it already; the spool takes it over. */
+  spoolLock?: SpoolLock
 }
 
 export interface StreamCounts {
@@ -100,7 +103,7 @@ export class Gateway {
   }
 
   static async create(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
-    const spool = await Spool.open(config.spool, deps.logger)
+    const spool = await Spool.open(config.spool, deps.logger, deps.spoolLock)
     let gateway: Gateway
     try {
       gateway = new Gateway(config, spool, deps)

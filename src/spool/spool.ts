@@ -1,14 +1,16 @@
-import { mkdir, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { SpoolConfig } from '../config/types.js'
 import type { SinkRecord } from '../records/record.js'
 import type { Logger } from '../telemetry/logger.js'
 import { FrameKind } from './format.js'
+import { acquireSpoolLock, type SpoolLock } from './lock.js'
 import { StreamLog, writeFileAtomic, type Position } from './stream-log.js'
 
 // The spool: streamgate's durable log between ingest and delivery. One StreamLog per stream under
 // <dir>/streams/<stream-id>/, each lane's position (one lane per sink of the stream, plus the stream's
-// dead-letter lane) in cursors.json beside it, and a LOCK file so two processes never share a spool.
+// dead-letter lane) in cursors.json beside it. The spool is owned by one process at a time (lock.ts): open()
+// takes ownership (or is handed it) and close() gives it up.
 // `maxBytes` is a hard limit over all streams: an append that does not fit fails with SpoolFullError,
 // which ingest answers with 503 + Retry-After.
 
@@ -24,15 +26,7 @@ export class SpoolFullError extends Error {
   }
 }
 
-export class SpoolLockedError extends Error {
-  constructor(
-    readonly dir: string,
-    readonly pid: number,
-  ) {
-    super(`the spool ${dir} is in use by process ${pid}`)
-    this.name = 'SpoolLockedError'
-  }
-}
+export { SpoolLockedError } from './lock.js'
 
 /** Lane positions of one stream, persisted atomically (temp file + rename). */
 export class CursorStore {
@@ -135,12 +129,23 @@ export class Spool {
   private constructor(
     readonly config: SpoolConfig,
     private readonly logger: Logger,
+    private readonly lock: SpoolLock,
   ) {}
 
-  static async open(config: SpoolConfig, logger: Logger): Promise<Spool> {
-    await mkdir(join(config.dir, 'streams'), { recursive: true })
-    await acquireLock(config.dir)
-    return new Spool(config, logger)
+  /**
+   * Opens the spool as its one owner: takes the lock on `config.dir` (SpoolLockedError when another
+   * process or spool holds it), or takes over `lock` when the caller already holds it (start() does, to
+   * own the directory before anything beside it is touched). close() releases the lock either way.
+   */
+  static async open(config: SpoolConfig, logger: Logger, lock?: SpoolLock): Promise<Spool> {
+    const owned = lock ?? (await acquireSpoolLock(config.dir))
+    try {
+      await mkdir(join(config.dir, 'streams'), { recursive: true })
+    } catch (err) {
+      await owned.release()
+      throw err
+    }
+    return new Spool(config, logger, owned)
   }
 
   /** The stream ids that have a log on disk (including streams no longer configured). */
@@ -248,37 +253,15 @@ export class Spool {
     this.closed = true
     // A clean-up in progress finishes before the logs close and the lock is released.
     await Promise.allSettled([...this.collecting])
-    for (const s of this.streams.values()) {
-      const { log, cursors } = await s
-      await log.close()
-      await cursors.close()
+    try {
+      for (const s of this.streams.values()) {
+        const { log, cursors } = await s
+        await log.close()
+        await cursors.close()
+      }
+    } finally {
+      // Even when a log failed to close: this process writes no more, so it must not keep the spool.
+      await this.lock.release()
     }
-    await releaseLock(this.config.dir)
-  }
-}
-
-async function acquireLock(dir: string): Promise<void> {
-  const path = join(dir, 'LOCK')
-  try {
-    const pid = Number((await readFile(path, 'utf8')).trim())
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid))
-      throw new SpoolLockedError(dir, pid)
-  } catch (err) {
-    if (err instanceof SpoolLockedError) throw err
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-  }
-  await writeFile(path, String(process.pid))
-}
-
-async function releaseLock(dir: string): Promise<void> {
-  await unlink(join(dir, 'LOCK')).catch(() => undefined)
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
