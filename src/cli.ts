@@ -1,16 +1,16 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssues, loadConfigFile } from './config/load.js'
-import { start } from './main.js'
+import { start, StartupError } from './main.js'
 import { replayDeadLetters } from './pipeline/replay.js'
 import { formatStats, spoolStats } from './spool/inspect.js'
-import { SpoolLockedError } from './spool/spool.js'
+import { SpoolLockedError, spoolOwner } from './spool/lock.js'
 import { createLogger } from './telemetry/logger.js'
 
 const USAGE = `usage:
   streamgate serve [--config FILE] [--port N]   run the gateway (default config/streamgate.yaml)
   streamgate check-config FILE                  validate a config file; exit 1 and list every error
   streamgate spool stats [--config FILE] [--json]
-                                                bytes, records and lag per stream and sink
+                                                bytes, records and lag per stream and sink; the owner
   streamgate spool replay-dead-letter STREAM [--config FILE]
                                                 send a stream's dead letters through again (gateway stopped)
 `
@@ -72,8 +72,14 @@ async function runSpool(args: string[]): Promise<number> {
   const config = loadConfigFile(values.config ?? 'config/streamgate.yaml')
   if (sub === 'stats') {
     const stats = await spoolStats(config.spool)
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`)
+      return 0
+    }
+    const owner = await spoolOwner(config.spool.dir)
     process.stdout.write(
-      values.json ? `${JSON.stringify(stats, null, 2)}\n` : `${formatStats(stats, config.spool.maxBytes)}\n`,
+      `${formatStats(stats, config.spool.maxBytes)}\n` +
+        `owner: ${owner === undefined ? 'none (no gateway or replay holds the spool)' : `process ${owner}`}\n`,
     )
     return 0
   }
@@ -107,7 +113,10 @@ runCli(process.argv.slice(2)).then(
     if (code >= 0) process.exitCode = code
   },
   (err: unknown) => {
-    if (err instanceof ConfigError) process.stderr.write(`${err.message}\n`)
+    // Expected start-up failures (bad config, spool owned, address in use, spool not writable): the
+    // message alone, no stack trace. Anything else is a bug and keeps its stack.
+    if (err instanceof ConfigError || err instanceof StartupError || err instanceof SpoolLockedError)
+      process.stderr.write(`${err.message}\n`)
     else process.stderr.write(`${(err as Error).stack ?? String(err)}\n`)
     process.exitCode = 1
   },

@@ -5,6 +5,12 @@ import type { GatewayConfig } from './config/types.js'
 import { IngestHandler } from './http/ingest.js'
 import { createListener, startServer, type RunningServer } from './http/server.js'
 import { Gateway } from './pipeline/gateway.js'
+import {
+  acquireSpoolLock,
+  SpoolLockedError,
+  SpoolLockUnsupportedError,
+  type SpoolLock,
+} from './spool/lock.js'
 import { createLogger, type Logger } from './telemetry/logger.js'
 import { Metrics } from './telemetry/metrics.js'
 
@@ -20,6 +26,18 @@ export interface Running {
   stop(): Promise<void>
 }
 
+/**
+ * An expected reason the gateway cannot start (spool directory not writable, listen address in use…): the
+ * CLI prints the message as one line and exits 1, no stack trace. SpoolLockedError and ConfigError are
+ * the other two expected start-up failures.
+ */
+export class StartupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'StartupError'
+  }
+}
+
 export interface StartOptions {
   port?: number
   logger?: Logger
@@ -30,10 +48,19 @@ export interface StartOptions {
 export async function start(config: GatewayConfig, options: StartOptions = {}): Promise<Running> {
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
-  await mkdir(config.spool.dir, { recursive: true })
-  // The management API's saved changes (api-state.json beside the spool) applied on the config file's.
-  const api = await openApiState(config, logger)
-  const gateway = await Gateway.create(api.config, { logger, metrics })
+  // Own the spool before touching anything that belongs to it (api-state.json beside it included): a
+  // second gateway on the same spool stops here.
+  const spoolLock = await ownSpool(config.spool.dir)
+  let gateway: Gateway
+  let api: Awaited<ReturnType<typeof openApiState>>
+  try {
+    // The management API's saved changes (api-state.json beside the spool) applied on the config file's.
+    api = await openApiState(config, logger)
+    gateway = await Gateway.create(api.config, { logger, metrics, spoolLock })
+  } catch (err) {
+    await spoolLock.release() // a no-op when the gateway's spool released it already
+    throw err
+  }
   await Promise.all(
     [...gateway.sinks.values()].map(async (sink) => {
       try {
@@ -65,7 +92,15 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     server = await startServer(config.server, createListener(app, ingest, metrics), options.port)
   } catch (err) {
     await gateway.close(0)
-    throw err
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === undefined) throw err
+    const where = `${config.server.host}:${options.port ?? config.server.port}`
+    throw new StartupError(
+      code === 'EADDRINUSE'
+        ? `cannot listen on ${where}: the address is in use (is another gateway running?)`
+        : `cannot listen on ${where}: ${(err as Error).message}`,
+      { cause: err },
+    )
   }
   logger.info(
     {
@@ -109,4 +144,25 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   }
 
   return { port: server.port, gateway, server, logger, metrics, stop }
+}
+
+/** Creates the spool directory, checks it is writable and takes ownership of it. */
+async function ownSpool(dir: string): Promise<SpoolLock> {
+  try {
+    await mkdir(dir, { recursive: true })
+    await access(dir, constants.W_OK)
+  } catch (err) {
+    throw new StartupError(`the spool directory ${dir} is not writable: ${(err as Error).message}`, {
+      cause: err,
+    })
+  }
+  try {
+    return await acquireSpoolLock(dir)
+  } catch (err) {
+    if (err instanceof SpoolLockedError) throw err
+    if (err instanceof SpoolLockUnsupportedError) throw new StartupError(err.message, { cause: err })
+    throw new StartupError(`cannot take ownership of the spool ${dir}: ${(err as Error).message}`, {
+      cause: err,
+    })
+  }
 }

@@ -13,7 +13,8 @@ import { StreamRuntime } from './stream.js'
 // go through validation and filters again and into the stream's spool, so the next `serve` delivers them
 // to every sink of the stream (a record that one sink had rejected may reach the others a second time:
 // at least once). Records still invalid become dead letters again. Replayed lines move to
-// `<dead-letter dir>/replayed/`. Runs offline: it takes the spool lock, so the gateway must be stopped.
+// `<dead-letter dir>/replayed/`. Runs offline: Spool.open makes it the spool's one owner while it runs,
+// so it is refused (SpoolLockedError naming the gateway's PID) while a gateway holds the spool.
 
 export interface ReplayReport {
   files: number
