@@ -69,6 +69,7 @@ function writeConfig(name: string, spool: string, extra = ''): string {
   writeFileSync(
     file,
     `server: { host: 127.0.0.1, port: 0 }
+dataDir: ${dir}
 spool: { dir: ${spool} }
 sinks: { out: { type: file, dir: ${join(dir, 'out')} } }
 streams: { s: { source: ndjson, sinks: [out] } }
@@ -175,7 +176,10 @@ describe('one owner per spool (CLI)', () => {
 
   it('a bad config exits 1 listing its issues, without a stack trace', async () => {
     const file = join(dir, 'bad.yaml')
-    writeFileSync(file, 'sinks: { out: { type: file, dir: /tmp/x, bogus: 1 } }\nstreams: {}\n')
+    writeFileSync(
+      file,
+      `dataDir: ${dir}\nsinks: { out: { type: file, dir: ${dir}/x, bogus: 1 } }\nstreams: {}\n`,
+    )
     const bad = serve(file)
     expect(await bad.exited).toBe(1)
     expect(bad.stderr()).not.toMatch(STACK_LINE)
