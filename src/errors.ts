@@ -109,6 +109,19 @@ export function permanentError(message: string, reason: string, cause?: unknown)
   return new SinkError(message, { retriable: false, reason, cause })
 }
 
+/** The `reason` of a sink whose credentials the destination refuses (see `authError`). */
+export const AUTH_FAILED = 'auth'
+
+/**
+ * The destination refused the sink's credentials (401/403, or the token endpoint refused the client): no
+ * record is at fault, so none is dead-lettered. The error is retriable: the lane keeps its records in the
+ * spool and retries with backoff (retry.maxAttempts does not apply), the failures open the circuit, and
+ * the sink's last error reads "auth failed: …" until the credentials are fixed or the token is renewed.
+ */
+export function authError(message: string, cause?: unknown): SinkError {
+  return new SinkError(`auth failed: ${message}`, { retriable: true, reason: AUTH_FAILED, cause })
+}
+
 /**
  * Programming errors (TypeError, RangeError, …) are never retried: retrying a bug only hides it. Anything
  * else that is not a SinkError (network errors from a client library) is treated as transient.

@@ -1,5 +1,5 @@
 import type { RetryConfig } from '../config/types.js'
-import { asSinkError, permanentError, type SinkError } from '../errors.js'
+import { asSinkError, AUTH_FAILED, permanentError, type SinkError } from '../errors.js'
 import { backoffDelay, sleep } from '../retry.js'
 import type { SinkRecord } from '../records/record.js'
 import type { Sink, WriteResult } from '../sinks/sink.js'
@@ -11,6 +11,10 @@ import type { CircuitAttempt, CircuitBreaker } from './circuit.js'
 // exponential backoff and jitter (only the entries that failed), and hands permanent failures to the
 // dead-letter callback. The same code serves the durable spool's workers and `durability: none` streams.
 // Every attempt first passes the sink's circuit breaker (when given): while it is open, delivery waits.
+// A refused credential (reason "auth", errors.ts authError) is no record's fault: it is retried with backoff
+// like any transient failure but never counts against retry.maxAttempts, so those records wait in the
+// spool until the credentials work again instead of being dead-lettered; each such write is counted in
+// streamgate_sink_auth_failures_total.
 
 export interface DeliveryOptions {
   retry: RetryConfig
@@ -75,7 +79,10 @@ async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOp
   const { retry, signal, metrics } = options
   const waitSignal = options.waitSignal ?? signal
   let pending = batch
+  /** Failed attempts so far (drives the backoff). */
   let attempt = 0
+  /** Failed attempts that count against retry.maxAttempts (auth failures do not). */
+  let counted = 0
   while (pending.length > 0) {
     signal.throwIfAborted()
     const admitted: CircuitAttempt | undefined = await options.circuit?.admit(waitSignal)
@@ -129,7 +136,10 @@ async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOp
     }
     if (retryable.length === 0) return
     attempt++
-    if (retry.maxAttempts > 0 && attempt >= retry.maxAttempts) {
+    const authFailed = lastError?.reason === AUTH_FAILED
+    if (authFailed) metrics.sinkAuthFailed(sink.name)
+    else counted++
+    if (retry.maxAttempts > 0 && counted >= retry.maxAttempts) {
       const error = permanentError(
         `gave up after ${attempt} attempts: ${lastError?.message ?? 'unknown error'}`,
         'retries-exhausted',

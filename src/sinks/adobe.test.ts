@@ -94,9 +94,12 @@ describe('parseInletUrl', () => {
     expect(parsed.inletUrl.href).toBe(`https://dcs.adobedc.net/collection/${id}`)
     expect(parsed.batchUrl.href).toBe(`https://dcs.adobedc.net/collection/batch/${id}`)
   })
-  it('keeps a query (e.g. ?x-adobe-flow-id=…) and refuses other paths', () => {
-    expect(parseInletUrl('https://h/collection/i?x-adobe-flow-id=f')!.batchUrl.href).toBe(
-      'https://h/collection/batch/i?x-adobe-flow-id=f',
+  it('keeps a query (e.g. ?x-adobe-flow-id=…) on the single endpoint only, and refuses other paths', () => {
+    const parsed = parseInletUrl('https://h/collection/i?x-adobe-flow-id=f&syncValidation=true')!
+    expect(parsed.inletUrl.href).toBe('https://h/collection/i?x-adobe-flow-id=f&syncValidation=true')
+    expect(parsed.batchUrl.href).toBe('https://h/collection/batch/i')
+    expect(parseInletUrl('https://h/collection/batch/i?q=1')!.batchUrl.href).toBe(
+      'https://h/collection/batch/i',
     )
     expect(parseInletUrl('https://h/other/i')).toBeUndefined()
     expect(parseInletUrl('not a url')).toBeUndefined()

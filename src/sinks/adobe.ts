@@ -1,5 +1,5 @@
 import type { AdobeSinkConfig } from '../config/types.js'
-import { permanentError, SinkError, transientError } from '../errors.js'
+import { AUTH_FAILED, authError, permanentError, SinkError, transientError } from '../errors.js'
 import { sleep } from '../retry.js'
 import {
   ALL_WRITTEN,
@@ -41,9 +41,19 @@ import { fieldJson, isJsonObject } from './record-json.js'
 // `xactionId` = done; `statusCode` 4xx = permanent for that message (reason `adobe-<status>`, Adobe's
 // message kept); 429/5xx = transient for that message only. Whole-request 429/500/503 and network errors
 // are transient (Adobe asks for at least 3 retries of a 503 with backoff; retry.maxAttempts 0 retries
-// forever). 401/403: with OAuth the token is renewed and the request resent once; then permanent
-// `unauthorized`, logged as an error. 413: the request is halved and resent; a single message → permanent
+// forever). 401 (no token) / 403 (invalid or expired token) [AEP-MULTI, AEP-HTTP appendix]: with OAuth the
+// token is renewed and the request resent once. A refusal that remains (a static token that expired, a
+// renewal the token endpoint refuses) is an auth failure, not a bad record: errors.ts `authError`, which
+// the delivery layer retries with backoff without limit and never dead-letters (the circuit opens, the
+// sink's last error reads "auth failed: …", streamgate_sink_auth_failures_total counts it); it is logged
+// as an error once per outage. 413: the request is halved and resent; a single message → permanent
 // `record-too-large`.
+//
+// URLs: the batch endpoint is built from the inlet's path alone: a query string on `inletUrl` (e.g.
+// `?syncValidation=true`, `?x-adobe-flow-id=…`) belongs to the single-message endpoint, where AEP-VALID and
+// AEP-HTTP document those parameters, and is kept on single and raw requests only. syncValidation is not
+// available on the batch endpoint [AEP-VALID]: `syncValidation: true` with mode "batch" is a config error
+// (src/config/sink-checks.ts).
 
 /** A request's whole payload must not exceed 1 MB, else 413 [AEP-MULTI]; read as 10^6 bytes, the stricter reading. */
 export const ADOBE_MAX_REQUEST_BYTES = 1_000_000
@@ -105,6 +115,13 @@ class AdobeSink implements Sink {
         `${at}.inletUrl: expected https://<host>/collection/<inletId>, got "${config.inletUrl}"`,
       )
     ;({ inletUrl: this.inletUrl, batchUrl: this.batchUrl, inletId: this.inletId } = parsed)
+    if (config.mode === 'batch' && config.syncValidation)
+      throw new Error(`${at}.syncValidation: the batch endpoint does not support synchronous validation`)
+    if (config.mode === 'batch' && this.inletUrl.search !== '')
+      context.logger.warn(
+        { sink: name, query: [...this.inletUrl.searchParams.keys()] },
+        'inletUrl has a query string; the batch endpoint is sent none (it applies to single-message requests)',
+      )
     if (config.mode === 'single' && config.syncValidation)
       this.inletUrl.searchParams.set('syncValidation', 'true')
     if (config.mode === 'raw') {
@@ -147,7 +164,7 @@ class AdobeSink implements Sink {
     this.fixedHeaders = headers
 
     const requestsPerSecond =
-      config.mode === 'single' && config.syncValidation
+      config.mode !== 'batch' && this.inletUrl.searchParams.get('syncValidation') === 'true'
         ? Math.min(config.requestsPerSecond, ADOBE_SYNC_VALIDATION_REQUESTS_PER_SECOND)
         : config.requestsPerSecond
     this.limiter = InletLimiter.acquire(
@@ -264,7 +281,8 @@ class AdobeSink implements Sink {
       return answer
     } catch (err) {
       if (signal.aborted || !(err instanceof SinkError)) throw err
-      if (err.reason === 'unauthorized') this.reportUnauthorized(err.message)
+      // The token endpoint refused the client credentials (oauth.ts): the same hold as a refused token.
+      if (err.reason === AUTH_FAILED) this.reportUnauthorized(err.message)
       fail(failed, group, err)
       return undefined
     }
@@ -322,8 +340,9 @@ class AdobeSink implements Sink {
     if (answer.status === 401 || answer.status === 403) {
       const detail = answerDetail(answer.body)
       const message = `${what} answered ${answer.status} (${answer.status === 401 ? 'missing' : 'invalid or expired'} token)${detail ? `: ${detail}` : ''}`
-      this.reportUnauthorized(message)
-      return permanentError(message, 'unauthorized')
+      const error = authError(message)
+      this.reportUnauthorized(error.message)
+      return error
     }
     if (answer.status === 413)
       return permanentError(
@@ -338,13 +357,13 @@ class AdobeSink implements Sink {
     return statusError(answer, 'adobe', what)
   }
 
-  /** Auth failures dead-letter records: say so loudly, once per outage (no token in the log). */
+  /** An auth failure holds every record of the sink: say so loudly, once per outage (no token in the log). */
   private reportUnauthorized(message: string): void {
     if (this.authFailing) return
     this.authFailing = true
     this.context.logger.error(
       { sink: this.name, inletId: this.inletId, err: message },
-      'Adobe inlet refused the credentials; records go to the dead-letter sink (reason "unauthorized") until fixed',
+      'Adobe inlet refused the credentials; records stay in the spool and are retried until the credentials work',
     )
   }
 
@@ -386,7 +405,11 @@ export function groupByBytes(messages: readonly Message[], maxBytes = ADOBE_MAX_
   return groups
 }
 
-/** `https://host/collection/<inletId>` (or the batch form) → both endpoint URLs and the inlet id. */
+/**
+ * `https://host/collection/<inletId>` (or the batch form) → both endpoint URLs and the inlet id. The single
+ * endpoint keeps the query string (syncValidation, x-adobe-flow-id [AEP-VALID, AEP-HTTP]); the batch
+ * endpoint never gets one.
+ */
 export function parseInletUrl(text: string): { inletUrl: URL; batchUrl: URL; inletId: string } | undefined {
   let url: URL
   try {
@@ -400,8 +423,11 @@ export function parseInletUrl(text: string): { inletUrl: URL; batchUrl: URL; inl
   const [, prefix, inletId] = m as unknown as [string, string, string]
   const inletUrl = new URL(url)
   inletUrl.pathname = `${prefix}/collection/${inletId}`
-  const batchUrl = new URL(url)
+  inletUrl.hash = ''
+  // The batch endpoint takes {"messages":[…]} and no query parameters [AEP-MULTI].
+  const batchUrl = new URL(inletUrl)
   batchUrl.pathname = `${prefix}/collection/batch/${inletId}`
+  batchUrl.search = ''
   return { inletUrl, batchUrl, inletId }
 }
 

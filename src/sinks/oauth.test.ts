@@ -125,19 +125,17 @@ describe('ClientCredentialsToken', () => {
     expect(seen).toHaveLength(2)
   })
 
-  it('refused credentials are permanent "unauthorized"; 5xx and answers without a token are transient', async () => {
+  it('refused credentials are an "auth" failure (held, not dead-lettered); 5xx and answers without a token are transient', async () => {
     reply = { status: 401, body: { error: 'invalid_client' } }
     const refused = await make('form')
       .token(signal())
       .catch((e: unknown) => e)
-    expect(refused).toMatchObject({ retriable: false, reason: 'unauthorized' })
+    expect(refused).toMatchObject({ retriable: true, reason: 'auth' })
+    expect((refused as Error).message).toMatch(/^auth failed: /)
     expect((refused as Error).message).toContain('invalid_client')
     expect((refused as Error).message).not.toContain('s3cr3t')
     reply = { status: 400, body: { error: 'invalid_scope' } }
-    await expect(make('form').token(signal())).rejects.toMatchObject({
-      retriable: false,
-      reason: 'unauthorized',
-    })
+    await expect(make('form').token(signal())).rejects.toMatchObject({ retriable: true, reason: 'auth' })
     reply = { status: 503, body: {} }
     await expect(make('form').token(signal())).rejects.toMatchObject({ retriable: true, reason: 'oauth-503' })
     reply = { status: 200, body: { access_token: '' } }

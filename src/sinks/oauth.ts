@@ -1,4 +1,4 @@
-import { permanentError, transientError } from '../errors.js'
+import { authError, transientError } from '../errors.js'
 import {
   abortable,
   answerDetail,
@@ -103,8 +103,9 @@ export class ClientCredentialsToken {
       const detail = answerDetail(answer.body)
       const message = `${what} answered ${answer.status}${detail ? `: ${detail}` : ''}`
       if (isTransientStatus(answer.status)) throw transientError(message, `oauth-${answer.status}`)
-      // 400 invalid_client, 401, 403: the credentials are wrong; retrying the same ones cannot help.
-      throw permanentError(message, 'unauthorized')
+      // 400 invalid_client, 401, 403: the credentials are wrong. No record is at fault: the sink holds its
+      // records (retried with backoff, circuit open) until the credentials are fixed (errors.ts authError).
+      throw authError(message)
     }
     const doc = answerJson<TokenAnswer>(answer)
     if (typeof doc?.access_token !== 'string' || doc.access_token === '')

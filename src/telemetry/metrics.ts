@@ -158,6 +158,12 @@ export class Metrics {
     labelNames: ['sink'],
     registers: [this.registry],
   })
+  private readonly authFailures = new Counter({
+    name: 'streamgate_sink_auth_failures_total',
+    help: 'Sink writes the destination refused for its credentials (401/403, token refused); the records are kept and retried, never dead-lettered.',
+    labelNames: ['sink'],
+    registers: [this.registry],
+  })
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false)
@@ -207,6 +213,10 @@ export class Metrics {
   sinkRetried(sink: string, reason: string, records: number): void {
     this.retried.inc({ sink, reason }, records)
     this.sinkUp.set({ sink }, 0)
+  }
+
+  sinkAuthFailed(sink: string): void {
+    this.authFailures.inc({ sink })
   }
 
   sinkCircuit(sink: string, state: 'closed' | 'open' | 'half-open'): void {

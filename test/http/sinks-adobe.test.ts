@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { validateConfig } from '../../src/config/load.js'
 import type { AdobeSinkConfig } from '../../src/config/types.js'
@@ -9,6 +10,7 @@ import type { Sink } from '../../src/sinks/sink.js'
 import { createLogger } from '../../src/telemetry/logger.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { records, sinkConformance } from '../conformance/sink-conformance.js'
+import { readNdjsonLines, startGateway, waitFor } from '../support/gateway.js'
 import { send } from '../support/http.js'
 import { AdobeInletMock } from '../support/mocks/adobe-inlet.js'
 
@@ -238,6 +240,28 @@ describe('adobe sink: envelopes and requests', () => {
     const noFlow = adobeConfig(mock, { mode: 'raw' })
     delete noFlow.flowId
     expect(() => sink(noFlow)).toThrow(/flowId/)
+    expect(() => sink(adobeConfig(mock, { syncValidation: true }))).toThrow(/sinks\.aep\.syncValidation/)
+  })
+
+  it('a query string on inletUrl is not copied onto the batch URL; single-message requests keep it', async () => {
+    const mock = await inlet()
+    const inletUrl = `${mock.inletUrl}?syncValidation=true&x-adobe-flow-id=flow-9`
+    const batched = sink(adobeConfig(mock, { inletUrl }))
+    expect((await batched.write([record('{"a":1}')], AbortSignal.timeout(10_000))).failed).toEqual([])
+    const batchReq = mock.requests[0]!
+    expect(batchReq.path).toBe(`/collection/batch/${mock.inletId}`)
+    expect(batchReq.query.toString()).toBe('')
+    expect(batchReq.status).toBe(207)
+
+    mock.requests.length = 0
+    const single = sink(adobeConfig(mock, { inletUrl, mode: 'single' }))
+    expect((await single.write([record('{"b":2}')], AbortSignal.timeout(10_000))).failed).toEqual([])
+    const singleReq = mock.requests[0]!
+    expect(singleReq.path).toBe(`/collection/${mock.inletId}`)
+    expect(Object.fromEntries(singleReq.query)).toEqual({
+      syncValidation: 'true',
+      'x-adobe-flow-id': 'flow-9',
+    })
   })
 })
 
@@ -304,36 +328,74 @@ describe('adobe sink: answers and failures', () => {
     expect(mock.entities()).toEqual(['{"ok":1}'])
   })
 
-  it('401 without a token and 403 with a bad one are permanent "unauthorized", logged, and dead-lettered', async () => {
+  it('401 without a token (AEP-HTTP’s answer) and 403 with a bad one are "auth failed", not bad records', async () => {
     const mock = await inlet({ authenticated: true })
     const { logger: log, lines } = capturingLogger()
-    const dead: SinkError[] = []
-    const options = {
-      retry: { initialMs: 10, maxMs: 50, maxAttempts: 0 },
-      signal: AbortSignal.timeout(20_000),
-      metrics: new Metrics({ defaultMetrics: false }),
-      logger,
-      deadLetter: async (_: SinkRecord[], error: SinkError) => void dead.push(error),
-    }
-    await deliver(sink(adobeConfig(mock), log), records(2, 'noauth'), options)
-    await deliver(
-      sink(adobeConfig(mock, { auth: { token: 'not-a-valid-token' } }), log),
-      records(2, 'bad'),
-      options,
+    const none = await rejection(
+      sink(adobeConfig(mock), log).write(records(2, 'noauth'), AbortSignal.timeout(10_000)),
     )
-    expect(dead.map((e) => [e.reason, e.retriable])).toEqual([
-      ['unauthorized', false],
-      ['unauthorized', false],
-    ])
-    expect(dead[0]!.message).toContain('401')
-    expect(dead[0]!.message).toContain('Ims service token is empty')
-    expect(dead[1]!.message).toContain('403')
+    const bad = await rejection(
+      sink(adobeConfig(mock, { auth: { token: 'not-a-valid-token' } }), log).write(
+        records(2, 'bad'),
+        AbortSignal.timeout(10_000),
+      ),
+    )
+    for (const err of [none, bad]) expect(err).toMatchObject({ retriable: true, reason: 'auth' })
+    expect(none.message).toMatch(/^auth failed: .*401.*Ims service token is empty/)
+    expect(bad.message).toMatch(/^auth failed: .*403/)
     expect(mock.requests.map((r) => r.status)).toEqual([401, 403])
     const errors = lines.filter((l) => l.includes('"level":50'))
     expect(errors).toHaveLength(2)
-    expect(errors.join('')).toContain('unauthorized')
+    expect(errors.join('')).toContain('records stay in the spool')
     expect(lines.join('')).not.toContain('not-a-valid-token')
     expect(mock.accepted).toEqual([])
+  })
+
+  it('an expired static token holds the records: retried with backoff past maxAttempts, counted, never dead-lettered', async () => {
+    const mock = await inlet({ authenticated: true })
+    const token = mock.issueToken()
+    const s = sink(adobeConfig(mock, { auth: { token } }))
+    await s.write(records(1, 'before'), AbortSignal.timeout(10_000))
+    mock.expireTokens()
+    const metrics = new Metrics({ defaultMetrics: false })
+    const dead: SinkError[] = []
+    const batch = records(3, 'held')
+    const delivering = deliver(s, batch, {
+      retry: { initialMs: 5, maxMs: 40, maxAttempts: 2 },
+      signal: AbortSignal.timeout(20_000),
+      metrics,
+      logger,
+      deadLetter: async (_, error) => void dead.push(error),
+    })
+    await waitFor(() => batchRequests(mock).filter((r) => r.status === 403).length >= 4, 10_000, '403s')
+    mock.acceptToken(token) // the operator renewed it
+    await delivering
+    expect(dead).toEqual([])
+    expect(mock.entities()).toHaveLength(4)
+    const text = await metrics.registry.metrics()
+    expect(text).toMatch(/streamgate_sink_auth_failures_total\{sink="aep"\} ([4-9]|\d\d+)/)
+    expect(text).toMatch(/streamgate_sink_records_retried_total\{sink="aep",reason="auth"\} \d+/)
+  })
+
+  it('OAuth: a renewal the token endpoint refuses is the same auth failure; delivered once it works again', async () => {
+    const mock = await inlet({ authenticated: true, clientId: 'cid', clientSecret: 'sec' })
+    const s = sink(
+      adobeConfig(mock, { auth: { clientId: 'cid', clientSecret: 'sec', tokenUrl: mock.tokenUrl } }),
+    )
+    await s.write(records(1, 'first'), AbortSignal.timeout(10_000))
+    mock.expireTokens()
+    mock.failNextTokens(3, 401)
+    const dead: SinkError[] = []
+    await deliver(s, records(2, 'renewal'), {
+      retry: { initialMs: 5, maxMs: 40, maxAttempts: 2 },
+      signal: AbortSignal.timeout(20_000),
+      metrics: new Metrics({ defaultMetrics: false }),
+      logger,
+      deadLetter: async (_, error) => void dead.push(error),
+    })
+    expect(dead).toEqual([])
+    expect(mock.tokenRequests).toBe(5) // the first token, 3 refused renewals, the one that worked
+    expect(mock.entities()).toHaveLength(3)
   })
 
   it('OAuth server-to-server: one token for many writes, renewed once after the inlet refuses it', async () => {
@@ -374,7 +436,7 @@ describe('adobe sink: answers and failures', () => {
     expect(mock.accepted).toHaveLength(8)
   })
 
-  it('OAuth: renews the token shortly before expires_in, and wrong credentials are permanent', async () => {
+  it('OAuth: renews the token shortly before expires_in, and wrong credentials are an auth failure', async () => {
     const mock = await inlet({
       authenticated: true,
       clientId: 'cid',
@@ -396,7 +458,7 @@ describe('adobe sink: answers and failures', () => {
       adobeConfig(mock, { auth: { clientId: 'cid', clientSecret: 'wrong', tokenUrl: mock.tokenUrl } }),
     )
     const err = await rejection(wrong.write(records(1, 'd'), AbortSignal.timeout(10_000)))
-    expect(err).toMatchObject({ retriable: false, reason: 'unauthorized' })
+    expect(err).toMatchObject({ retriable: true, reason: 'auth' })
     expect(err.message).not.toContain('wrong')
   })
 
@@ -542,3 +604,58 @@ sinkConformance(
   },
   { transient: true, partialFailure: true },
 )
+
+describe('adobe sink through the gateway: an expired static token', () => {
+  it('holds the lane: sink status says "auth failed", the circuit opens, nothing is dead-lettered; delivered once renewed', async () => {
+    const mock = await inlet({ authenticated: true })
+    const token = 'static-token-expired'
+    const ADMIN = 'auth-hold-admin'
+    const gw = await startGateway({
+      admin: { token: ADMIN },
+      sinks: {
+        aep: {
+          type: 'adobe',
+          inletUrl: mock.inletUrl,
+          schemaRef: SCHEMA,
+          imsOrgId: ORG,
+          auth: { token },
+          retry: { initialMs: 10, maxMs: 50, maxAttempts: 3 },
+          circuit: { failureThreshold: 2, openMs: 200, maxOpenMs: 400 },
+        },
+      },
+      streams: { events: { source: 'ndjson', sinks: ['aep'] } },
+    })
+    try {
+      const res = await send(`${gw.url}/ingest/events`, { body: '{"n":1}\n{"n":2}\n' })
+      expect(res.json()).toMatchObject({ accepted: 2 })
+      const auth = { authorization: `Bearer ${ADMIN}` }
+      interface View {
+        figures: { lag: number; delivered: number; circuit?: { state: string } }
+        lastError: { reason: string; message: string } | null
+      }
+      const view = await waitFor(
+        async () => {
+          const v = (await send(`${gw.url}/api/v1/sinks/aep`, { method: 'GET', headers: auth })).json<View>()
+          return v.figures.circuit && v.lastError?.reason === 'auth' ? v : undefined
+        },
+        10_000,
+        'the sink to report the auth failure with its circuit open',
+      )
+      expect(view.lastError!.message).toMatch(/^auth failed: .*403/)
+      expect(view.figures.lag).toBe(2)
+      // More attempts than retry.maxAttempts, and still nothing dead-lettered.
+      await waitFor(() => batchRequests(mock).filter((r) => r.status === 403).length > 3, 10_000, 'retries')
+      expect(readNdjsonLines(join(gw.dir, 'dead-letter'))).toEqual([])
+      const metrics = (await send(`${gw.url}/metrics`, { method: 'GET' })).text
+      expect(metrics).toMatch(/streamgate_sink_auth_failures_total\{sink="aep"\} [1-9]/)
+      expect(metrics).not.toMatch(/streamgate_sink_records_failed_total\{sink="aep"/)
+
+      mock.acceptToken(token)
+      await waitFor(() => mock.accepted.length === 2, 10_000, 'delivery after the token works again')
+      expect(mock.entities().sort()).toEqual(['{"n":1}', '{"n":2}'])
+      expect(readNdjsonLines(join(gw.dir, 'dead-letter'))).toEqual([])
+    } finally {
+      await gw.close()
+    }
+  })
+})

@@ -9,7 +9,8 @@
 //   POST /collection/batch/<inletId>          {"messages":[…]} → ALWAYS 207, one entry per message in request
 //                                             order: {"xactionId": batchId + ":" + index} or
 //                                             {"statusCode": 400, "message": "inletId: […] imsOrgId: […] …"}
-//                                             (AEP-MULTI, AEP-TROUBLE)
+//                                             (AEP-MULTI, AEP-TROUBLE); ?syncValidation is refused there
+//                                             with a 400 (AEP-VALID: not available on the batch endpoint)
 //   413 when the request payload is over 1 MB (AEP-MULTI; read as 1,000,000 bytes)
 //   400 "Message has unknown xdm format" for a message without `body`; "absent or wrong ims org" when the
 //   header's imsOrgId is not the inlet's (AEP-MULTI)
@@ -92,6 +93,7 @@ export class AdobeInletMock {
   private indexFailures: { byIndex: Map<number, MessageFailure>; times: number } | undefined
   private readonly contentFailures: { text: string; failure: MessageFailure; times: number }[] = []
   private batchCounter = 0
+  private tokenFailures: number[] = []
   private constructor(
     private readonly server: Server,
     readonly url: string,
@@ -134,9 +136,19 @@ export class AdobeInletMock {
     return token
   }
 
+  /** The inlet accepts this token (again): an operator renewed the static token it was configured with. */
+  acceptToken(token: string): void {
+    this.validTokens.add(token)
+  }
+
   /** Every token issued so far becomes invalid (expired): requests with it get 403. */
   expireTokens(): void {
     this.validTokens.clear()
+  }
+
+  /** The next `count` token requests answer `status` (401: the IMS refuses the client). */
+  failNextTokens(count: number, status = 401): void {
+    for (let i = 0; i < count; i++) this.tokenFailures.push(status)
   }
 
   /** The next `count` requests (after auth) answer `status` (429 with an optional Retry-After, 500, 503 …). */
@@ -274,6 +286,16 @@ export class AdobeInletMock {
 
     if (body === undefined)
       return answer(400, problem(400, 'Invalid request', this.dccsMessage('request body is not valid JSON')))
+    // AEP-VALID: synchronous validation is not available on the batch endpoint.
+    if (batch && url.searchParams.has('syncValidation'))
+      return answer(
+        400,
+        problem(
+          400,
+          'Invalid request',
+          this.dccsMessage('syncValidation is not supported on the batch endpoint'),
+        ),
+      )
     if (batch) return this.batch(raw, body, answer)
     return this.single(req, url, raw, body, answer)
   }
@@ -382,6 +404,9 @@ export class AdobeInletMock {
   /** IMS-style client-credentials endpoint: form body grant_type, client_id, client_secret, scope. */
   private token(req: IncomingMessage, raw: Buffer, answer: (s: number, d: unknown) => void): void {
     this.tokenRequests++
+    const failure = this.tokenFailures.shift()
+    if (failure)
+      return answer(failure, { error: 'invalid_client', error_description: 'injected token failure' })
     const form = new URLSearchParams(raw.toString('utf8'))
     if (req.method !== 'POST' || form.get('grant_type') !== 'client_credentials')
       return answer(400, { error: 'unsupported_grant_type' })

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest'
+import { authError, transientError, type SinkError } from '../errors.js'
+import type { SinkRecord } from '../records/record.js'
+import { ALL_WRITTEN, type Sink, type WriteResult } from '../sinks/sink.js'
+import { createLogger } from '../telemetry/logger.js'
+import { Metrics } from '../telemetry/metrics.js'
+import { deliver } from './delivery.js'
+
+/** A sink that fails its first writes with the given errors, then succeeds. */
+function scripted(errors: SinkError[]): Sink & { writes: number } {
+  return {
+    name: 'scripted',
+    type: 'http',
+    limits: { maxBatchRecords: 100, maxBatchBytes: 1 << 20, lingerMs: 0, maxRecordBytes: 1 << 20 },
+    writes: 0,
+    async write(): Promise<WriteResult> {
+      const error = errors[this.writes++]
+      if (error) throw error
+      return ALL_WRITTEN
+    },
+    healthcheck: async () => undefined,
+    close: async () => undefined,
+  }
+}
+
+const records: SinkRecord[] = [{ stream: 's', payload: Buffer.from('{}'), receivedAtMs: 0 }]
+
+async function run(sink: Sink, metrics: Metrics): Promise<SinkError[]> {
+  const dead: SinkError[] = []
+  await deliver(sink, records, {
+    retry: { initialMs: 1, maxMs: 2, maxAttempts: 2 },
+    signal: AbortSignal.timeout(5_000),
+    metrics,
+    logger: createLogger('silent'),
+    deadLetter: async (_, error) => void dead.push(error),
+  })
+  return dead
+}
+
+describe('deliver: auth failures', () => {
+  it('are retried past retry.maxAttempts and counted, never dead-lettered', async () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const sink = scripted(Array.from({ length: 6 }, () => authError('inlet answered 403')))
+    expect(await run(sink, metrics)).toEqual([])
+    expect(sink.writes).toBe(7)
+    const text = await metrics.registry.metrics()
+    expect(text).toContain('streamgate_sink_auth_failures_total{sink="scripted"} 6')
+    expect(text).toContain('streamgate_sink_records_retried_total{sink="scripted",reason="auth"} 6')
+  })
+
+  it('do not use up the attempts of other transient failures; those still give up at maxAttempts', async () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const flaky = transientError('503', 'http-503')
+    const sink = scripted([authError('401'), authError('401'), flaky, flaky, flaky])
+    const dead = await run(sink, metrics)
+    expect(sink.writes).toBe(4)
+    expect(dead.map((e) => e.reason)).toEqual(['retries-exhausted'])
+  })
+})
