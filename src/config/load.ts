@@ -8,6 +8,7 @@ import { findAzionTemplate } from '../ingest/azion-templates.js'
 import { exposureIssues } from './exposure.js'
 import { interpolate, type InterpolationError } from './interpolate.js'
 import { configPath } from './paths.js'
+import { sinkIssues } from './sink-checks.js'
 import type { GatewayConfig, StreamConfig } from './types.js'
 
 /** Azion Data Stream sends up to 5 custom headers [AZ-HTTP]. */
@@ -134,7 +135,7 @@ function schemaIssues(errors: readonly ErrorObject[]): ConfigIssue[] {
 }
 
 function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
-  const issues: ConfigIssue[] = fileSinkIssues(config)
+  const issues: ConfigIssue[] = [...fileSinkIssues(config), ...sinkIssues(config.sinks)]
   for (const [id, stream] of Object.entries(config.streams)) {
     const at = `streams.${id}`
     stream.sinks.forEach((name, i) => {

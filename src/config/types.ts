@@ -162,12 +162,27 @@ export interface AdobeSinkConfig extends CommonSinkConfig {
   messagesPerSecond: number
 }
 
+/** Domo dataset column types [DOMO-DS]. */
+export type DomoColumnType = 'STRING' | 'DECIMAL' | 'LONG' | 'DOUBLE' | 'DATE' | 'DATETIME'
+
 export interface DomoSinkConfig extends CommonSinkConfig {
   type: 'domo'
-  clientId: string
-  clientSecret: string
-  streamId: number | string
+  /** public: api.domo.com with OAuth client credentials; instance: <instanceUrl>/api/data/v1 with a developer token. */
+  api: 'public' | 'instance'
+  clientId?: string
+  clientSecret?: string
+  instanceUrl?: string
+  developerToken?: string
+  /** The stream to write to; or `create` finds (by dataset name) or creates it. */
+  streamId?: number | string
+  create?: {
+    name: string
+    description?: string
+    /** Dataset schema, one per `columns` entry: a name (STRING) or {name, type}; default: the field paths as STRING. */
+    columns?: (string | { name: string; type?: DomoColumnType })[]
+  }
   columns: string[]
+  updateMethod: 'APPEND' | 'REPLACE'
   apiBase: string
   tokenUrl: string
   partBytes: number

@@ -24,7 +24,7 @@ export const MAX_RETRY_AFTER_MS = 5 * 60_000
 /** Vendor error text copied into SinkError messages (and so into dead-letter envelopes) is cut here. */
 const MAX_DETAIL_CHARS = 300
 
-export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH'
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'
 
 export interface HttpRequest {
   url: URL
