@@ -600,7 +600,10 @@ class DomoSink implements Sink {
     if (answer.status < 200 || answer.status > 299)
       throw statusError(answer, 'domo', `Domo ${this.what(route)}`)
     const doc = answerJson<unknown>(answer)
-    const list = (Array.isArray(doc) ? doc : []) as StreamDoc[]
+    // The documented answer is a list of streams; a wrapper object ({"streams": […]}) is read as its list.
+    const wrapped =
+      doc !== null && typeof doc === 'object' ? Object.values(doc).find(Array.isArray) : undefined
+    const list = (Array.isArray(doc) ? doc : (wrapped ?? [])) as StreamDoc[]
     const matches = list.filter((s) => s && this.api.datasetName(s) === name && idOf(s.id) !== undefined)
     if (matches.length > 1)
       // Which one is meant is a question for a person: hold the records (retriable) and say so.

@@ -594,6 +594,14 @@ describe('domo sink: create finds or creates the stream', () => {
     expect(mock.rows(8)).toHaveLength(2)
     expect(mock.rows(7)).toEqual([])
 
+    const wrapped = await api(2, {
+      streams: { '9': { columns: 2, name: 'Leonhard Euler Party' } },
+      wrapSearch: true,
+    })
+    await sink(instanceConfig(wrapped, noStream)).write(guests, AbortSignal.timeout(10_000))
+    expect(wrapped.rows(9)).toHaveLength(2) // found inside {"streams": […]}, not created again
+    expect(wrapped.streamsNamed('Leonhard Euler Party')).toEqual([9])
+
     const twice = await api(2, {
       streams: {
         '7': { columns: 2, name: 'Leonhard Euler Party' },

@@ -47,7 +47,8 @@
 // checked against the column types (LONG, DECIMAL, DOUBLE, DATE, DATETIME; STRING takes anything).
 // Not documented, so invented here: error bodies, ids, status codes of the instance API's answers (2xx),
 // and — only with `refusalEndsExecution` — a Domo whose refused part fails the whole execution (state
-// FAILED), and — only with `retrieveExecutions: false` — one that cannot show an execution's state. Failure injection: part uploads, commits and token requests answering an error status, per-part
+// FAILED), and — only with `retrieveExecutions: false` — one that cannot show an execution's state, and —
+// only with `wrapSearch` — search answers wrapped as {"streams": […]}. Failure injection: part uploads, commits and token requests answering an error status, per-part
 // delays; every request is recorded.
 
 import { randomUUID } from 'node:crypto'
@@ -100,6 +101,8 @@ export interface DomoApiOptions {
   refusalEndsExecution?: boolean
   /** false: retrieving an execution (GET …/executions/{id}) answers 404, so its state cannot be read. */
   retrieveExecutions?: boolean
+  /** Search answers {"streams": […]} instead of the documented list. */
+  wrapSearch?: boolean
 }
 
 interface StreamState {
@@ -325,7 +328,7 @@ export class DomoApiMock {
       if (method !== 'GET') return answer(405, { status: 405, message: 'Method Not Allowed' })
       const found = this.search(url.searchParams.get('q'))
       if (!found) return answer(400, { status: 400, message: 'unsupported search query' })
-      return answer(200, found.map(publicStreamDoc))
+      return answer(200, this.searchAnswer(found.map(publicStreamDoc)))
     }
     const m = /^\/([^/]+)(?:\/executions(?:\/([^/]+)(?:\/(part|commit|abort)(?:\/(\d+))?)?)?)?$/.exec(path)
     if (!m) return answer(404, { status: 404, message: 'Not Found' })
@@ -399,7 +402,7 @@ export class DomoApiMock {
       if (method !== 'GET') return notAllowed()
       const found = this.search(url.searchParams.get('q'))
       if (!found) return answer(400, { status: 400, message: 'unsupported search query' })
-      return answer(200, found.map(instanceStreamDoc))
+      return answer(200, this.searchAnswer(found.map(instanceStreamDoc)))
     }
     const m = /^\/([^/]+)(?:\/(executions)(?:\/([^/]+))?|\/data\/([^/]+)\/(?:parts\/([^/]+)|([^/]+)))?$/.exec(
       path,
@@ -507,6 +510,10 @@ export class DomoApiMock {
     if (property === 'transport.type') return all.filter((s) => s.transport === value)
     if (property === 'dataSource.owner.id' || property === 'account.configurations.value') return []
     return undefined
+  }
+
+  private searchAnswer(streams: Record<string, unknown>[]): unknown {
+    return this.options.wrapSearch ? { streams } : streams
   }
 
   private createExecution(stream: StreamState, req: IncomingMessage, raw: Buffer, answer: Answer): void {
