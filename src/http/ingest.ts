@@ -28,6 +28,8 @@ export interface HttpAnswer {
   status: number
   headers: Record<string, string>
   body: string
+  /** The client closed the connection before its body was complete: the answer reaches nobody. */
+  aborted?: true
 }
 
 export interface IngestCounts {
@@ -102,7 +104,9 @@ export class IngestHandler {
       this.inFlight--
       this.metrics.inFlightChanged(-1)
     }
-    this.metrics.ingestAnswered(stream.id, answer.status, (performance.now() - started) / 1000)
+    // A client abort is not a 400 the client got: counted apart, outside the request and latency figures.
+    if (answer.aborted) this.metrics.ingestAborted(stream.id)
+    else this.metrics.ingestAnswered(stream.id, answer.status, (performance.now() - started) / 1000)
     return answer
   }
 
@@ -214,15 +218,18 @@ export class IngestHandler {
       code === 'ERR_STREAM_PREMATURE_CLOSE' ||
       (err as Error | undefined)?.message === 'aborted'
     )
-      return problemAnswer(
-        new ProblemError(
-          400,
-          'aborted',
-          'Request aborted',
-          'the client closed the connection before the body was complete',
+      return {
+        ...problemAnswer(
+          new ProblemError(
+            400,
+            'aborted',
+            'Request aborted',
+            'the client closed the connection before the body was complete',
+          ),
+          `/ingest/${stream.id}`,
         ),
-        `/ingest/${stream.id}`,
-      )
+        aborted: true,
+      }
     this.logger.error({ err, stream: stream.id, method: input.method }, 'ingest failed unexpectedly')
     return problemAnswer(
       new ProblemError(

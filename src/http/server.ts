@@ -67,7 +67,7 @@ function handleIngest(
     })
     .then(
       (answer) => {
-        metrics.httpAnswered('ingest', answer.status)
+        if (!answer.aborted) metrics.httpAnswered('ingest', answer.status)
         if (res.destroyed) return
         res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) })
         res.end(answer.body)

@@ -121,6 +121,7 @@ export class Gateway {
         )
     deps.metrics.observeSpool(() => ({
       bytes: spool.usedBytes(),
+      capacityBytes: config.spool.maxBytes,
       lanes: [...gateway.lanes.entries()].flatMap(([stream, lanes]) =>
         lanes.map((lane) => ({ stream, sink: lane.sinkName, lag: lane.lag })),
       ),

@@ -1,14 +1,36 @@
+import { readFileSync } from 'node:fs'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
 export interface SpoolFigures {
   bytes: number
+  /** spool.maxBytes: ingest answers 503 once `bytes` reaches it. */
+  capacityBytes: number
   lanes: { stream: string; sink: string; lag: number }[]
 }
+
+/** The version in package.json (two levels up from src/telemetry and from dist/telemetry alike). */
+const VERSION = ((): string => {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      version?: unknown
+    }
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown'
+  } catch {
+    return 'unknown'
+  }
+})()
 
 /**
  * Every metric of the gateway, behind named functions so that counting happens in one place. One Metrics
  * per process (tests make their own, so registries never collide). Label values are stream and sink names
  * from the config — never request data, so an attacker cannot grow the label space.
+ *
+ * Naming follows the Prometheus conventions: the gateway's own metrics start with `streamgate_`, counters
+ * end in `_total` and nothing else does, units are in the name (`_bytes`, `_seconds`). The process and
+ * Node.js metrics are prom-client's defaults under their standard names (`process_cpu_seconds_total`,
+ * `nodejs_heap_size_used_bytes`, …), minus prom-client's three gauges that end in `_total`
+ * (`nodejs_active_handles_total`, `…_requests_total`, `…_resources_total`): they are the sums of
+ * `nodejs_active_handles`, `nodejs_active_requests` and `nodejs_active_resources` by type, which stay.
  */
 export class Metrics {
   readonly registry = new Registry()
@@ -47,6 +69,12 @@ export class Metrics {
     name: 'streamgate_ingest_requests_total',
     help: 'Ingest requests by stream and status code.',
     labelNames: ['stream', 'status'],
+    registers: [this.registry],
+  })
+  private readonly clientAborts = new Counter({
+    name: 'streamgate_ingest_client_aborts_total',
+    help: 'Ingest requests the client closed before its body was complete (not answered, not counted in streamgate_ingest_requests_total).',
+    labelNames: ['stream'],
     registers: [this.registry],
   })
   private readonly latency = new Histogram({
@@ -109,6 +137,15 @@ export class Metrics {
       if (figures) this.spoolBytes.set(figures.bytes)
     },
   })
+  private readonly spoolCapacity = new Gauge({
+    name: 'streamgate_spool_capacity_bytes',
+    help: 'Bytes the spool may hold (spool.maxBytes); ingest answers 503 when streamgate_spool_bytes reaches it.',
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.spoolProvider?.()
+      if (figures) this.spoolCapacity.set(figures.capacityBytes)
+    },
+  })
   private readonly laneLag = new Gauge({
     name: 'streamgate_sink_lag_records',
     help: 'Records in the spool not yet delivered, per stream and sink (lane).',
@@ -165,9 +202,21 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly buildInfo = new Gauge({
+    name: 'streamgate_build_info',
+    help: 'Always 1; the labels say which streamgate version runs on which Node.js.',
+    labelNames: ['version', 'node'],
+    registers: [this.registry],
+  })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
-    if (options.defaultMetrics !== false)
-      collectDefaultMetrics({ register: this.registry, prefix: 'streamgate_' })
+    this.buildInfo.set({ version: VERSION, node: process.version }, 1)
+    if (options.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry })
+      for (const metric of this.registry.getMetricsAsArray())
+        if (metric instanceof Gauge && metric.name.endsWith('_total'))
+          this.registry.removeSingleMetric(metric.name)
+    }
   }
 
   ingestCounts(
@@ -194,6 +243,11 @@ export class Metrics {
 
   httpAnswered(route: string, status: number): void {
     this.httpResponses.inc({ route, status })
+  }
+
+  /** The client closed the connection before its body was complete: nobody receives an answer. */
+  ingestAborted(stream: string): void {
+    this.clientAborts.inc({ stream })
   }
 
   inFlightChanged(delta: number): void {

@@ -1,0 +1,73 @@
+import { readFileSync } from 'node:fs'
+import { describe, expect, it } from 'vitest'
+import { Metrics } from './metrics.js'
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }
+).version
+
+async function types(m: Metrics): Promise<Map<string, string>> {
+  const all = await m.registry.getMetricsAsJSON()
+  return new Map(all.map((metric) => [metric.name, String(metric.type)]))
+}
+
+describe('Metrics naming', () => {
+  it('no gauge ends in _total, every counter does', async () => {
+    const byName = await types(new Metrics())
+    expect(byName.size).toBeGreaterThan(30)
+    for (const [name, type] of byName) {
+      if (type === 'gauge') expect(name, `gauge ${name}`).not.toMatch(/_total$/)
+      if (type === 'counter') expect(name, `counter ${name}`).toMatch(/_total$/)
+    }
+  })
+
+  it('process and Node.js metrics under their standard names, without the streamgate_ prefix', async () => {
+    const byName = await types(new Metrics())
+    for (const name of [
+      'process_cpu_seconds_total',
+      'process_cpu_user_seconds_total',
+      'process_start_time_seconds',
+      'process_resident_memory_bytes',
+      'nodejs_heap_size_used_bytes',
+      'nodejs_heap_size_total_bytes',
+      'nodejs_eventloop_lag_seconds',
+      'nodejs_active_handles',
+      'nodejs_version_info',
+      'nodejs_gc_duration_seconds',
+    ])
+      expect(byName.has(name), name).toBe(true)
+    for (const name of byName.keys()) expect(name).not.toMatch(/^streamgate_(process|nodejs)_/)
+    for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total'])
+      expect(byName.has(name), name).toBe(false)
+  })
+})
+
+describe('Metrics figures', () => {
+  it('streamgate_build_info carries the version and the Node.js version', async () => {
+    const text = await new Metrics({ defaultMetrics: false }).registry.metrics()
+    expect(text).toContain(`streamgate_build_info{version="${VERSION}",node="${process.version}"} 1`)
+  })
+
+  it('spool size and capacity, read at scrape time', async () => {
+    const m = new Metrics({ defaultMetrics: false })
+    let bytes = 10
+    m.observeSpool(() => ({ bytes, capacityBytes: 4096, lanes: [{ stream: 's', sink: 'k', lag: 3 }] }))
+    let text = await m.registry.metrics()
+    expect(text).toContain('streamgate_spool_bytes 10')
+    expect(text).toContain('streamgate_spool_capacity_bytes 4096')
+    expect(text).toContain('streamgate_sink_lag_records{stream="s",sink="k"} 3')
+    bytes = 20
+    text = await m.registry.metrics()
+    expect(text).toContain('streamgate_spool_bytes 20')
+  })
+
+  it('client aborts are counted apart from the ingest answers', async () => {
+    const m = new Metrics({ defaultMetrics: false })
+    m.ingestAborted('s')
+    m.ingestAnswered('s', 400, 0.01)
+    const text = await m.registry.metrics()
+    expect(text).toContain('streamgate_ingest_client_aborts_total{stream="s"} 1')
+    expect(text).toContain('streamgate_ingest_requests_total{stream="s",status="400"} 1')
+  })
+
+})
