@@ -1,6 +1,8 @@
 import { Hono } from 'hono'
 import { managementRoutes } from './admin/api.js'
+import { requireToken } from './admin/auth.js'
 import { ConfigWriter, type ApiState } from './admin/config-writer.js'
+import { LoginThrottle } from './admin/login-throttle.js'
 import { templatesRoutes } from './admin/templates.js'
 import { uiRoutes } from './admin/ui.js'
 import { ProblemError } from './errors.js'
@@ -18,16 +20,31 @@ export interface AppDeps {
   ready?: () => Promise<string | undefined>
   /** The management API's persisted changes (src/admin/api-state.ts); without it changes live in memory only. */
   apiState?: ApiState
+  /**
+   * What this app serves besides /healthz and /readyz (default: everything, one listener). `ingest`:
+   * /ingest/*; `admin`: /api/v1 and /ui; `metrics`: /metrics. Each surface is served by exactly one app
+   * (src/main.ts), so the admin surface's ConfigWriter and login throttle exist once per process.
+   */
+  surfaces?: readonly Surface[]
+  /** The ingest listener's port when this app's listener is another one (admin.listen): for inletUrl. */
+  ingestPort?: () => number
 }
+
+export type Surface = 'ingest' | 'admin' | 'metrics'
+
+export const ALL_SURFACES: readonly Surface[] = ['ingest', 'admin', 'metrics']
 
 type Env = { Bindings: { incoming?: { socket?: { remoteAddress?: string } } } }
 
 /**
  * The hono app, without listen(): tests call app.request(). In production the node:http listener sends
  * /ingest/* straight to the ingest handler (no Request/Response conversion) and everything else here.
+ * A path of a surface this app does not serve answers 404 problem+json, like any unknown path.
  */
 export function createApp(deps: AppDeps): Hono<Env> {
   const app = new Hono<Env>()
+  const surfaces = new Set(deps.surfaces ?? ALL_SURFACES)
+  const config = deps.gateway.config
 
   app.use(async (c, next) => {
     await next()
@@ -47,36 +64,60 @@ export function createApp(deps: AppDeps): Hono<Env> {
     return c.json({ status: 'ready' })
   })
 
-  app.get('/metrics', async (c) => {
-    const { contentType, body } = await deps.metrics.render()
-    return c.body(body, 200, { 'content-type': contentType })
-  })
-
-  app.all('/ingest/:stream', async (c) => {
-    const headers: HeaderMap = {}
-    c.req.raw.headers.forEach((value, key) => {
-      headers[key] = value
+  if (surfaces.has('metrics')) {
+    if (config.metrics.token !== undefined)
+      app.use(
+        '/metrics',
+        requireToken({
+          token: () => deps.gateway.config.metrics.token,
+          what: 'metrics',
+          throttle: new LoginThrottle(config.admin.loginThrottle),
+          logger: deps.logger,
+        }),
+      )
+    app.get('/metrics', async (c) => {
+      const { contentType, body } = await deps.metrics.render()
+      return c.body(body, 200, { 'content-type': contentType })
     })
-    const body = c.req.raw.body ?? emptyBody()
-    const answer = await deps.ingest.handle({
-      streamId: c.req.param('stream'),
-      method: c.req.method,
-      headers,
-      remoteAddress: c.env?.incoming?.socket?.remoteAddress ?? '127.0.0.1',
-      body,
-    })
-    return c.body(answer.body, answer.status as 200, answer.headers)
-  })
-
-  app.route('/api/v1', templatesRoutes())
-  const apiState = deps.apiState ?? {
-    file: undefined,
-    fileConfig: deps.gateway.config,
-    overlay: { streams: {}, sinks: {} },
   }
-  const writer = new ConfigWriter(deps.gateway, apiState, deps.logger)
-  app.route('/api/v1', managementRoutes({ gateway: deps.gateway, writer }))
-  app.route('/', uiRoutes())
+
+  if (surfaces.has('ingest'))
+    app.all('/ingest/:stream', async (c) => {
+      const headers: HeaderMap = {}
+      c.req.raw.headers.forEach((value, key) => {
+        headers[key] = value
+      })
+      const body = c.req.raw.body ?? emptyBody()
+      const answer = await deps.ingest.handle({
+        streamId: c.req.param('stream'),
+        method: c.req.method,
+        headers,
+        remoteAddress: c.env?.incoming?.socket?.remoteAddress ?? '127.0.0.1',
+        body,
+      })
+      return c.body(answer.body, answer.status as 200, answer.headers)
+    })
+
+  if (surfaces.has('admin')) {
+    app.route('/api/v1', templatesRoutes())
+    const apiState = deps.apiState ?? {
+      file: undefined,
+      fileConfig: deps.gateway.config,
+      overlay: { streams: {}, sinks: {} },
+    }
+    const writer = new ConfigWriter(deps.gateway, apiState, deps.logger)
+    app.route(
+      '/api/v1',
+      managementRoutes({
+        gateway: deps.gateway,
+        writer,
+        throttle: new LoginThrottle(config.admin.loginThrottle),
+        logger: deps.logger,
+        ...(deps.ingestPort ? { ingestPort: deps.ingestPort } : {}),
+      }),
+    )
+    app.route('/', uiRoutes())
+  }
 
   app.notFound((c) => {
     const answer = problemAnswer(

@@ -1,9 +1,9 @@
 import { mkdir, access, constants } from 'node:fs/promises'
 import { openApiState } from './admin/api-state.js'
-import { createApp } from './app.js'
-import type { GatewayConfig } from './config/types.js'
+import { createApp, type AppDeps, type Surface } from './app.js'
+import type { GatewayConfig, ListenConfig, ServerConfig } from './config/types.js'
 import { IngestHandler } from './http/ingest.js'
-import { createListener, startServer, type RunningServer } from './http/server.js'
+import { createAppListener, createListener, startServer, type RunningServer } from './http/server.js'
 import { Gateway } from './pipeline/gateway.js'
 import {
   acquireSpoolLock,
@@ -14,11 +14,22 @@ import {
 import { createLogger, type Logger } from './telemetry/logger.js'
 import { Metrics } from './telemetry/metrics.js'
 
-// Process wiring only: build the gateway from a validated config, start the listener, handle signals.
+// Process wiring only: build the gateway from a validated config, start the listeners, handle signals.
+//
+// Listeners: `server` always (ingest, /healthz, /readyz). Without admin.listen and metrics.listen it serves
+// everything, as one port. admin.listen moves /api/v1 and /ui to a listener of their own, and /metrics too
+// unless metrics.listen gives /metrics its own. Every listener also answers /healthz and /readyz; a path
+// that lives on another listener answers 404 problem+json.
 
 export interface Running {
+  /** The ingest listener's port. */
   port: number
+  /** The admin listener's port (admin.listen), else undefined. */
+  adminPort?: number
+  /** The metrics listener's port (metrics.listen), else undefined. */
+  metricsPort?: number
   gateway: Gateway
+  /** The ingest listener. */
   server: RunningServer
   logger: Logger
   metrics: Metrics
@@ -72,7 +83,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     }),
   )
   const ingest = new IngestHandler(gateway, config.server, metrics, logger)
-  const app = createApp({
+  const deps: AppDeps = {
     gateway,
     ingest,
     metrics,
@@ -86,11 +97,37 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
         return `spool directory ${config.spool.dir} is not writable`
       }
     },
-  })
+  }
+  const adminListen = config.admin.listen
+  const metricsListen = config.metrics.listen
+  const ingestSurfaces: Surface[] = ['ingest']
+  if (!adminListen) ingestSurfaces.push('admin')
+  if (!adminListen && !metricsListen) ingestSurfaces.push('metrics')
+  const servers: RunningServer[] = []
   let server: RunningServer
+  let adminServer: RunningServer | undefined
+  let metricsServer: RunningServer | undefined
   try {
-    server = await startServer(config.server, createListener(app, ingest, metrics), options.port)
+    server = await startServer(
+      config.server,
+      createListener(createApp({ ...deps, surfaces: ingestSurfaces }), ingest, metrics),
+      options.port,
+    )
+    servers.push(server)
+    const ingestPort = server.port
+    if (adminListen) {
+      const surfaces: Surface[] = metricsListen ? ['admin'] : ['admin', 'metrics']
+      const app = createApp({ ...deps, surfaces, ingestPort: () => ingestPort })
+      adminServer = await startServer(listenerConfig(config.server, adminListen), createAppListener(app))
+      servers.push(adminServer)
+    }
+    if (metricsListen) {
+      const app = createApp({ ...deps, surfaces: ['metrics'] })
+      metricsServer = await startServer(listenerConfig(config.server, metricsListen), createAppListener(app))
+      servers.push(metricsServer)
+    }
   } catch (err) {
+    await Promise.all(servers.map((s) => s.close(0)))
     await gateway.close(0)
     const code = (err as NodeJS.ErrnoException).code
     if (code === undefined) throw err
@@ -102,10 +139,14 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       { cause: err },
     )
   }
+  const where = (s: RunningServer | undefined, listen: ListenConfig | undefined) =>
+    s && listen ? { host: listen.host, port: s.port, tls: listen.tls !== undefined } : undefined
   logger.info(
     {
       port: server.port,
       host: config.server.host,
+      admin: where(adminServer, adminListen),
+      metrics: where(metricsServer, metricsListen),
       streams: [...gateway.streams.keys()],
       sinks: [...gateway.sinks.keys()],
     },
@@ -118,7 +159,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       logger.info('shutting down: no new requests, finishing in-flight ones')
       gateway.startDraining()
       // Half the shutdown budget for in-flight requests, half for deliveries in progress.
-      await server.close(config.server.shutdownTimeoutMs / 2)
+      await Promise.all(servers.map((s) => s.close(config.server.shutdownTimeoutMs / 2)))
       await gateway.close(config.server.shutdownTimeoutMs / 2)
       logger.info('stopped')
     })())
@@ -143,7 +184,25 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     process.once('SIGINT', onSignal)
   }
 
-  return { port: server.port, gateway, server, logger, metrics, stop }
+  return {
+    port: server.port,
+    ...(adminServer ? { adminPort: adminServer.port } : {}),
+    ...(metricsServer ? { metricsPort: metricsServer.port } : {}),
+    gateway,
+    server,
+    logger,
+    metrics,
+    stop,
+  }
+}
+
+/**
+ * An extra listener takes its address and TLS from its own `listen` block and the rest (timeouts, limits)
+ * from `server`; server.tls is the ingest listener's alone.
+ */
+function listenerConfig(server: ServerConfig, listen: ListenConfig): ServerConfig {
+  const { tls: _ingestTls, ...rest } = server
+  return { ...rest, host: listen.host, port: listen.port, ...(listen.tls ? { tls: listen.tls } : {}) }
 }
 
 /** Creates the spool directory, checks it is writable and takes ownership of it. */

@@ -2,14 +2,16 @@ import { Hono, type Context } from 'hono'
 import type { GatewayConfig } from '../config/types.js'
 import { ProblemError } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
+import type { Logger } from '../telemetry/logger.js'
 import { requireToken } from './auth.js'
 import type { Change, ConfigWriter } from './config-writer.js'
+import type { LoginThrottle } from './login-throttle.js'
 import { SINK_TYPES, SOURCE_TYPES, STREAM_STATUS_LIST } from './lookups.js'
 import { isPlainObject, mergePatch } from './merge-patch.js'
 import { openApiDocument } from './openapi.js'
 import { badRequest, readJsonObject } from './request-body.js'
 import { restoreSecrets } from './secrets.js'
-import { inletBase, sinkView, streamsUsing, streamView } from './views.js'
+import { inletBase as inletBaseOf, sinkView, streamsUsing, streamView } from './views.js'
 
 // The management API under /api/v1 (SPEC section 7), shaped after emnify's data-stream API: streams and
 // sinks with GET/POST on the collection, GET/PATCH (JSON merge patch)/DELETE on an item, restart, lookups.
@@ -25,10 +27,17 @@ export const RESERVED_SINK_NAMES = ['types']
 export interface ManagementDeps {
   gateway: Gateway
   writer: ConfigWriter
+  /** Failed logins per source address (admin.loginThrottle); without it wrong tokens are only logged. */
+  throttle?: LoginThrottle
+  logger?: Logger
+  /** The ingest listener's port, when the API has a listener of its own (admin.listen): for inletUrl. */
+  ingestPort?: () => number
 }
 
-export function managementRoutes({ gateway, writer }: ManagementDeps): Hono {
+export function managementRoutes({ gateway, writer, throttle, logger, ingestPort }: ManagementDeps): Hono {
   const app = new Hono()
+  const inletBase = (c: Context, server: GatewayConfig['server']): string =>
+    inletBaseOf(c, server, ingestPort?.())
 
   // Public lookups (before the token middleware).
   app.get('/openapi.json', (c) => c.json(openApiDocument()))
@@ -37,7 +46,13 @@ export function managementRoutes({ gateway, writer }: ManagementDeps): Hono {
   app.get('/sink_types', (c) => c.json(SINK_TYPES))
   app.get('/sinks/types', (c) => c.json(SINK_TYPES))
 
-  const auth = requireToken(() => gateway.config.admin.token)
+  const auth = requireToken({
+    token: () => gateway.config.admin.token,
+    what: 'admin',
+    disabledDetail: 'the management API is disabled: set admin.token in the config file',
+    ...(throttle ? { throttle } : {}),
+    ...(logger ? { logger } : {}),
+  })
   for (const path of ['/streams', '/streams/*', '/sinks', '/sinks/*']) app.use(path, auth)
 
   // Streams.

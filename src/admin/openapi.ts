@@ -377,6 +377,12 @@ function responses(): Record<string, Schema> {
       ...problem('Missing or wrong bearer token (or no admin.token configured).'),
       headers: { 'WWW-Authenticate': { schema: { type: 'string' } } },
     },
+    TooManyFailedLogins: {
+      ...problem(
+        'Too many wrong tokens from this address (admin.loginThrottle); tokens are not checked until Retry-After.',
+      ),
+      headers: { 'Retry-After': { schema: { type: 'string' } } },
+    },
     NotFound: problem('No such stream or sink.'),
     Conflict: problem('Exists already, still in use, or records still waiting.'),
     TooLarge: problem(`The body is larger than ${MAX_API_BODY_BYTES} bytes.`),
@@ -401,6 +407,7 @@ function paths(): Record<string, Schema> {
   const writeResponses = {
     400: r('BadRequest'),
     401: r('Unauthorized'),
+    429: r('TooManyFailedLogins'),
     413: r('TooLarge'),
     415: r('UnsupportedMediaType'),
   }
@@ -509,6 +516,7 @@ function paths(): Record<string, Schema> {
         responses: {
           200: json({ type: 'array', items: ref('Stream') }, 'Every stream'),
           401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
         },
       },
       post: {
@@ -530,7 +538,12 @@ function paths(): Record<string, Schema> {
       get: {
         tags: ['streams'],
         summary: 'One stream',
-        responses: { 200: json(ref('Stream'), 'The stream'), 401: r('Unauthorized'), 404: r('NotFound') },
+        responses: {
+          200: json(ref('Stream'), 'The stream'),
+          401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
+          404: r('NotFound'),
+        },
       },
       patch: {
         tags: ['streams'],
@@ -554,6 +567,7 @@ function paths(): Record<string, Schema> {
           204: { description: 'Deleted' },
           400: r('BadRequest'),
           401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
           404: r('NotFound'),
           409: r('Conflict'),
         },
@@ -564,14 +578,23 @@ function paths(): Record<string, Schema> {
       post: {
         tags: ['streams'],
         summary: 'Restart: Error or Paused → Running, clears the last error',
-        responses: { 200: json(ref('Stream'), 'Running'), 401: r('Unauthorized'), 404: r('NotFound') },
+        responses: {
+          200: json(ref('Stream'), 'Running'),
+          401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
+          404: r('NotFound'),
+        },
       },
     },
     '/api/v1/sinks': {
       get: {
         tags: ['sinks'],
         summary: 'List sinks',
-        responses: { 200: json({ type: 'array', items: ref('Sink') }, 'Every sink'), 401: r('Unauthorized') },
+        responses: {
+          200: json({ type: 'array', items: ref('Sink') }, 'Every sink'),
+          401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
+        },
       },
       post: {
         tags: ['sinks'],
@@ -589,7 +612,12 @@ function paths(): Record<string, Schema> {
       get: {
         tags: ['sinks'],
         summary: 'One sink',
-        responses: { 200: json(ref('Sink'), 'The sink'), 401: r('Unauthorized'), 404: r('NotFound') },
+        responses: {
+          200: json(ref('Sink'), 'The sink'),
+          401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
+          404: r('NotFound'),
+        },
       },
       patch: {
         tags: ['sinks'],
@@ -603,6 +631,7 @@ function paths(): Record<string, Schema> {
         responses: {
           204: { description: 'Deleted' },
           401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
           404: r('NotFound'),
           409: r('Conflict'),
         },

@@ -104,6 +104,13 @@ function page(nonce: string): string {
       showLogin('The token was not accepted' + (problem.detail ? ': ' + problem.detail : '.'))
       throw new Error('unauthorized')
     }
+    if (res.status === 429) {
+      // Too many wrong tokens from this address (admin.loginThrottle): no token is checked until Retry-After.
+      const problem = await res.json().catch(() => ({}))
+      sessionStorage.removeItem(KEY)
+      showLogin(problem.detail || 'Too many failed logins; try again later.')
+      throw new Error('unauthorized')
+    }
     if (!res.ok) {
       const problem = await res.json().catch(() => ({}))
       throw new Error(problem.detail || res.status + ' ' + res.statusText)

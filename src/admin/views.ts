@@ -119,16 +119,22 @@ export function streamsUsing(config: GatewayConfig, sink: string): string[] {
 
 /**
  * The base URL vendors reach this gateway at: server.publicUrl, else what the request came in on
- * (X-Forwarded-Proto / X-Forwarded-Host behind a proxy, else Host).
+ * (X-Forwarded-Proto / X-Forwarded-Host behind a proxy, else Host). When the API has a listener of its own
+ * (admin.listen, `ingestPort` given), the request says only the host name: the scheme and port are the
+ * ingest listener's (server.tls, its port).
  */
-export function inletBase(c: Context, server: GatewayConfig['server']): string {
+export function inletBase(c: Context, server: GatewayConfig['server'], ingestPort?: number): string {
   if (server.publicUrl) return server.publicUrl.replace(/\/+$/, '')
   const first = (name: string): string | undefined => c.req.header(name)?.split(',')[0]?.trim()
   const forwardedProto = first('x-forwarded-proto')?.toLowerCase()
-  const proto =
-    forwardedProto === 'http' || forwardedProto === 'https' ? forwardedProto : server.tls ? 'https' : 'http'
+  const ownScheme = server.tls ? 'https' : 'http'
   const host = [first('x-forwarded-host'), c.req.header('host')].find(
     (h): h is string => h !== undefined && /^[A-Za-z0-9.:[\]-]+$/.test(h),
   )
+  if (ingestPort !== undefined) {
+    const name = host === undefined ? 'localhost' : (/^(\[[^\]]*\]|[^:]*)/.exec(host)?.[1] ?? 'localhost')
+    return `${ownScheme}://${name}:${ingestPort}`
+  }
+  const proto = forwardedProto === 'http' || forwardedProto === 'https' ? forwardedProto : ownScheme
   return `${proto}://${host ?? `localhost:${server.port}`}`
 }

@@ -135,7 +135,11 @@ function schemaIssues(errors: readonly ErrorObject[]): ConfigIssue[] {
 }
 
 function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
-  const issues: ConfigIssue[] = [...fileSinkIssues(config), ...sinkIssues(config.sinks)]
+  const issues: ConfigIssue[] = [
+    ...fileSinkIssues(config),
+    ...sinkIssues(config.sinks),
+    ...listenerIssues(config),
+  ]
   for (const [id, stream] of Object.entries(config.streams)) {
     const at = `streams.${id}`
     stream.sinks.forEach((name, i) => {
@@ -233,6 +237,32 @@ function fileSinkIssues(config: GatewayConfig): ConfigIssue[] {
         path: `sinks.${name}.prefix`,
         message: `must be a plain file name prefix without "/" or "\\" (files go directly into dir; is "${sink.prefix}")`,
       })
+  }
+  return issues
+}
+
+/** admin.listen and metrics.listen must not take a port another listener binds (0 = any free port). */
+function listenerIssues(config: GatewayConfig): ConfigIssue[] {
+  const wildcard = (host: string): boolean => host === '' || host === '0.0.0.0' || host === '::'
+  const taken = [{ path: 'server', host: config.server.host, port: config.server.port }]
+  const issues: ConfigIssue[] = []
+  for (const [path, listen] of [
+    ['admin.listen', config.admin.listen],
+    ['metrics.listen', config.metrics.listen],
+  ] as const) {
+    if (!listen) continue
+    const clash = taken.find(
+      (t) =>
+        t.port !== 0 &&
+        t.port === listen.port &&
+        (t.host === listen.host || wildcard(t.host) || wildcard(listen.host)),
+    )
+    if (clash)
+      issues.push({
+        path: `${path}.port`,
+        message: `port ${listen.port} is ${clash.path}'s already; each listener needs its own`,
+      })
+    taken.push({ path, host: listen.host, port: listen.port })
   }
   return issues
 }

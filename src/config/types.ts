@@ -22,6 +22,13 @@ export interface ServerConfig {
   tls?: { certFile: string; keyFile: string }
 }
 
+/** An extra listener (admin.listen, metrics.listen). */
+export interface ListenConfig {
+  host: string
+  port: number
+  tls?: { certFile: string; keyFile: string }
+}
+
 export interface SpoolConfig {
   dir: string
   maxBytes: number
@@ -228,7 +235,13 @@ export interface GatewayConfig {
   /** Every file sink's dir resolves inside this directory (relative to the working directory). */
   dataDir: string
   server: ServerConfig
-  admin: { token?: string }
+  admin: {
+    token?: string
+    /** Its own listener for /api, /ui (and /metrics unless metrics.listen); absent: the server listener. */
+    listen?: ListenConfig
+    loginThrottle: { maxFailures: number; windowMs: number }
+  }
+  metrics: { listen?: ListenConfig; token?: string }
   spool: SpoolConfig
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
   sinks: Record<string, SinkConfig>

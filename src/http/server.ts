@@ -41,6 +41,14 @@ export function createListener(
   }
 }
 
+/** The admin and metrics listeners (admin.listen, metrics.listen): no ingest path, all through the app. */
+export function createAppListener(app: {
+  fetch: (request: Request, env: never) => Response | Promise<Response>
+}): (req: IncomingMessage, res: ServerResponse) => void {
+  const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0])
+  return (req, res) => void honoListener(req, res)
+}
+
 function handleIngest(
   req: IncomingMessage,
   res: ServerResponse,

@@ -3,10 +3,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { validateConfig } from '../../src/config/load.js'
 import { start, type Running } from '../../src/main.js'
-import { createLogger } from '../../src/telemetry/logger.js'
+import { createLogger, type Logger } from '../../src/telemetry/logger.js'
 
 export interface TestGateway extends Running {
   url: string
+  /** The admin listener's URL (admin.listen), else undefined. */
+  adminUrl?: string
+  /** The metrics listener's URL (metrics.listen), else undefined. */
+  metricsUrl?: string
   dir: string
   /** Stops the gateway and removes its temporary directory. */
   close(): Promise<void>
@@ -20,6 +24,7 @@ export interface TestGateway extends Running {
 export async function startGateway(
   config: Record<string, unknown>,
   env: NodeJS.ProcessEnv = {},
+  options: { logger?: Logger } = {},
 ): Promise<TestGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'streamgate-test-'))
   const doc = JSON.parse(JSON.stringify(config).replaceAll('{dir}', dir)) as Record<string, unknown>
@@ -30,10 +35,12 @@ export async function startGateway(
   const { config: validated, issues } = validateConfig(doc, { env, baseDir: process.cwd() })
   if (!validated)
     throw new Error(`test config invalid:\n${issues.map((i) => `${i.path}: ${i.message}`).join('\n')}`)
-  const running = await start(validated, { logger: createLogger('silent') })
+  const running = await start(validated, { logger: options.logger ?? createLogger('silent') })
   return {
     ...running,
     url: `http://127.0.0.1:${running.port}`,
+    ...(running.adminPort !== undefined ? { adminUrl: `http://127.0.0.1:${running.adminPort}` } : {}),
+    ...(running.metricsPort !== undefined ? { metricsUrl: `http://127.0.0.1:${running.metricsPort}` } : {}),
     dir,
     close: async () => {
       await running.stop()

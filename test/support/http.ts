@@ -10,10 +10,21 @@ export interface Answer {
 /** A raw node:http request (no client-side niceties), so tests control every header and byte. */
 export function send(
   url: string,
-  options: { method?: string; headers?: Record<string, string>; body?: Buffer | string | Buffer[] } = {},
+  options: {
+    method?: string
+    headers?: Record<string, string>
+    body?: Buffer | string | Buffer[]
+    /** Source address to connect from (e.g. 127.0.0.2: another client on loopback). */
+    localAddress?: string
+  } = {},
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'POST', headers: options.headers ?? {} }, (res) => {
+    const init = {
+      method: options.method ?? 'POST',
+      headers: options.headers ?? {},
+      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+    }
+    const req = request(url, init, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
