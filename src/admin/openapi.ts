@@ -143,6 +143,7 @@ function buildDocument(): Schema {
         'figures',
         'delivery',
         'lastError',
+        'health',
       ],
       properties: {
         id: nameRef,
@@ -178,6 +179,31 @@ function buildDocument(): Schema {
             at: { type: 'string' },
           },
         }),
+        health: ref('StreamHealth'),
+      },
+    },
+    StreamHealth: {
+      type: 'object',
+      description:
+        "Apart from the status (which stays 1–4): degraded while a sink's circuit breaker is open or half-open, or a lane is stalled (nothing delivered, lag never fell) or falling behind (lag rose at every sample) over health.lagWindowMs plus the sink's lingerMs.",
+      additionalProperties: false,
+      required: ['state', 'reasons'],
+      properties: {
+        state: { type: 'string', enum: ['ok', 'degraded'] },
+        reasons: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['code', 'sink', 'deadLetter', 'message'],
+            properties: {
+              code: { type: 'string', enum: ['circuit-open', 'lane-stalled', 'lag-growing'] },
+              sink: { type: 'string' },
+              deadLetter: { type: 'boolean', description: "true for the stream's dead-letter lane." },
+              message: { type: 'string' },
+            },
+          },
+        },
       },
     },
     SinkCreate: {

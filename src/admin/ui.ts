@@ -4,7 +4,9 @@ import { Hono } from 'hono'
 // GET /ui: the status page. One server-rendered HTML page with a little inline script, no build step. The
 // page itself holds no data and is served without a token; it asks for the admin token, keeps it in
 // sessionStorage (gone when the tab closes), and reads and changes everything through /api/v1 with it.
-// Rates are computed in the browser from the figures of two successive polls.
+// Rates are computed in the browser from the figures of two successive polls. A Running stream whose
+// health is degraded (a sink's circuit open, lag growing) shows "Degraded" in amber, not green, with the
+// reasons under it; other statuses keep their own colour and list the reasons the same way.
 
 const POLL_MS = 2000
 
@@ -51,6 +53,8 @@ function page(nonce: string): string {
   .status { font-weight: 600; padding: .1rem .5rem; border-radius: .8rem; white-space: nowrap; }
   .s1 { background: #dcf5e3; color: #13632d; } .s2 { background: #fff1c2; color: #7a5800; }
   .s3 { background: #fde0de; color: #9b1c13; } .s4 { background: #e4e8ee; color: #3d4752; }
+  .status.degraded { background: #ffe0b8; color: #8a3b00; }
+  .health { color: #8a3b00; font-size: .9em; margin-top: .25rem; white-space: pre-line; max-width: 22rem; }
   .error { color: #9b1c13; max-width: 28rem; word-break: break-word; }
   .muted { color: #6b7580; }
   .lanes { white-space: pre-line; }
@@ -147,10 +151,18 @@ function page(nonce: string): string {
       row.dataset.stream = s.id
       cell(row, s.id)
       cell(row, s.source)
+      const degraded = s.health && s.health.state === 'degraded'
       const status = document.createElement('span')
-      status.className = 'status s' + s.status.id
-      status.textContent = s.status.description
-      cell(row, '').appendChild(status)
+      status.className = 'status s' + s.status.id + (degraded && s.status.id === 1 ? ' degraded' : '')
+      status.textContent = degraded && s.status.id === 1 ? 'Degraded' : s.status.description
+      const statusCell = cell(row, '')
+      statusCell.appendChild(status)
+      if (degraded) {
+        const reasons = document.createElement('div')
+        reasons.className = 'health'
+        reasons.textContent = s.health.reasons.map((r) => r.message).join('\\n')
+        statusCell.appendChild(reasons)
+      }
       cell(row, rate(s.id, 'received', s.figures, now), 'num')
       cell(row, rate(s.id, 'accepted', s.figures, now), 'num')
       cell(row, String(s.figures.rejected), 'num')

@@ -1,6 +1,11 @@
 import type { Context } from 'hono'
 import type { GatewayConfig, SinkConfig, StreamConfig } from '../config/types.js'
-import { DEFAULT_DEAD_LETTER_SINK, type Gateway, type StreamCounts } from '../pipeline/gateway.js'
+import {
+  DEFAULT_DEAD_LETTER_SINK,
+  type Gateway,
+  type StreamCounts,
+  type StreamHealth,
+} from '../pipeline/gateway.js'
 import type { DeliveryLane } from '../pipeline/lane.js'
 import { DEAD_LETTER_LANE } from '../spool/spool.js'
 import { statusObject, type Lookup } from './lookups.js'
@@ -56,6 +61,8 @@ export type StreamView = { id: string } & Omit<StreamConfig, 'status'> & {
     figures: StreamCounts
     delivery: LaneFigures[]
     lastError: { sink: string; reason: string; message: string; at: string } | null
+    /** Apart from the status: "degraded" while a sink's circuit is open or a lane keeps falling behind. */
+    health: StreamHealth
   }
 
 export type SinkView = { name: string } & SinkConfig & {
@@ -83,6 +90,7 @@ export function streamView(
     figures: { ...(state?.counts ?? { received: 0, accepted: 0, rejected: 0, filtered: 0, duplicates: 0 }) },
     delivery: (gateway.lanes.get(id) ?? []).map(laneFigures),
     lastError: state?.lastError ? { ...state.lastError } : null,
+    health: gateway.health(id),
   }
 }
 

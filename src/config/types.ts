@@ -244,6 +244,7 @@ export interface GatewayConfig {
   metrics: { listen?: ListenConfig; token?: string }
   spool: SpoolConfig
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
+  health: { lagWindowMs: number; sampleIntervalMs: number }
   sinks: Record<string, SinkConfig>
   streams: Record<string, StreamConfig>
 }

@@ -20,6 +20,7 @@ import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
 import { CircuitBreaker } from './circuit.js'
 import { deliver } from './delivery.js'
+import { LagTrend } from './lag-trend.js'
 import { DeliveryLane } from './lane.js'
 import { StreamRuntime, type ProcessOutcome } from './stream.js'
 
@@ -37,6 +38,10 @@ export const STREAM_STATUSES: Readonly<Record<StreamStatusId, string>> = {
   2: 'Paused',
   3: 'Error',
   4: 'Pending',
+}
+
+function seconds(ms: number): number {
+  return Math.round(ms / 100) / 10
 }
 
 function zeroCounts(): StreamCounts {
@@ -63,6 +68,23 @@ export interface StreamCounts {
   duplicates: number
 }
 
+/**
+ * Whether a stream delivers as it should, apart from its status (1–4 stay emnify's): a stream whose sink's
+ * circuit is open, or whose lane is stalled or keeps falling behind (src/pipeline/lag-trend.ts), is degraded.
+ */
+export interface StreamHealth {
+  state: 'ok' | 'degraded'
+  reasons: HealthReason[]
+}
+
+export interface HealthReason {
+  code: 'circuit-open' | 'lane-stalled' | 'lag-growing'
+  sink: string
+  /** true for the stream's dead-letter lane. */
+  deadLetter: boolean
+  message: string
+}
+
 export interface StreamState {
   status: StreamStatusId
   lastError?: { sink: string; reason: string; message: string; at: string }
@@ -85,6 +107,9 @@ export class Gateway {
   private readonly states = new Map<string, StreamState>()
   /** Pending segment clean-ups per stream; cleared by close() (they must never outlive the spool). */
   private readonly gcTimers = new Map<string, NodeJS.Timeout>()
+  /** Each lane's lag samples (a replaced lane starts a new history). */
+  private readonly trends = new WeakMap<DeliveryLane, LagTrend>()
+  private readonly sampler: NodeJS.Timeout
   private draining = false
 
   private constructor(
@@ -100,6 +125,8 @@ export class Gateway {
       this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators))
       this.states.set(id, { status: 4, counts: zeroCounts() })
     }
+    this.sampler = setInterval(() => this.sampleLags(performance.now()), config.health.sampleIntervalMs)
+    this.sampler.unref()
   }
 
   static async create(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
@@ -126,6 +153,12 @@ export class Gateway {
         lanes.map((lane) => ({ stream, sink: lane.sinkName, lag: lane.lag })),
       ),
     }))
+    deps.metrics.observeHealth(() =>
+      [...gateway.streams.keys()].map((stream) => ({
+        stream,
+        degraded: gateway.health(stream).state === 'degraded',
+      })),
+    )
     return gateway
   }
 
@@ -251,6 +284,62 @@ export class Gateway {
 
   state(stream: string): StreamState | undefined {
     return this.states.get(stream)
+  }
+
+  /** Samples every lane's lag for the trend check; a paused stream's lanes start over when resumed. */
+  sampleLags(now: number): void {
+    for (const [stream, lanes] of this.lanes) {
+      const paused = this.states.get(stream)?.status === 2
+      for (const lane of lanes) {
+        let trend = this.trends.get(lane)
+        if (!trend) {
+          const lingerMs = this.sinks.get(lane.sinkName)?.limits.lingerMs ?? 0
+          trend = new LagTrend(this.config.health.lagWindowMs + lingerMs)
+          this.trends.set(lane, trend)
+        }
+        if (paused) trend.reset()
+        else trend.add(now, lane.lag, lane.delivered)
+      }
+    }
+  }
+
+  /**
+   * Degraded while a sink's circuit is not closed, or a lane is stalled or falls behind over the window
+   * (src/pipeline/lag-trend.ts). One reason per lane: an open circuit explains the lag it causes.
+   */
+  health(stream: string): StreamHealth {
+    const reasons: HealthReason[] = []
+    for (const lane of this.lanes.get(stream) ?? []) {
+      const deadLetter = lane.laneName === DEAD_LETTER_LANE
+      const sink = lane.sinkName
+      const what = `${deadLetter ? 'dead-letter sink' : 'sink'} ${sink}`
+      const circuit = lane.circuit
+      if (circuit.state !== 'closed') {
+        reasons.push({
+          code: 'circuit-open',
+          sink,
+          deadLetter,
+          message: `${what}: circuit ${circuit.state} after ${circuit.failures} failed attempt${circuit.failures === 1 ? '' : 's'}; records wait in the spool`,
+        })
+        continue
+      }
+      const trouble = this.trends.get(lane)?.verdict()
+      if (trouble?.kind === 'stalled')
+        reasons.push({
+          code: 'lane-stalled',
+          sink,
+          deadLetter,
+          message: `${what}: nothing delivered for ${seconds(trouble.overMs)} s with ${trouble.lag} records waiting`,
+        })
+      else if (trouble?.kind === 'growing')
+        reasons.push({
+          code: 'lag-growing',
+          sink,
+          deadLetter,
+          message: `${what}: lag grew from ${trouble.from} to ${trouble.to} records at every sample over ${seconds(trouble.overMs)} s`,
+        })
+    }
+    return { state: reasons.length > 0 ? 'degraded' : 'ok', reasons }
   }
 
   /** Adds a request's outcome to the stream's live figures. */
@@ -512,6 +601,7 @@ export class Gateway {
   /** Stops lanes (deliveries in progress may finish within `graceMs`), closes sinks, closes the spool. */
   async close(graceMs = 10_000): Promise<void> {
     this.draining = true
+    clearInterval(this.sampler)
     await Promise.all([...this.lanes.values()].flat().map((lane) => lane.stop(graceMs)))
     const results = await Promise.allSettled([...this.sinks.values()].map((s) => s.close()))
     for (const r of results)

@@ -70,4 +70,19 @@ describe('Metrics figures', () => {
     expect(text).toContain('streamgate_ingest_requests_total{stream="s",status="400"} 1')
   })
 
+  it('streamgate_stream_degraded: 0/1 per configured stream, gone with the stream', async () => {
+    const m = new Metrics({ defaultMetrics: false })
+    let streams = [
+      { stream: 'a', degraded: true },
+      { stream: 'b', degraded: false },
+    ]
+    m.observeHealth(() => streams)
+    let text = await m.registry.metrics()
+    expect(text).toContain('streamgate_stream_degraded{stream="a"} 1')
+    expect(text).toContain('streamgate_stream_degraded{stream="b"} 0')
+    streams = [{ stream: 'b', degraded: true }]
+    text = await m.registry.metrics()
+    expect(text).not.toContain('streamgate_stream_degraded{stream="a"}')
+    expect(text).toContain('streamgate_stream_degraded{stream="b"} 1')
+  })
 })

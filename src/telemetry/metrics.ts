@@ -202,6 +202,21 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  /** Read at scrape time from the gateway (see `observeHealth`). */
+  private healthProvider: (() => { stream: string; degraded: boolean }[]) | undefined
+  private readonly streamDegraded = new Gauge({
+    name: 'streamgate_stream_degraded',
+    help: "1 while a stream is degraded (a sink's circuit open, or a lane's lag kept growing over the window), else 0.",
+    labelNames: ['stream'],
+    registers: [this.registry],
+    collect: () => {
+      const streams = this.healthProvider?.()
+      if (!streams) return
+      this.streamDegraded.reset()
+      for (const s of streams) this.streamDegraded.set({ stream: s.stream }, s.degraded ? 1 : 0)
+    },
+  })
+
   private readonly buildInfo = new Gauge({
     name: 'streamgate_build_info',
     help: 'Always 1; the labels say which streamgate version runs on which Node.js.',
@@ -284,6 +299,10 @@ export class Metrics {
 
   observeSpool(provider: () => SpoolFigures): void {
     this.spoolProvider = provider
+  }
+
+  observeHealth(provider: () => { stream: string; degraded: boolean }[]): void {
+    this.healthProvider = provider
   }
 
   spoolRecovered(stream: string, corruptFrames: number, truncatedBytes: number): void {

@@ -246,6 +246,7 @@ describe('config', () => {
     expect(config!.admin.listen).toEqual({ host: '127.0.0.1', port: 8081 })
     expect(config!.metrics.listen).toEqual({ host: '127.0.0.1', port: 9464 })
     expect(config!.admin.loginThrottle).toEqual({ maxFailures: 5, windowMs: 60_000 })
+    expect(config!.health).toEqual({ lagWindowMs: 30_000, sampleIntervalMs: 5_000 })
   })
 
   it('a listener on a port another listener binds is a config error naming the path', () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { chromium, type BrowserContext, type Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { freePort } from '../../scripts/backends/daemon.js'
 import { startGateway, type TestGateway } from '../support/gateway.js'
 import { send } from '../support/http.js'
 
@@ -38,12 +39,22 @@ beforeAll(async () => {
     })
   }
   expect(existsSync(CHROMIUM), `${CHROMIUM} after scripts/install-chromium.sh`).toBe(true)
+  const deadPort = await freePort() // nothing listens there: the "broken" stream's sink never answers
   gw = await startGateway({
     admin: { token: TOKEN },
-    sinks: { out: { type: 'file', dir: '{dir}/out' } },
+    sinks: {
+      out: { type: 'file', dir: '{dir}/out' },
+      dead: {
+        type: 'http',
+        url: `http://127.0.0.1:${deadPort}/in`,
+        retry: { initialMs: 10, maxMs: 20 },
+        circuit: { failureThreshold: 1, openMs: 60_000 },
+      },
+    },
     streams: {
       'emnify-events': { source: 'emnify', sinks: ['out'] },
       app: { source: 'ndjson', sinks: ['out'] },
+      broken: { source: 'ndjson', sinks: ['dead'] },
     },
   })
   profile = mkdtempSync(join(tmpdir(), 'streamgate-chromium-'))
@@ -128,6 +139,58 @@ describe('status page', () => {
       await page.reload()
       await row(page, 'app').waitFor()
       expect(failures).toEqual([])
+    } finally {
+      await page.close()
+    }
+  }, 60_000)
+
+  it('shows a Running stream whose sink circuit is open as Degraded, with the reason', async () => {
+    const page = await browser.newPage()
+    try {
+      await page.goto(`${gw.url}/ui`)
+      await page.fill('#token', TOKEN)
+      await page.click('#login button[type=submit]')
+      await row(page, 'broken').waitFor()
+      expect(await row(page, 'broken').locator('.status').textContent()).toBe('Running')
+      await send(`${gw.url}/ingest/broken`, { body: '{"n":1}\n' })
+      await expect
+        .poll(() => row(page, 'broken').locator('.status').textContent(), { timeout: 15_000 })
+        .toBe('Degraded')
+      expect(await row(page, 'broken').locator('.status').getAttribute('class')).toContain('degraded')
+      expect(await row(page, 'broken').locator('.health').textContent()).toMatch(
+        /^sink dead: circuit (open|half-open) after \d+ failed attempts?/,
+      )
+      // Its status is still emnify's 1 Running; the healthy streams stay green and list no reasons.
+      expect(await streamStatus('broken')).toBe(1)
+      expect(await row(page, 'app').locator('.status').textContent()).toBe('Running')
+      expect(await row(page, 'app').locator('.health').count()).toBe(0)
+      mkdirSync(join(ROOT, 'test-results'), { recursive: true })
+      await page.screenshot({ path: join(ROOT, 'test-results', 'ui-degraded.png'), fullPage: true })
+    } finally {
+      await page.close()
+    }
+  }, 60_000)
+
+  // Last in this file: it uses up 127.0.0.1's allowance of wrong tokens for the rest of the minute.
+  it('after too many wrong tokens the login form says so, also for the right token', async () => {
+    const page = await browser.newPage()
+    try {
+      await page.goto(`${gw.url}/ui`)
+      const message = page.locator('#message')
+      let text = ''
+      for (let i = 0; i < 6 && !/too many/i.test(text); i++) {
+        await page.fill('#token', `wrong-${i}`)
+        await page.click('#login button[type=submit]')
+        await expect.poll(() => message.textContent()).toMatch(/not accepted|too many/i)
+        text = (await message.textContent()) ?? ''
+        await page.evaluate("document.getElementById('message').textContent = ''")
+      }
+      await page.fill('#token', TOKEN)
+      await page.click('#login button[type=submit]')
+      await expect
+        .poll(() => message.textContent())
+        .toMatch(/too many wrong admin tokens.*try again in \d+ s/)
+      expect(await page.locator('#view').isVisible()).toBe(false)
     } finally {
       await page.close()
     }
