@@ -235,12 +235,16 @@ describe('admin.listen.tls', () => {
 })
 
 describe('config', () => {
+  const plain = {
+    sinks: { out: { type: 'stdout' } },
+    streams: { s: { source: 'ndjson', auth: { headers: { 'x-key': 'k3y' } }, sinks: ['out'] } },
+  }
   const check = (doc: Record<string, unknown>) =>
-    validateConfig({ ...base, ...doc }, { env: {} }).issues.map((i) => `${i.path}: ${i.message}`)
+    validateConfig({ ...plain, ...doc }, { env: {} }).issues.map((i) => `${i.path}: ${i.message}`)
 
   it('defaults: admin and metrics listeners bind 127.0.0.1; login throttle 5 per minute', () => {
     const { config } = validateConfig(
-      { ...base, admin: { listen: { port: 8081 } }, metrics: { listen: { port: 9464 } } },
+      { ...plain, admin: { listen: { port: 8081 } }, metrics: { listen: { port: 9464 } } },
       { env: {} },
     )
     expect(config!.admin.listen).toEqual({ host: '127.0.0.1', port: 8081 })
