@@ -206,7 +206,7 @@ export class Metrics {
   private healthProvider: (() => { stream: string; degraded: boolean }[]) | undefined
   private readonly streamDegraded = new Gauge({
     name: 'streamgate_stream_degraded',
-    help: "1 while a stream is degraded (a sink's circuit open, or a lane's lag kept growing over the window), else 0.",
+    help: "1 while a stream is degraded (a sink's circuit open, a lane stalled or falling behind; see its health in the API), else 0.",
     labelNames: ['stream'],
     registers: [this.registry],
     collect: () => {
