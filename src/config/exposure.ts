@@ -38,27 +38,46 @@ export function placeholderIn(value: string): string | undefined {
   return value.split(/[\s:=,]+/).find((word) => PLACEHOLDER.test(word))
 }
 
-/** Streams with no auth and placeholder secrets, when the listener is not loopback-only. */
+/**
+ * Streams with no auth and placeholder secrets, when the listener that serves them is not loopback-only.
+ * Ingest (streams, and every secret outside admin/metrics) is judged by server.host; admin.token by the
+ * listener that serves the management API (admin.listen, else server.host); metrics.token by the one that
+ * serves /metrics (metrics.listen, else admin.listen, else server.host).
+ */
 export function exposureIssues(config: GatewayConfig, raw: unknown): ConfigIssue[] {
-  const { host, allowInsecure } = config.server
-  if (allowInsecure || isLoopbackHost(host)) return []
-  const exposed = `server.host "${host}" is not a loopback address`
-  const ways = 'listen on 127.0.0.1, or set server.allowInsecure: true'
+  if (config.server.allowInsecure) return []
+  const ingestHost = config.server.host
+  const admin: [string, string] = config.admin.listen
+    ? ['admin.listen.host', config.admin.listen.host]
+    : ['server.host', ingestHost]
+  const metrics: [string, string] = config.metrics?.listen
+    ? ['metrics.listen.host', config.metrics.listen.host]
+    : admin
+  const exposed = (key: string, host: string): string => `${key} "${host}" is not a loopback address`
+  const ways = (key: string): string =>
+    `listen on 127.0.0.1${key === 'server.host' ? '' : ` (${key})`}, or set server.allowInsecure: true`
   const issues: ConfigIssue[] = []
-  for (const [id, stream] of Object.entries(config.streams))
-    if (!hasAuth(stream.auth))
-      issues.push({
-        path: `streams.${id}.auth`,
-        message: `none (no headers, hmac or allowCidrs) and ${exposed}: anyone who reaches the port can post records; add auth, ${ways}`,
-      })
+  if (!isLoopbackHost(ingestHost))
+    for (const [id, stream] of Object.entries(config.streams))
+      if (!hasAuth(stream.auth))
+        issues.push({
+          path: `streams.${id}.auth`,
+          message: `none (no headers, hmac or allowCidrs) and ${exposed('server.host', ingestHost)}: anyone who reaches the port can post records; add auth, ${ways('server.host')}`,
+        })
   for (const leaf of stringLeaves(config, '', [], false)) {
+    const [key, host] = leaf.path.startsWith('admin.')
+      ? admin
+      : leaf.path.startsWith('metrics.')
+        ? metrics
+        : ['server.host', ingestHost]
+    if (isLoopbackHost(host)) continue
     const word = leaf.secret ? placeholderIn(leaf.value) : firstPlaceholderCredential(leaf.value)
     if (word === undefined) continue
     const vars = envNames(rawAt(raw, leaf.rawPath))
     const fix = vars.length > 0 ? `set ${vars.join(' or ')}` : 'replace it with a real secret'
     issues.push({
       path: leaf.path,
-      message: `holds the placeholder secret "${word}" and ${exposed}: ${fix}, ${ways}`,
+      message: `holds the placeholder secret "${word}" and ${exposed(key, host)}: ${fix}, ${ways(key)}`,
     })
   }
   return issues

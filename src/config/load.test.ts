@@ -1,4 +1,6 @@
-import { resolve } from 'node:path'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { isLoopbackHost, placeholderIn } from './exposure.js'
 import { ConfigError, formatIssues, loadConfigFile, validateConfig } from './load.js'
@@ -132,6 +134,42 @@ describe('a non-loopback listener', () => {
     )
   })
 
+  it('judges admin.token by the admin listener and metrics.token by the metrics listener', () => {
+    const doc = {
+      sinks: { out: { type: 'stdout' } },
+      streams: { s: { source: 'ndjson', auth: { headers: { 'X-Key': 'a-real-secret' } }, sinks: ['out'] } },
+    }
+    // Loopback ingest, public admin listener: the placeholder admin token is refused.
+    expect(
+      issuesOf({
+        ...doc,
+        server: { host: '127.0.0.1' },
+        admin: { token: 'change-me', listen: { host: '0.0.0.0', port: 9090 } },
+      }),
+    ).toEqual([
+      'admin.token: holds the placeholder secret "change-me" and admin.listen.host "0.0.0.0" is not a loopback address: replace it with a real secret, listen on 127.0.0.1 (admin.listen.host), or set server.allowInsecure: true',
+    ])
+    // Public ingest, loopback admin listener: the admin token stays on this machine.
+    expect(
+      issuesOf({
+        ...doc,
+        server: { host: '0.0.0.0' },
+        admin: { token: 'change-me', listen: { host: '127.0.0.1', port: 9090 } },
+      }),
+    ).toEqual([])
+    // metrics.listen falls back to admin.listen, then server.host.
+    expect(
+      issuesOf({
+        ...doc,
+        server: { host: '127.0.0.1' },
+        admin: { token: 'a-real-admin-token', listen: { host: '0.0.0.0', port: 9090 } },
+        metrics: { token: 'changeme' },
+      }),
+    ).toEqual([
+      'metrics.token: holds the placeholder secret "changeme" and admin.listen.host "0.0.0.0" is not a loopback address: replace it with a real secret, listen on 127.0.0.1 (admin.listen.host), or set server.allowInsecure: true',
+    ])
+  })
+
   it('server.allowInsecure: true starts anyway', () => {
     const doc = base(
       { open: { source: 'ndjson', auth: { headers: { 'X-Key': 'change-me' } }, sinks: ['out'] } },
@@ -220,5 +258,25 @@ describe('file sinks stay inside dataDir', () => {
         `sinks.out.prefix: must be a plain file name prefix without "/" or "\\" (files go directly into dir; is "${prefix}")`,
       ])
     expect(issuesOf(doc(undefined, fileSink('./data/out', { prefix: '..records' })))).toEqual([])
+  })
+})
+
+describe('stream schema files', () => {
+  it('says why a schema file cannot be used without quoting the file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sg-schema-'))
+    const secret = join(dir, 'secret.txt')
+    writeFileSync(secret, 'root:supersecret:0:0\n')
+    const doc = (schema: string): Record<string, unknown> => ({
+      server: { host: '127.0.0.1' },
+      sinks: { out: { type: 'stdout' } },
+      streams: { s: { source: 'ndjson', schema, sinks: ['out'] } },
+    })
+    const notJson = issuesOf(doc(secret))
+    expect(notJson).toEqual(['streams.s.schema: cannot read JSON Schema: the file is not valid JSON'])
+    expect(notJson.join()).not.toContain('supersecret')
+    expect(issuesOf(doc(join(dir, 'missing.json')))).toEqual([
+      'streams.s.schema: cannot read JSON Schema: no such file',
+    ])
+    rmSync(dir, { recursive: true, force: true })
   })
 })

@@ -186,7 +186,7 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
       try {
         JSON.parse(readFileSync(resolve(baseDir, stream.schema), 'utf8'))
       } catch (err) {
-        issues.push({ path: `${at}.schema`, message: `cannot read JSON Schema: ${(err as Error).message}` })
+        issues.push({ path: `${at}.schema`, message: `cannot read JSON Schema: ${schemaFileProblem(err)}` })
       }
     }
     // emnify's API form ["name:value"] is normalised to a map after validation.
@@ -265,6 +265,20 @@ function listenerIssues(config: GatewayConfig): ConfigIssue[] {
     taken.push({ path, host: listen.host, port: listen.port })
   }
   return issues
+}
+
+/**
+ * Why a `schema` file cannot be used, without quoting it: the path can come through the management API, and
+ * JSON.parse's message quotes the start of the text, which would hand any readable file's first bytes to an
+ * API client.
+ */
+function schemaFileProblem(err: unknown): string {
+  if (err instanceof SyntaxError) return 'the file is not valid JSON'
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') return 'no such file'
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied'
+  if (code === 'EISDIR') return 'is a directory'
+  return code ?? 'unreadable'
 }
 
 function isCidr(text: string): boolean {
