@@ -193,6 +193,7 @@ export interface DomoSinkConfig extends CommonSinkConfig {
   apiBase: string
   tokenUrl: string
   partBytes: number
+  compression: 'gzip' | 'none'
   parallelParts: number
 }
 

@@ -209,6 +209,7 @@ interface Verdicts {
 
 const JSON_HEADERS = { 'content-type': 'application/json' }
 const PART_HEADERS = { 'content-type': 'text/csv', 'content-encoding': 'gzip' }
+const PLAIN_PART_HEADERS = { 'content-type': 'text/csv' }
 
 class DomoSink implements Sink {
   readonly type = 'domo' as const
@@ -502,8 +503,10 @@ class DomoSink implements Sink {
     signal: AbortSignal,
   ): Promise<SinkError | undefined> {
     const route = this.api.part(stream, exec, part)
-    const body = await gzip(group.map((i) => rows[i]!).join(''))
-    const answer = await this.send(route, signal, body, PART_HEADERS)
+    const csv = group.map((i) => rows[i]!).join('')
+    const plain = this.config.compression === 'none'
+    const body = plain ? Buffer.from(csv) : await gzip(csv)
+    const answer = await this.send(route, signal, body, plain ? PLAIN_PART_HEADERS : PART_HEADERS)
     if (answer.status >= 200 && answer.status <= 299) return undefined
     if (answer.status === 400 || answer.status === 413) {
       const detail = answerDetail(answer.body)

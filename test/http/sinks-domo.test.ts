@@ -29,6 +29,7 @@ const domoConfig = (mock: DomoApiMock, extra: Partial<DomoSinkConfig> = {}): Dom
   apiBase: mock.url,
   tokenUrl: mock.tokenUrl,
   partBytes: 52_428_800,
+  compression: 'gzip',
   parallelParts: 2,
   retry: { initialMs: 10, maxMs: 100, maxAttempts: 0 },
   ...extra,
@@ -46,6 +47,7 @@ const instanceConfig = (mock: DomoApiMock, extra: Partial<DomoSinkConfig> = {}):
   apiBase: 'https://api.domo.com',
   tokenUrl: 'https://api.domo.com/oauth/token',
   partBytes: 52_428_800,
+  compression: 'gzip',
   parallelParts: 2,
   retry: { initialMs: 10, maxMs: 100, maxAttempts: 0 },
   ...extra,
@@ -208,6 +210,16 @@ describe('domo sink', () => {
       'w2-1',
       'w2-2',
     ])
+  })
+
+  it('compression: none uploads plain text/csv parts (no Content-Encoding)', async () => {
+    const mock = await api()
+    const s = sink({ ...domoConfig(mock), compression: 'none' })
+    await s.write(rowsOf(2, 'plain'), AbortSignal.timeout(10_000))
+    const part = mock.requests.find((r) => r.path.includes('/part/'))!
+    expect(part.headers['content-type']).toBe('text/csv')
+    expect(part.headers['content-encoding']).toBeUndefined()
+    expect(mock.rows(42).map((r) => r[0])).toEqual(['plain-0', 'plain-1'])
   })
 
   it('never runs two executions on the stream at once, even for concurrent writes', async () => {
