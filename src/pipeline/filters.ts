@@ -6,12 +6,34 @@ import type { FilterConfig } from '../config/types.js'
 // value matches when its text form matches ("1" = 1, "true" = true). Field paths are dotted
 // (`event_type.id`, `sim.iccid`); an emnify filter field `x_id` reads `x.id` when there is no `x_id`.
 
+//
+// How a filter list combines [EM-DS-USAGE, "Creating data streams"]: emnify's own example
+//   [{"field": "event_type_id", "value": [1, 2, 3]}, {"or": [{"field": "alert", "value": true}]}]
+// means "event type 1, 2 or 3, *or* any alert": the only reading under which its `or` group does anything (a
+// one-entry `or` ANDed with the rest would just be that entry). So at the top level:
+//   - the plain entries (everything that is not an `or` group: {field…}, {and…}, {not…}) are ANDed;
+//   - each `or` group is an alternative to that conjunction: a record passes when every plain entry matches,
+//     or when any entry of any top-level `or` group matches (the groups' position in the list is irrelevant);
+//   - a list of `or` groups only passes a record when an entry of one of them matches (an empty conjunction is
+//     not an alternative, or such a list would pass everything);
+//   - a list without `or` groups is the plain conjunction, as before.
+// Below the top level `or`, `and` and `not` mean what they say.
+
 export type RecordPredicate = (value: unknown) => boolean
 
 export function compileFilters(filters: readonly FilterConfig[]): RecordPredicate | undefined {
   if (filters.length === 0) return undefined
-  const predicates = filters.map(compileFilter)
-  return (value) => predicates.every((p) => p(value))
+  const plain: RecordPredicate[] = []
+  const alternatives: RecordPredicate[] = []
+  for (const filter of filters) {
+    if ('or' in filter) alternatives.push(...filter.or.map(compileFilter))
+    else plain.push(compileFilter(filter))
+  }
+  const all = (value: unknown): boolean => plain.every((p) => p(value))
+  const some = (value: unknown): boolean => alternatives.some((p) => p(value))
+  if (filters.length === plain.length) return all
+  if (plain.length === 0) return some
+  return (value) => all(value) || some(value)
 }
 
 export function compileFilter(filter: FilterConfig): RecordPredicate {
