@@ -90,6 +90,7 @@ describe('emnify event schema', () => {
     'events-bulk.json',
     'event-legacy-name.json',
     'event-nulls.json',
+    'event-delete-pdp-nulls.json',
     'event-bigint-id.json',
   ])('accepts %s', (name) => {
     const records = recordsOf(emnify(name))
@@ -193,7 +194,7 @@ describe('emnify event schema', () => {
 })
 
 describe('emnify usage schema', () => {
-  it.each(['usage-data.json', 'usage-sms.json'])('accepts %s', (name) => {
+  it.each(['usage-data.json', 'usage-sms.json', 'usage-data-nulls.json'])('accepts %s', (name) => {
     const records = recordsOf(emnify(name))
     expect(records).toHaveLength(1)
     for (const r of records) expect(errorsOf(usage, r)).toEqual([])
@@ -248,6 +249,92 @@ describe('emnify usage schema', () => {
     expect(errorsOf(usage, r)).toEqual([])
   })
 })
+
+describe('emnify schemas: null wherever emnify may leave a value out', () => {
+  // emnify sends null for a value it leaves out (msisdn, ip_address, imei, volume figures, nested objects).
+  // Every field of every documented sample is set to null in turn, then all at once: only the fields a
+  // record is useless without may refuse it.
+  const samples: [string, () => ValidateFunction, string, Set<string>][] = [
+    [
+      'event-update-location.json',
+      () => event,
+      'event',
+      new Set(['/id', '/timestamp', '/event_type', '/event_type/id']),
+    ],
+    [
+      'event-delete-pdp.json',
+      () => event,
+      'event',
+      new Set(['/id', '/timestamp', '/event_type', '/event_type/id']),
+    ],
+    [
+      'event-user-auth-failed.json',
+      () => event,
+      'event',
+      new Set(['/id', '/timestamp', '/event_type', '/event_type/id']),
+    ],
+    ['usage-data.json', () => usage, 'usage', new Set(['/id', '/traffic_type', '/traffic_type/id'])],
+    ['usage-sms.json', () => usage, 'usage', new Set(['/id', '/traffic_type', '/traffic_type/id'])],
+  ]
+
+  it.each(samples)(
+    '%s: any one field null is valid, except the required ones',
+    (name, validator, _kind, required) => {
+      const sample = recordsOf(emnify(name))[0] as Record<string, unknown>
+      const paths = leafAndObjectPaths(sample)
+      expect(paths.length).toBeGreaterThan(10)
+      const refused: string[] = []
+      for (const path of paths) {
+        const r = clone(sample)
+        setAt(r, path, null)
+        if (errorsOf(validator(), r).length > 0) refused.push(path)
+      }
+      expect(refused).toEqual(paths.filter((p) => required.has(p)))
+    },
+  )
+
+  it.each(samples)('%s: every optional field null at once is valid', (name, validator, kind) => {
+    const r = clone(recordsOf(emnify(name))[0]) as Record<string, unknown>
+    const keep =
+      kind === 'event' ? ['id', 'timestamp', 'event_type'] : ['id', 'traffic_type', 'start_timestamp']
+    for (const path of leafAndObjectPaths(r))
+      if (path.split('/').length === 2 && !keep.includes(path.slice(1))) setAt(r, path, null)
+    expect(errorsOf(validator(), r)).toEqual([])
+  })
+
+  it('a usage record needs one of its timestamps as a string, not both null', () => {
+    const r = clone(recordsOf(emnify('usage-data.json'))[0]) as Record<string, unknown>
+    r.start_timestamp = null
+    expect(errorsOf(usage, r)).toEqual([])
+    r.end_timestamp = null
+    expect(errorsOf(usage, r).length).toBeGreaterThan(0)
+  })
+
+  it('still refuses a wrong type where null is allowed', () => {
+    const r = clone(recordsOf(emnify('usage-data-nulls.json'))[0]) as Record<string, Record<string, unknown>>
+    r.sim!.msisdn = 423663920123456
+    expect(errorsOf(usage, r).map((e) => e.instancePath)).toEqual(['/sim/msisdn'])
+  })
+})
+
+/** JSON pointers of every member of a record (objects and scalars; array elements included). */
+function leafAndObjectPaths(value: unknown, prefix = ''): string[] {
+  if (value === null || typeof value !== 'object') return []
+  const out: string[] = []
+  for (const [k, v] of Object.entries(value)) {
+    const path = `${prefix}/${k}`
+    out.push(path)
+    out.push(...leafAndObjectPaths(v, path))
+  }
+  return out
+}
+
+function setAt(root: Record<string, unknown>, pointer: string, v: unknown): void {
+  const keys = pointer.slice(1).split('/')
+  let cur = root
+  for (const k of keys.slice(0, -1)) cur = cur[k] as Record<string, unknown>
+  cur[keys.at(-1)!] = v
+}
 
 describe('generated Azion template schemas', () => {
   const compiled = (t: CompiledTemplate, id: string): ValidateFunction =>
