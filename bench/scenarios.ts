@@ -3,7 +3,8 @@
 // Each body is generated once, up front, from a seeded PRNG (the same bytes in every run and on every
 // machine) and then sent unchanged for the whole run. Records inside a batch differ from each other the way
 // real ones do (ids, timestamps, message lengths, commas and escaped quotes inside strings), so framing and
-// validation do real work; no stream has dedupe configured, so re-sending the same body is not short-cut.
+// validation do real work; every stream runs without dedupe (emnify streams turn their default off), so
+// re-sending the same body is not short-cut.
 
 import type { BaselineParse } from './baseline-server.js'
 import type { BenchSink } from './sinks.js'
@@ -267,7 +268,12 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'emnify-single',
     description: 'one emnify event per request (a single JSON object, ~1 KB): per-request overhead',
     streamId: 'emnify-events',
-    stream: { source: 'emnify', recordType: 'event', auth: { headers: { 'X-Emnify-Token': EMNIFY_TOKEN } } },
+    stream: {
+      source: 'emnify',
+      recordType: 'event',
+      dedupe: false,
+      auth: { headers: { 'X-Emnify-Token': EMNIFY_TOKEN } },
+    },
     headers: { 'x-emnify-token': EMNIFY_TOKEN },
     recordsPerRequest: 1,
     baselineParse: { kind: 'json' },
@@ -306,7 +312,12 @@ export const SCENARIOS: readonly Scenario[] = [
     name: 'emnify-usage-3000',
     description: `emnify bulk mode: a JSON array of ${EMNIFY_BULK} usage records, distinct ids, some > 2^53, ~2.5 MB`,
     streamId: 'emnify-usage',
-    stream: { source: 'emnify', recordType: 'usage', auth: { headers: { 'X-Emnify-Token': EMNIFY_TOKEN } } },
+    stream: {
+      source: 'emnify',
+      recordType: 'usage',
+      dedupe: false,
+      auth: { headers: { 'X-Emnify-Token': EMNIFY_TOKEN } },
+    },
     headers: { 'x-emnify-token': EMNIFY_TOKEN },
     recordsPerRequest: EMNIFY_BULK,
     baselineParse: { kind: 'json' },

@@ -3,7 +3,17 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { isLoopbackHost, placeholderIn } from './exposure.js'
-import { ConfigError, formatIssues, loadConfigFile, validateConfig } from './load.js'
+import {
+  ConfigError,
+  EMNIFY_DEFAULT_DEDUPE,
+  EMNIFY_DEFAULT_MAX_BODY_BYTES,
+  formatIssues,
+  loadConfigFile,
+  streamBodyLimit,
+  streamDedupe,
+  validateConfig,
+} from './load.js'
+import type { GatewayConfig } from './types.js'
 
 const EMBEDDED = resolve(import.meta.dirname, '../../config/streamgate.yaml')
 
@@ -278,5 +288,63 @@ describe('stream schema files', () => {
       'streams.s.schema: cannot read JSON Schema: no such file',
     ])
     rmSync(dir, { recursive: true, force: true })
+  })
+})
+
+const config = (stream: Record<string, unknown>, server: Record<string, unknown> = {}) =>
+  validateConfig({
+    server: { host: '127.0.0.1', ...server },
+    sinks: { out: { type: 'stdout' } },
+    streams: { s: { sinks: ['out'], ...stream } },
+  })
+
+const valid = (stream: Record<string, unknown>, server: Record<string, unknown> = {}): GatewayConfig => {
+  const { config: c, issues } = config(stream, server)
+  expect(issues).toEqual([])
+  return c!
+}
+
+describe('emnify defaults', () => {
+  it('dedupe is on by id for emnify streams, off for the others, unless the stream says otherwise', () => {
+    expect(streamDedupe(valid({ source: 'emnify' }).streams.s!)).toEqual({
+      key: 'id',
+      windowRecords: 100_000,
+      windowMs: 3_600_000,
+    })
+    expect(EMNIFY_DEFAULT_DEDUPE).toEqual({ key: 'id', windowRecords: 100_000, windowMs: 3_600_000 })
+    expect(streamDedupe(valid({ source: 'ndjson' }).streams.s!)).toBeUndefined()
+    expect(streamDedupe(valid({ source: 'emnify', dedupe: false }).streams.s!)).toBeUndefined()
+    expect(streamDedupe(valid({ source: 'ndjson', dedupe: true }).streams.s!)).toEqual(EMNIFY_DEFAULT_DEDUPE)
+    expect(streamDedupe(valid({ source: 'emnify', dedupe: { windowMs: 60_000 } }).streams.s!)).toEqual({
+      key: 'id',
+      windowRecords: 100_000,
+      windowMs: 60_000,
+    })
+    expect(streamDedupe(valid({ source: 'json', dedupe: { key: 'event.uid' } }).streams.s!)).toMatchObject({
+      key: 'event.uid',
+    })
+  })
+
+  it('the dedupe key stays strict: a boolean or a known object, nothing else', () => {
+    expect(config({ source: 'emnify', dedupe: 'off' }).issues.map((i) => i.path)).toContain(
+      'streams.s.dedupe',
+    )
+    expect(config({ source: 'emnify', dedupe: { window: 5 } }).issues).toContainEqual({
+      path: 'streams.s.dedupe.window',
+      message: 'unknown key "window"',
+    })
+  })
+
+  it("an emnify stream's body limit is at least 32 MiB unless the stream sets its own", () => {
+    const server = valid({ source: 'emnify' }).server
+    expect(server.maxBodyBytes).toBe(10 * 1024 * 1024)
+    expect(streamBodyLimit(valid({ source: 'emnify' }).streams.s!, server)).toBe(
+      EMNIFY_DEFAULT_MAX_BODY_BYTES,
+    )
+    expect(EMNIFY_DEFAULT_MAX_BODY_BYTES).toBe(32 * 1024 * 1024)
+    expect(streamBodyLimit(valid({ source: 'ndjson' }).streams.s!, server)).toBe(10 * 1024 * 1024)
+    expect(streamBodyLimit(valid({ source: 'emnify', maxBodyBytes: 1000 }).streams.s!, server)).toBe(1000)
+    const big = valid({ source: 'emnify' }, { maxBodyBytes: 64 * 1024 * 1024 })
+    expect(streamBodyLimit(big.streams.s!, big.server)).toBe(64 * 1024 * 1024)
   })
 })

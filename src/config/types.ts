@@ -42,6 +42,12 @@ export type FilterConfig =
   | { and: FilterConfig[] }
   | { not: FilterConfig }
 
+export interface DedupeConfig {
+  key: string
+  windowRecords: number
+  windowMs: number
+}
+
 export interface HmacConfig {
   header: string
   secret: string
@@ -68,7 +74,8 @@ export interface StreamConfig {
   schema?: string
   validation: ValidationPolicy
   filters: FilterConfig[]
-  dedupe?: { key: string; windowRecords: number; windowMs: number }
+  /** Left out: on for emnify (key id), off otherwise; `false` off, `true` on with the defaults (streamDedupe). */
+  dedupe?: DedupeConfig | boolean
   rateLimit?: { recordsPerSecond: number; burstRecords?: number }
   durability: 'spool' | 'none'
   status: StreamStatusId

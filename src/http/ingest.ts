@@ -1,3 +1,4 @@
+import { streamBodyLimit } from '../config/load.js'
 import type { ServerConfig } from '../config/types.js'
 import { ProblemError, type ProblemBody } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
@@ -143,7 +144,7 @@ export class IngestHandler {
         },
       )
     http.auth.checkRequest(input.headers, input.remoteAddress)
-    const limit = stream.config.maxBodyBytes ?? this.server.maxBodyBytes
+    const limit = streamBodyLimit(stream.config, this.server)
     const declared = first(input.headers['content-length'])
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')
@@ -153,7 +154,7 @@ export class IngestHandler {
       if (http.acceptedContentTypes.size < ACCEPTED_CONTENT_TYPES_MAX)
         http.acceptedContentTypes.add(contentType)
     }
-    const raw = await readBody(input.body, limit)
+    const raw = await readBody(input.body, limit, declared === undefined ? undefined : Number(declared))
     http.auth.checkBody(input.headers, raw)
     const body = checkText(await decodeBody(raw, first(input.headers['content-encoding']), limit))
     const now = Date.now()

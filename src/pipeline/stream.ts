@@ -1,4 +1,5 @@
-import type { StreamConfig } from '../config/types.js'
+import { streamDedupe } from '../config/load.js'
+import type { DedupeConfig, StreamConfig } from '../config/types.js'
 import { ProblemError, type ProblemFieldError } from '../errors.js'
 import {
   compileTemplate,
@@ -45,6 +46,8 @@ export class StreamRuntime {
   private readonly validate?: RecordValidator
   private readonly filter?: RecordPredicate
   private dedupe?: DedupeWindow
+  /** The dedupe this stream runs (config/load.ts streamDedupe: on by default for emnify). */
+  readonly dedupeConfig?: DedupeConfig
   private readonly dedupePath?: string[]
   private readonly idPath?: string[]
   readonly methods: ReadonlySet<string>
@@ -79,11 +82,13 @@ export class StreamRuntime {
         ? templateRecordCheck(this.template)
         : undefined
     this.framer = createFramer(config, this.template, proven)
-    if (config.dedupe) {
-      this.dedupe = new DedupeWindow(config.dedupe.windowRecords, config.dedupe.windowMs)
-      this.dedupePath = config.dedupe.key.split('.')
+    this.dedupeConfig = streamDedupe(config)
+    if (this.dedupeConfig) {
+      this.dedupe = new DedupeWindow(this.dedupeConfig.windowRecords, this.dedupeConfig.windowMs)
+      this.dedupePath = this.dedupeConfig.key.split('.')
     }
-    this.idPath = config.source === 'emnify' ? ['id'] : this.dedupePath
+    // emnify records carry their id in `id`; when that is also the dedupe key, it is read once.
+    this.idPath = config.source === 'emnify' && this.dedupePath?.join('.') !== 'id' ? ['id'] : this.dedupePath
     this.methods = new Set(Array.isArray(config.method) ? config.method : [config.method])
   }
 
@@ -183,8 +188,8 @@ export class StreamRuntime {
 
   /** Keeps the dedupe window of the runtime this one replaces (config changed, same key and window). */
   adoptDedupe(previous: StreamRuntime): void {
-    const a = previous.config.dedupe
-    const b = this.config.dedupe
+    const a = previous.dedupeConfig
+    const b = this.dedupeConfig
     if (
       previous.dedupe &&
       a &&
@@ -194,6 +199,19 @@ export class StreamRuntime {
       a.windowMs === b.windowMs
     )
       this.dedupe = previous.dedupe
+  }
+
+  /** The dedupe window (undefined without dedupe), for the gateway to save and restore across restarts. */
+  get dedupeWindow(): DedupeWindow | undefined {
+    return this.dedupe
+  }
+
+  /** The dedupe key of a spooled record, as `process` read it from the request. */
+  dedupeKeyOf(record: SinkRecord): string | undefined {
+    if (!this.dedupePath) return undefined
+    if (this.dedupePath === this.idPath) return record.id
+    if (record.fields) return record.fields[this.dedupePath.join('.')]
+    return rawField(record.payload, this.dedupePath)
   }
 
   /** Remembers the dedupe keys of records that were handed off (called only after success). */
