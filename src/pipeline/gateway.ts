@@ -1,4 +1,4 @@
-import { dirname, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import type {
   StreamConfig,
   FileSinkConfig,
@@ -15,10 +15,18 @@ import type { Sink } from '../sinks/sink.js'
 import { FrameKind } from '../spool/format.js'
 import type { SpoolLock } from '../spool/lock.js'
 import { DEAD_LETTER_LANE, Spool, SpoolFullError, type StreamSpool } from '../spool/spool.js'
+import { writeFileAtomic } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
 import { CircuitBreaker } from './circuit.js'
+import {
+  DEDUPE_SNAPSHOT_FILE,
+  loadDedupeSnapshot,
+  replayDedupeKeys,
+  snapshotText,
+  type DedupeWindow,
+} from './dedupe.js'
 import { deliver } from './delivery.js'
 import { LagTrend } from './lag-trend.js'
 import { DeliveryLane } from './lane.js'
@@ -31,6 +39,22 @@ export const DEFAULT_DEAD_LETTER_SINK = 'dead-letter'
 export const DIRECT_DELIVERY_TIMEOUT_MS = 15_000
 
 const DEFAULT_RETRY: RetryConfig = { initialMs: 200, maxMs: 30_000, maxAttempts: 0 }
+
+/**
+ * Dedupe snapshots (pipeline/dedupe.ts): at most one per stream this often while delivered segments wait to
+ * be deleted (a segment goes only once a snapshot holds its keys, so this also delays clean-up that much)…
+ */
+const DEDUPE_SNAPSHOT_MIN_INTERVAL_MS = 5_000
+/** …and one this often for a window that changed (covers `durability: none` streams, which spool nothing). */
+const DEDUPE_SNAPSHOT_INTERVAL_MS = 30_000
+
+/** What the last dedupe snapshot of a window holds: every key remembered before `version`. */
+interface DedupeSaved {
+  version: number
+  /** Frames before this seq had been delivered (so their keys remembered) when the snapshot was taken. */
+  bound: number | undefined
+  atMs: number
+}
 
 /** emnify's data-stream statuses [EM-STATUS]. */
 export const STREAM_STATUSES: Readonly<Record<StreamStatusId, string>> = {
@@ -111,6 +135,12 @@ export class Gateway {
   private readonly trends = new WeakMap<DeliveryLane, LagTrend>()
   private readonly sampler: NodeJS.Timeout
   private draining = false
+  /** Dedupe windows restored at start (or adopted): only these may be snapshotted over the old file. */
+  private readonly dedupeReady = new WeakSet<DedupeWindow>()
+  private readonly dedupeSaved = new WeakMap<DedupeWindow, DedupeSaved>()
+  /** One snapshot write at a time per stream (they share the temp file). */
+  private readonly dedupeWrites = new Map<string, Promise<unknown>>()
+  private dedupeTimer: NodeJS.Timeout | undefined
 
   private constructor(
     public config: GatewayConfig,
@@ -146,6 +176,14 @@ export class Gateway {
           { stream: id },
           'the spool holds records of a stream that is not configured; they wait until it is',
         )
+    gateway.dedupeTimer = setInterval(() => {
+      for (const runtime of gateway.streams.values())
+        if (runtime.dedupeWindow)
+          gateway.checkpointDedupe(runtime, true).catch((err: unknown) => {
+            deps.logger.warn({ err, stream: runtime.id }, 'dedupe snapshot failed')
+          })
+    }, DEDUPE_SNAPSHOT_INTERVAL_MS)
+    gateway.dedupeTimer.unref()
     deps.metrics.observeSpool(() => ({
       bytes: spool.usedBytes(),
       capacityBytes: config.spool.maxBytes,
@@ -166,6 +204,7 @@ export class Gateway {
     const stream = this.streams.get(id)!
     const spooled = await this.spool.stream(id)
     this.spooledStreams.set(id, spooled)
+    await this.restoreDedupe(stream, spooled)
     const r = spooled.log.recovery
     this.deps.metrics.spoolRecovered(id, r.corruptFrames, r.truncatedBytes)
     const lanes: DeliveryLane[] = []
@@ -484,12 +523,89 @@ export class Gateway {
     if (this.gcTimers.has(stream)) return
     const timer = setTimeout(() => {
       this.gcTimers.delete(stream)
-      this.spool.collect(stream, this.laneNames.get(stream) ?? []).catch((err: unknown) => {
+      this.collectSegments(stream).catch((err: unknown) => {
         this.deps.logger.warn({ err, stream }, 'spool segment cleanup failed')
       })
     }, 1000)
     timer.unref()
     this.gcTimers.set(stream, timer)
+  }
+
+  private async collectSegments(stream: string): Promise<void> {
+    const runtime = this.streams.get(stream)
+    // With dedupe, only frames whose keys a durable snapshot holds may be deleted (pipeline/dedupe.ts).
+    const limit = runtime?.dedupeWindow ? await this.checkpointDedupe(runtime, false) : undefined
+    await this.spool.collect(stream, this.laneNames.get(stream) ?? [], limit)
+  }
+
+  /**
+   * Rebuilds a stream's dedupe window after a start (or a config change that replaced it): the snapshot's
+   * keys plus the keys of the record frames still in the spool (those accepted after the snapshot).
+   */
+  private async restoreDedupe(stream: StreamRuntime, spooled: StreamSpool): Promise<void> {
+    const window = stream.dedupeWindow
+    if (!window || this.dedupeReady.has(window)) return
+    const now = Date.now()
+    let saved: [string, number][] | undefined
+    try {
+      saved = await loadDedupeSnapshot(join(spooled.log.dir, DEDUPE_SNAPSHOT_FILE), stream.dedupeConfig!.key)
+    } catch (err) {
+      this.deps.logger.warn(
+        { stream: stream.id, err: (err as Error).message },
+        'the dedupe snapshot cannot be read; the window is rebuilt from the spool alone',
+      )
+    }
+    const replayed = await replayDedupeKeys(
+      spooled.log,
+      (record) => stream.dedupeKeyOf(record),
+      now - window.windowMs,
+    )
+    window.restore(saved ? saved.concat(replayed) : replayed, now)
+    this.dedupeReady.add(window)
+    if (window.size > 0)
+      this.deps.logger.info(
+        { stream: stream.id, keys: window.size, snapshot: saved?.length ?? 0, spool: replayed.length },
+        'dedupe window restored',
+      )
+  }
+
+  /**
+   * Saves the stream's dedupe window when it changed (`force`: whenever it changed; else at most every
+   * DEDUPE_SNAPSHOT_MIN_INTERVAL_MS) and returns the seq below which spool frames may be deleted: frames
+   * every lane had passed when the last snapshot was taken. A record is remembered before any lane can read
+   * it (StreamRuntime.commit runs as soon as the spool append resolves), so their keys are in that snapshot.
+   */
+  private checkpointDedupe(runtime: StreamRuntime, force: boolean): Promise<number> {
+    const previous = this.dedupeWrites.get(runtime.id) ?? Promise.resolve()
+    const run = previous.then(() => this.checkpointDedupeNow(runtime, force))
+    const tail = run.catch(() => undefined)
+    this.dedupeWrites.set(runtime.id, tail)
+    void tail.then(() => {
+      if (this.dedupeWrites.get(runtime.id) === tail) this.dedupeWrites.delete(runtime.id)
+    })
+    return run
+  }
+
+  private async checkpointDedupeNow(runtime: StreamRuntime, force: boolean): Promise<number> {
+    const window = runtime.dedupeWindow!
+    const spooled = this.spooledStreams.get(runtime.id)
+    // Not restored yet (its old snapshot would be overwritten with less), or no log: delete nothing.
+    if (!spooled || !this.dedupeReady.has(window)) return 0
+    const bound = spooled.cursors.minSeq(this.laneNames.get(runtime.id) ?? [])
+    const saved = this.dedupeSaved.get(window)
+    if (saved && saved.version === window.version) {
+      // Nothing remembered since: every frame delivered by now has its key in that snapshot.
+      saved.bound = bound
+      return bound ?? 0
+    }
+    const now = Date.now()
+    if (!force && saved && now - saved.atMs < DEDUPE_SNAPSHOT_MIN_INTERVAL_MS) return saved.bound ?? 0
+    const version = window.version
+    // Taken synchronously with `bound`: exactly the keys remembered so far.
+    const text = snapshotText(runtime.dedupeConfig!.key, window, now)
+    await writeFileAtomic(join(spooled.log.dir, DEDUPE_SNAPSHOT_FILE), text, true)
+    this.dedupeSaved.set(window, { version, bound, atMs: now })
+    return bound ?? 0
   }
 
   /** Records of the stream still waiting in the spool for any of its lanes. */
@@ -612,6 +728,17 @@ export class Gateway {
     // wrote there meanwhile would be lost.
     for (const timer of this.gcTimers.values()) clearTimeout(timer)
     this.gcTimers.clear()
+    // The last dedupe snapshots, while the spool (and its lock) is still ours.
+    clearInterval(this.dedupeTimer)
+    await Promise.allSettled(
+      [...this.streams.values()]
+        .filter((runtime) => runtime.dedupeWindow)
+        .map((runtime) =>
+          this.checkpointDedupe(runtime, true).catch((err: unknown) => {
+            this.deps.logger.error({ err, stream: runtime.id }, 'dedupe snapshot failed at shutdown')
+          }),
+        ),
+    )
     await this.spool.close()
   }
 }

@@ -221,13 +221,17 @@ export class Spool {
     await s.log.append(FrameKind.DeadLetters, deadLetters, Date.now())
   }
 
-  /** Deletes segments every listed lane has passed. A no-op once close() began (the lock goes with it). */
-  async collect(stream: string, lanes: readonly string[]): Promise<void> {
+  /**
+   * Deletes segments every listed lane has passed (and, with `limitSeq`, only frames before it). A no-op
+   * once close() began (the lock goes with it).
+   */
+  async collect(stream: string, lanes: readonly string[], limitSeq?: number): Promise<void> {
     if (this.closed) return
     const run = (async () => {
       const s = await this.stream(stream)
       const min = s.cursors.minSeq(lanes)
-      if (min !== undefined && !this.closed) await s.log.deleteBefore(min)
+      if (min !== undefined && !this.closed)
+        await s.log.deleteBefore(limitSeq === undefined ? min : Math.min(min, limitSeq))
     })()
     this.collecting.add(run)
     try {
