@@ -214,7 +214,11 @@ export class StreamRuntime {
     return rawField(record.payload, this.dedupePath)
   }
 
-  /** Remembers the dedupe keys of records that were handed off (called only after success). */
+  /**
+   * Remembers the dedupe keys of records that were handed off (called only after success). Call it as soon
+   * as Gateway.accept resolves, with no await in between: the gateway deletes delivered spool segments on
+   * the premise that a record's key is remembered before any delivery lane can read it (pipeline/dedupe.ts).
+   */
   commit(outcome: ProcessOutcome, now: number): void {
     if (this.dedupe && outcome.dedupeKeys.length > 0) this.dedupe.remember(outcome.dedupeKeys, now)
   }
