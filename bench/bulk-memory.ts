@@ -150,6 +150,7 @@ async function main(): Promise<void> {
     config,
     JSON.stringify({
       server: { host: '127.0.0.1', port },
+      dataDir: dir,
       spool: { dir: join(dir, 'spool') },
       log: { level: 'warn' },
       sinks: { out: { type: 'file', dir: join(dir, 'out') } },

@@ -150,6 +150,7 @@ describe('emnify dedupe', () => {
   it('survives a restart after the delivered records left the spool: nothing is delivered twice', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'streamgate-dedupe-'))
     const config = {
+      dataDir: dir,
       spool: { dir: join(dir, 'spool') },
       sinks: { out: { type: 'file', dir: join(dir, 'out') } },
       streams: { ev: { source: 'emnify', recordType: 'event', sinks: ['out'] } },
@@ -225,6 +226,7 @@ describe('emnify dedupe', () => {
         file,
         JSON.stringify({
           server: { host: '127.0.0.1', port: 0 },
+          dataDir: join(dir, name),
           spool: { dir: join(dir, name, 'spool') },
           log: { level: 'info' },
           sinks: { out: { type: 'file', dir: join(dir, name, 'out') } },
