@@ -66,6 +66,8 @@ export interface StreamConfig {
     allowCidrs?: string[]
   }
   maxBodyBytes?: number
+  /** Schema default 256 (src/ingest/framing.ts DEFAULT_MAX_JSON_DEPTH also applies to configs built in code). */
+  maxJsonDepth?: number
   contentTypes?: string[]
   template?: number
   templateModel?: string

@@ -1,5 +1,12 @@
 import { ProblemError } from '../errors.js'
-import { JsonScanError, splitOn, splitTopLevel, type Span, type SpanCheck } from '../records/json-scan.js'
+import {
+  JsonScanError,
+  NestingCheck,
+  splitOn,
+  splitTopLevel,
+  type Span,
+  type SpanCheck,
+} from '../records/json-scan.js'
 import type { StreamConfig } from '../config/types.js'
 import { isTemplateMismatch, type CompiledTemplate } from './azion-template.js'
 
@@ -12,7 +19,11 @@ import { isTemplateMismatch, type CompiledTemplate } from './azion-template.js'
 //           JSON templates are split at top level only (a "," inside a record never splits it); text
 //           templates (Activity History's tab-separated line) are split on the separator and parsed back
 //           into named fields with the template.
-// A body that is not what the source requires is a 400 naming the offset; records keep their exact bytes.
+// A body that is not what the source requires is a 400 naming the line, element or byte (counted from 1);
+// records keep their exact bytes. A JSON record nested deeper than `maxJsonDepth` frames, but is invalid.
+
+/** Nesting depth of containers a JSON record may have unless its stream sets `maxJsonDepth`. */
+export const DEFAULT_MAX_JSON_DEPTH = 256
 
 export interface FramedRecord {
   /** The record's bytes as the vendor sent them (line breaks between JSON tokens become spaces). */
@@ -28,6 +39,11 @@ export interface FramedRecord {
   fields?: Record<string, string>
   /** Why a text record does not match its template (validation reports it; framing does not fail). */
   mismatch?: string
+  /**
+   * Why the record breaks a limit that holds whatever the validation policy (nesting deeper than
+   * `maxJsonDepth`). Such a record is invalid: it is never parsed into `value`, filtered or delivered.
+   */
+  overLimit?: string
 }
 
 /**
@@ -65,6 +81,7 @@ export function unescapeSeparator(text: string): string {
  * as usual, which raises the usual 400.
  */
 export function createFramer(stream: StreamConfig, template?: CompiledTemplate, proven?: SpanCheck): Framer {
+  const maxDepth = stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
   switch (stream.source) {
     case 'emnify':
       return (body) =>
@@ -72,11 +89,18 @@ export function createFramer(stream: StreamConfig, template?: CompiledTemplate, 
           body,
           'an emnify body must be a JSON array of records or a single record object',
           true,
+          maxDepth,
         )
     case 'json':
-      return (body) => frameJsonDocument(body, 'the body must be a JSON array or a JSON value', false)
+      return (body) =>
+        frameJsonDocument(body, 'the body must be a JSON array or a JSON value', false, maxDepth)
     case 'ndjson':
-      return (body) => new JsonSpans(body, splitOn(body, 0, body.length, NEWLINE_BYTES), 'line', true)
+      return (body) =>
+        new JsonSpans(body, splitOn(body, 0, body.length, NEWLINE_BYTES), 'line', {
+          splitOnNewline: true,
+          maxDepth,
+          depthScanned: false,
+        })
     case 'lines': {
       const separator = Buffer.from(unescapeSeparator(stream.logLineSeparator))
       return (body) =>
@@ -87,7 +111,7 @@ export function createFramer(stream: StreamConfig, template?: CompiledTemplate, 
     }
     case 'azion':
       if (!template) throw new Error('an azion stream needs a compiled template')
-      return azionFramer(stream, template, proven)
+      return azionFramer(stream, template, maxDepth, proven)
   }
 }
 
@@ -107,16 +131,30 @@ export function createRecordFramer(
       if (isTemplateMismatch(parsed)) return { bytes: raw, value: undefined, mismatch: parsed.mismatch }
       return { bytes: raw, value: parsed, fields: parsed }
     }
+  const maxDepth = stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
   return (raw) => {
+    let value: unknown
     try {
-      return { bytes: oneLine(raw), value: JSON.parse(raw.toString('utf8')) as unknown }
+      value = JSON.parse(raw.toString('utf8'))
     } catch (err) {
       return { bytes: raw, value: undefined, mismatch: `not valid JSON: ${(err as Error).message}` }
     }
+    if (new NestingCheck(raw, maxDepth).exceeds(0, raw.length))
+      return { bytes: raw, value: undefined, overLimit: depthMessage(maxDepth) }
+    return { bytes: oneLine(raw), value }
   }
 }
 
-function frameJsonDocument(body: Buffer, expectation: string, objectsOnly: boolean): FramedBody {
+function depthMessage(maxDepth: number): string {
+  return `nesting depth exceeds ${maxDepth}`
+}
+
+function frameJsonDocument(
+  body: Buffer,
+  expectation: string,
+  objectsOnly: boolean,
+  maxDepth: number,
+): FramedBody {
   let start = 0
   let end = body.length
   while (start < end && isWs(body[start]!)) start++
@@ -125,12 +163,34 @@ function frameJsonDocument(body: Buffer, expectation: string, objectsOnly: boole
   const first = body[start]
   if (first === 0x5b /* [ */) {
     if (body[end - 1] !== 0x5d /* ] */) throw badBody('the JSON array is not closed', expectation)
-    const spans = scan(() => splitTopLevel(body, start + 1, end - 1, COMMA), start + 1, expectation)
-    return new JsonSpans(body, spans, 'element', false, objectsOnly ? expectation : undefined)
+    const spans = scan(() => splitTopLevel(body, start + 1, end - 1, COMMA, maxDepth), start + 1, expectation)
+    return new JsonSpans(body, spans, 'element', {
+      splitOnNewline: false,
+      maxDepth,
+      depthScanned: true,
+      ...(objectsOnly ? { objectsExpectation: expectation } : {}),
+    })
   }
   if (objectsOnly && first !== 0x7b /* { */)
     throw badBody('the body is not a JSON array or object', expectation)
-  return new JsonSpans(body, [{ start, end }], 'body', false)
+  return new JsonSpans(body, [{ start, end }], 'body', {
+    splitOnNewline: false,
+    maxDepth,
+    depthScanned: false,
+  })
+}
+
+interface JsonSpansOptions {
+  /** The spans were split on "\n", so none holds one. */
+  splitOnNewline: boolean
+  /** Nesting depth a record may have (deeper: `overLimit`). */
+  maxDepth: number
+  /** The spans come from `splitTopLevel` with `maxDepth`: too-deep ones are marked `deep` already. */
+  depthScanned: boolean
+  /** Set for emnify: every element must be an object (this text ends the 400's detail). */
+  objectsExpectation?: string
+  /** Records this check proves valid are not parsed (see createFramer). */
+  proven?: SpanCheck
 }
 
 const COMMA = Buffer.from(',')
@@ -145,18 +205,23 @@ class JsonSpans implements FramedBody {
   readonly length: number
   /** False when the body holds no CR/LF inside any span: no record needs `oneLine`. */
   private readonly mayBreak: boolean
+  private readonly objectsExpectation?: string
+  private readonly proven?: SpanCheck
+  private readonly maxDepth: number
+  /** For spans no scan has walked: the byte-level depth check. */
+  private readonly nesting?: NestingCheck
 
   constructor(
     private readonly body: Buffer,
     private readonly spans: readonly Span[],
     private readonly unit: 'line' | 'element' | 'body' | 'record',
-    /** The spans were split on "\n", so none holds one. */
-    splitOnNewline: boolean,
-    /** Set for emnify: every element must be an object (this text ends the 400's detail). */
-    private readonly objectsExpectation?: string,
-    /** Records this check proves valid are not parsed (see createFramer). */
-    private readonly proven?: SpanCheck,
+    options: JsonSpansOptions,
   ) {
+    const splitOnNewline = options.splitOnNewline
+    this.objectsExpectation = options.objectsExpectation
+    this.proven = options.proven
+    this.maxDepth = options.maxDepth
+    if (!options.depthScanned) this.nesting = new NestingCheck(body, options.maxDepth)
     this.length = spans.length
     const from = spans.length > 0 ? spans[0]!.start : 0
     const to = spans.length > 0 ? spans[spans.length - 1]!.end : 0
@@ -167,7 +232,9 @@ class JsonSpans implements FramedBody {
   }
 
   record(i: number): FramedRecord {
-    const { start, end } = this.spans[i]!
+    const span = this.spans[i]!
+    const { start, end } = span
+    // A proven record is a flat object of strings: depth 1.
     if (this.proven?.(this.body, start, end)) {
       const bytes = this.body.subarray(start, end)
       return { bytes: this.mayBreak ? oneLine(bytes) : bytes, value: undefined, proven: true }
@@ -182,13 +249,16 @@ class JsonSpans implements FramedBody {
         400,
         'invalid-body',
         'Body cannot be framed',
-        `element ${i} is not a JSON object; ${this.objectsExpectation}`,
+        `element ${i + 1} is not a JSON object; ${this.objectsExpectation}`,
         {
           errors: [{ index: i, pointer: '', message: 'must be an object' }],
         },
       )
     }
     const bytes = this.body.subarray(start, end)
+    // JSON.parse itself copes with any depth; the limit keeps deep records from recursive code downstream.
+    if (this.nesting ? this.nesting.exceeds(start, end) : span.deep === true)
+      return { bytes, value: undefined, overLimit: depthMessage(this.maxDepth) }
     return { bytes: this.mayBreak ? oneLine(bytes) : bytes, value }
   }
 
@@ -204,7 +274,7 @@ class JsonSpans implements FramedBody {
     try {
       return JSON.parse(this.body.toString('utf8', start, end))
     } catch (err) {
-      const where = this.unit === 'body' ? 'the body' : `${this.unit} ${i}`
+      const where = this.unit === 'body' ? 'the body' : `${this.unit} ${this.position(i)}`
       throw new ProblemError(
         400,
         'invalid-json',
@@ -215,6 +285,19 @@ class JsonSpans implements FramedBody {
         },
       )
     }
+  }
+
+  /**
+   * Record `i` as a person counts it, from 1: for NDJSON the line number in the body (empty lines are
+   * skipped as records but count as lines); otherwise the element's or record's position.
+   */
+  private position(i: number): number {
+    if (this.unit !== 'line') return i + 1
+    let line = 1
+    const start = this.spans[i]!.start
+    for (let at = this.body.indexOf(NEWLINE); at >= 0 && at < start; at = this.body.indexOf(NEWLINE, at + 1))
+      line++
+    return line
   }
 }
 
@@ -262,7 +345,12 @@ function oneLine(bytes: Buffer): Buffer {
   return copy
 }
 
-function azionFramer(stream: StreamConfig, template: CompiledTemplate, proven?: SpanCheck): Framer {
+function azionFramer(
+  stream: StreamConfig,
+  template: CompiledTemplate,
+  maxDepth: number,
+  proven?: SpanCheck,
+): Framer {
   const format = unescapeSeparator(stream.payloadFormat)
   const at = format.indexOf('$dataset')
   const prefix = Buffer.from(format.slice(0, at).trim())
@@ -298,8 +386,13 @@ function azionFramer(stream: StreamConfig, template: CompiledTemplate, proven?: 
     if (template.kind === 'json') {
       const spans = whitespaceSeparator
         ? trimSpans(body, splitOn(body, start, end, separator))
-        : scan(() => splitTopLevel(body, start, end, separator), start, expectation)
-      return new JsonSpans(body, spans, 'record', separatorText === '\n', undefined, proven)
+        : scan(() => splitTopLevel(body, start, end, separator, maxDepth), start, expectation)
+      return new JsonSpans(body, spans, 'record', {
+        splitOnNewline: separatorText === '\n',
+        maxDepth,
+        depthScanned: !whitespaceSeparator,
+        ...(proven ? { proven } : {}),
+      })
     }
     return new TextSpans(body, splitOn(body, start, end, separator), (bytes) => {
       const parsed = template.parse(bytes.toString('utf8'))

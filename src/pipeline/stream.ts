@@ -122,7 +122,11 @@ export class StreamRuntime {
       rejected: {},
       dedupeKeys: [],
     }
-    const policy = !live && this.config.validation === 'reject' ? 'dead-letter' : this.config.validation
+    // Under `off` only records over a limit (nesting depth) are invalid: they are dead-lettered, not lost.
+    const policy =
+      (!live && this.config.validation === 'reject') || this.config.validation === 'off'
+        ? 'dead-letter'
+        : this.config.validation
     let problems: ProblemFieldError[] | undefined
     let invalidCount = 0
     const batchKeys = this.dedupe && live ? new Set<string>() : undefined
@@ -224,6 +228,7 @@ export class StreamRuntime {
   }
 
   private check(record: FramedRecord): RecordError[] | null {
+    if (record.overLimit !== undefined) return [{ pointer: '', message: record.overLimit }]
     if (this.config.validation === 'off') return null
     if (record.mismatch !== undefined) return [{ pointer: '', message: record.mismatch }]
     if (record.proven) return null

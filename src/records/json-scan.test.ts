@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { JsonScanError, rawField, splitOn, splitTopLevel } from './json-scan.js'
+import { JsonScanError, NestingCheck, rawField, splitOn, splitTopLevel } from './json-scan.js'
 
 const spansText = (buf: Buffer, spans: { start: number; end: number }[]): string[] =>
   spans.map((s) => buf.toString('utf8', s.start, s.end))
@@ -86,6 +86,70 @@ describe('rawField', () => {
         const buf = Buffer.from(JSON.stringify(obj))
         for (const [k, v] of Object.entries(obj)) expect(rawField(buf, [k])).toBe(String(v))
       }),
+    )
+  })
+})
+
+/** The nesting depth of a parsed JSON value: 0 for a scalar, 1 for `{}` or `[1]`. */
+function depthOf(value: unknown): number {
+  if (value === null || typeof value !== 'object') return 0
+  const children = Array.isArray(value) ? value : Object.values(value as Record<string, unknown>)
+  return 1 + children.reduce<number>((d, c) => Math.max(d, depthOf(c)), 0)
+}
+
+const nested = (depth: number, inner = '1'): string =>
+  '{"a":['.repeat(depth / 2) + inner + ']}'.repeat(depth / 2)
+
+describe('nesting depth', () => {
+  it('splitTopLevel marks exactly the values deeper than maxDepth', () => {
+    const buf = Buffer.from(`${nested(4)},${nested(6)},"[[[[[[[[",[[[]]],7`)
+    const spans = splitTopLevel(buf, 0, buf.length, Buffer.from(','), 4)
+    expect(spans.map((s) => s.deep === true)).toEqual([false, true, false, false, false])
+  })
+
+  it('NestingCheck answers by depth, not by the number of brackets, and ignores brackets in strings', () => {
+    const check = (text: string, limit: number): boolean =>
+      new NestingCheck(Buffer.from(text), limit).exceeds(0, Buffer.byteLength(text))
+    expect(check(nested(4), 4)).toBe(false)
+    expect(check(nested(6), 4)).toBe(true)
+    // Many containers side by side are shallow.
+    expect(check(`[${Array.from({ length: 50 }, () => '{"a":[1]}').join(',')}]`, 4)).toBe(false)
+    // Brackets inside strings (and escaped quotes) do not nest.
+    const tricky = JSON.stringify({ s: `${'[{'.repeat(40)}\\`, t: `"${'['.repeat(40)}` })
+    expect(tricky).toContain('\\\\",') // an escaped backslash right before a closing quote
+    expect(check(tricky, 4)).toBe(false)
+    expect(check('['.repeat(10_000) + ']'.repeat(10_000), 256)).toBe(true)
+    expect(check('['.repeat(256) + ']'.repeat(256), 256)).toBe(false)
+    expect(check('['.repeat(257) + ']'.repeat(257), 256)).toBe(true)
+  })
+
+  it('NestingCheck walks many records of one body in order (cursors shared, answers per record)', () => {
+    const records = ['{"a":1}', nested(8), '[1,2,3]', nested(2), nested(10, '"]]]]"'), '{}']
+    const buf = Buffer.from(records.join('\n'))
+    const spans = splitOn(buf, 0, buf.length, Buffer.from('\n'))
+    const check = new NestingCheck(buf, 6)
+    expect(spans.map((s) => check.exceeds(s.start, s.end))).toEqual([false, true, false, false, true, false])
+    // Asked again (the same record, or out of order), it still answers right.
+    expect(check.exceeds(spans[4]!.start, spans[4]!.end)).toBe(true)
+    expect(check.exceeds(spans[1]!.start, spans[1]!.end)).toBe(true)
+    expect(check.exceeds(spans[3]!.start, spans[3]!.end)).toBe(false)
+  })
+
+  it('both agree with the depth of the parsed value (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.jsonValue({ maxDepth: 8 }), { minLength: 1, maxLength: 8 }),
+        fc.integer({ min: 1, max: 6 }),
+        (values, limit) => {
+          const texts = values.map((v) => JSON.stringify(v))
+          const buf = Buffer.from(texts.join('\n'))
+          const expected = values.map((v) => depthOf(v) > limit)
+          const split = splitTopLevel(buf, 0, buf.length, Buffer.from('\n'), limit)
+          expect(split.map((s) => s.deep === true)).toEqual(expected)
+          const check = new NestingCheck(buf, limit)
+          expect(split.map((s) => check.exceeds(s.start, s.end))).toEqual(expected)
+        },
+      ),
     )
   })
 })

@@ -43,15 +43,23 @@ export function skipString(buf: Buffer, pos: number, end: number): number {
   }
 }
 
+/** Filled by `skipValue`: the deepest nesting of containers met (0 for a scalar, 1 for `{}` or `[1]`). */
+export interface DepthProbe {
+  max: number
+}
+
 /**
  * Returns the index just past the JSON value starting at `pos` (which must not be whitespace). Containers
- * are matched by depth, iteratively, so a 10,000-deep array cannot overflow the stack.
+ * are matched by depth, iteratively, so a 10,000-deep array cannot overflow the stack. With `probe`, the
+ * deepest nesting met is written to `probe.max`.
  */
-export function skipValue(buf: Buffer, pos: number, end: number): number {
+export function skipValue(buf: Buffer, pos: number, end: number, probe?: DepthProbe): number {
   const first = buf[pos]
+  if (probe !== undefined) probe.max = 0
   if (first === QUOTE) return skipString(buf, pos, end)
   if (first === OPEN_BRACE || first === OPEN_BRACKET) {
     let depth = 0
+    let max = 0
     let i = pos
     while (i < end) {
       const c = buf[i]!
@@ -59,10 +67,14 @@ export function skipValue(buf: Buffer, pos: number, end: number): number {
         i = skipString(buf, i, end)
         continue
       }
-      if (c === OPEN_BRACE || c === OPEN_BRACKET) depth++
-      else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
+      if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+        if (++depth > max) max = depth
+      } else if (c === CLOSE_BRACE || c === CLOSE_BRACKET) {
         depth--
-        if (depth === 0) return i + 1
+        if (depth === 0) {
+          if (probe !== undefined) probe.max = max
+          return i + 1
+        }
       }
       i++
     }
@@ -82,15 +94,25 @@ export function skipValue(buf: Buffer, pos: number, end: number): number {
 export interface Span {
   start: number
   end: number
+  /** Set by `splitTopLevel` on a value that nests containers deeper than its `maxDepth`. */
+  deep?: true
 }
 
 /**
  * Splits `buf[start, end)` into top-level JSON values separated by `separator` (any byte string, e.g. ","
  * or "\n" or "||"). A separator inside a value never splits it. Empty pieces (two separators in a row, a
- * trailing separator) are skipped, and whitespace around values is ignored.
+ * trailing separator) are skipped, and whitespace around values is ignored. A value nested deeper than
+ * `maxDepth` is marked `deep` (the scan walks every container byte anyway, so this costs nothing).
  */
-export function splitTopLevel(buf: Buffer, start: number, end: number, separator: Buffer): Span[] {
+export function splitTopLevel(
+  buf: Buffer,
+  start: number,
+  end: number,
+  separator: Buffer,
+  maxDepth = Infinity,
+): Span[] {
   const spans: Span[] = []
+  const probe: DepthProbe = { max: 0 }
   const sep0 = separator[0]!
   const sepLen = separator.length
   const atSeparator = (i: number): boolean =>
@@ -108,13 +130,19 @@ export function splitTopLevel(buf: Buffer, start: number, end: number, separator
     if (pos >= end) break
     const c = buf[pos]
     let valueEnd: number
-    if (c === QUOTE || c === OPEN_BRACE || c === OPEN_BRACKET) valueEnd = skipValue(buf, pos, end)
-    else {
-      // A bare scalar ends at the separator too ("false||true").
-      valueEnd = pos
-      while (valueEnd < end && !atSeparator(valueEnd) && !isJsonWhitespace(buf[valueEnd]!)) valueEnd++
+    if (c === OPEN_BRACE || c === OPEN_BRACKET) {
+      valueEnd = skipValue(buf, pos, end, probe)
+      if (probe.max > maxDepth) spans.push({ start: pos, end: valueEnd, deep: true })
+      else spans.push({ start: pos, end: valueEnd })
+    } else {
+      if (c === QUOTE) valueEnd = skipValue(buf, pos, end)
+      else {
+        // A bare scalar ends at the separator too ("false||true").
+        valueEnd = pos
+        while (valueEnd < end && !atSeparator(valueEnd) && !isJsonWhitespace(buf[valueEnd]!)) valueEnd++
+      }
+      spans.push({ start: pos, end: valueEnd })
     }
-    spans.push({ start: pos, end: valueEnd })
     pos = valueEnd
     // After a value: optional whitespace, then a separator or the end.
     let p = pos
@@ -124,6 +152,57 @@ export function splitTopLevel(buf: Buffer, start: number, end: number, separator
     pos = p
   }
   return spans
+}
+
+/**
+ * Tells which JSON values of one buffer nest containers deeper than `limit`, for values whose bytes no scan
+ * has walked (NDJSON lines, a single-object body). The values are visited in increasing order and are valid
+ * JSON (JSON.parse accepted them). Cheap for ordinary records: depth never exceeds the number of `{` and `[`
+ * bytes, which native `indexOf` counts (one cursor per byte over the whole buffer, so a body costs one pass
+ * in total, however many records it holds); only a value with more than `limit` of them is scanned token by
+ * token.
+ */
+export class NestingCheck {
+  private nextBrace = -1
+  private nextBracket = -1
+  private lastStart = -1
+  private readonly probe: DepthProbe = { max: 0 }
+  /** The shortest text that can nest deeper than the limit: `[[…]]`, two bytes per level. */
+  private readonly minBytes: number
+
+  constructor(
+    private readonly buf: Buffer,
+    readonly limit: number,
+  ) {
+    this.minBytes = 2 * (limit + 1)
+  }
+
+  /** Whether the JSON value in `buf[start, end)` nests deeper than the limit. */
+  exceeds(start: number, end: number): boolean {
+    if (end - start < this.minBytes) return false
+    if (start <= this.lastStart) this.nextBrace = this.nextBracket = -1 // visited again or out of order
+    this.lastStart = start
+    const buf = this.buf
+    let n = 0
+    if (this.nextBrace < start) this.nextBrace = indexOrEnd(buf, OPEN_BRACE, start)
+    while (this.nextBrace < end && n <= this.limit) {
+      n++
+      this.nextBrace = indexOrEnd(buf, OPEN_BRACE, this.nextBrace + 1)
+    }
+    if (this.nextBracket < start) this.nextBracket = indexOrEnd(buf, OPEN_BRACKET, start)
+    while (this.nextBracket < end && n <= this.limit) {
+      n++
+      this.nextBracket = indexOrEnd(buf, OPEN_BRACKET, this.nextBracket + 1)
+    }
+    if (n <= this.limit) return false
+    skipValue(buf, skipWhitespace(buf, start, end), end, this.probe)
+    return this.probe.max > this.limit
+  }
+}
+
+function indexOrEnd(buf: Buffer, byte: number, from: number): number {
+  const at = buf.indexOf(byte, from)
+  return at < 0 ? buf.length : at
 }
 
 /** Splits `buf[start, end)` on every occurrence of `separator` (for text records and whitespace separators). */

@@ -45,6 +45,10 @@ beforeAll(async () => {
         },
         fenced: { source: 'ndjson', auth: { allowCidrs: ['10.0.0.0/8'] }, sinks: ['out'] },
         limited: { source: 'ndjson', rateLimit: { recordsPerSecond: 5 }, sinks: ['out'] },
+        deepReject: { source: 'ndjson', maxJsonDepth: 4, validation: 'reject', sinks: ['out'] },
+        deepDeadLetter: { source: 'ndjson', maxJsonDepth: 4, deadLetter: 'dl', sinks: ['out'] },
+        deepOff: { source: 'ndjson', maxJsonDepth: 4, validation: 'off', deadLetter: 'dl', sinks: ['out'] },
+        deepDrop: { source: 'ndjson', maxJsonDepth: 4, validation: 'drop', sinks: ['out'] },
       },
     },
     { EMNIFY_TOKEN: TOKEN },
@@ -196,7 +200,11 @@ describe('ingest status contract', () => {
     expect((await send(`${gw.url}/ingest/events`, { headers: auth, body: '' })).status).toBe(400)
     const badLine = await send(`${gw.url}/ingest/lines`, { body: '{"a":1}\n{"a":\n' })
     expect(badLine.status).toBe(400)
-    expect(badLine.json<{ detail: string }>().detail).toContain('line 1')
+    // Lines are counted from 1 in the message; errors[].index stays the 0-based record index.
+    expect(badLine.json<{ detail: string }>().detail).toMatch(/^line 2 is not valid JSON/)
+    expect(badLine.json<{ errors: unknown[] }>().errors).toEqual([
+      { index: 1, pointer: '', message: 'not valid JSON' },
+    ])
     const invalidUtf8 = await send(`${gw.url}/ingest/lines`, {
       body: Buffer.from([0x7b, 0x22, 0x61, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]),
     })
@@ -212,17 +220,62 @@ describe('ingest status contract', () => {
     await delivered('{"bom":1}')
   })
 
-  it('survives a 10,000-deep nested array and __proto__ keys', async () => {
+  it('survives a 10,000-deep nested array (dead-lettered: deeper than maxJsonDepth) and __proto__ keys', async () => {
     const deep = '['.repeat(10_000) + ']'.repeat(10_000)
     const res = await send(`${gw.url}/ingest/anyjson`, { body: `[${deep}]` })
     expect(res.status).toBe(200)
-    await delivered(deep)
+    expect(res.json()).toEqual({ accepted: 0, rejected: 1, filtered: 0, duplicates: 0 })
+    await waitFor(
+      () =>
+        readNdjsonLines(`${gw.dir}/dead-letter`)
+          .map((l) => JSON.parse(l) as { raw: string; errors: { message: string }[] })
+          .find((l) => l.raw === deep)?.errors[0]?.message === 'nesting depth exceeds 256',
+      10_000,
+      'the dead letter of the deep record',
+    )
+    expect(out()).not.toContain(deep)
     const proto = '{"__proto__":{"polluted":true},"constructor":{"prototype":{"x":1}}}'
     const res2 = await send(`${gw.url}/ingest/anyjson`, { body: proto })
     expect(res2.status).toBe(200)
     expect(({} as Record<string, unknown>).polluted).toBeUndefined()
     await delivered(proto)
     expect((await send(`${gw.url}/healthz`, { method: 'GET' })).status).toBe(200)
+  })
+
+  it('a record nested deeper than maxJsonDepth is invalid under every policy and never delivered', async () => {
+    const ok = (n: number): string => `{"n":${n},"a":{"b":{"c":[1]}}}`
+    const bad = (n: number): string => `{"n":${n},"a":{"b":{"c":[[1]]}}}`
+    // reject: 422 naming the record and the limit; nothing accepted.
+    const rejected = await send(`${gw.url}/ingest/deepReject`, { body: `${ok(1)}\n${bad(2)}\n` })
+    expect(rejected.status).toBe(422)
+    expect(rejected.json<{ errors: unknown[] }>().errors).toEqual([
+      { index: 1, pointer: '', message: 'nesting depth exceeds 4' },
+    ])
+    // dead-letter (and off, which has no policy of its own for it): counted as rejected, dead-lettered.
+    for (const id of ['deepDeadLetter', 'deepOff']) {
+      const res = await send(`${gw.url}/ingest/${id}`, { body: `${ok(3)}\n${bad(4)}\n` })
+      expect(res.json(), id).toEqual({ accepted: 1, rejected: 1, filtered: 0, duplicates: 0 })
+    }
+    const deepLetters = (): { stream: string; errors: unknown[] }[] =>
+      readNdjsonLines(`${gw.dir}/dl`)
+        .map((l) => JSON.parse(l) as { stream: string; raw: string; errors: unknown[] })
+        .filter((l) => l.raw === bad(4))
+        .map((l) => ({ stream: l.stream, errors: l.errors }))
+    await waitFor(() => deepLetters().length === 2, 10_000, 'two dead letters of the deep record')
+    const errors = [{ index: 1, pointer: '', message: 'nesting depth exceeds 4' }]
+    expect(deepLetters()).toEqual(
+      expect.arrayContaining([
+        { stream: 'deepDeadLetter', errors },
+        { stream: 'deepOff', errors },
+      ]),
+    )
+    // drop: counted, discarded.
+    const dropped = await send(`${gw.url}/ingest/deepDrop`, { body: `${ok(5)}\n${bad(6)}\n` })
+    expect(dropped.json()).toEqual({ accepted: 1, rejected: 1, filtered: 0, duplicates: 0 })
+    await delivered(ok(5))
+    await delivered(ok(3))
+    for (const n of [2, 4, 6]) expect(out()).not.toContain(bad(n))
+    expect(out()).not.toContain(ok(1))
   })
 
   it('422 with per-record errors under validation: reject, and nothing delivered', async () => {
