@@ -11,7 +11,7 @@ import {
   SpoolLockUnsupportedError,
   type SpoolLock,
 } from './spool/lock.js'
-import { createLogger, type Logger } from './telemetry/logger.js'
+import { createLogger, RefusalLog, type Logger } from './telemetry/logger.js'
 import { Metrics } from './telemetry/metrics.js'
 
 // Process wiring only: build the gateway from a validated config, start the listeners, handle signals.
@@ -98,6 +98,9 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       }
     },
   }
+  // Refused requests: one rate-limited line each; log.access adds a line for every request, on every listener.
+  const refusals = new RefusalLog(logger)
+  const accessLog = config.log.access ? { access: logger } : {}
   const adminListen = config.admin.listen
   const metricsListen = config.metrics.listen
   const ingestSurfaces: Surface[] = ['ingest']
@@ -110,20 +113,34 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   try {
     server = await startServer(
       config.server,
-      createListener(createApp({ ...deps, surfaces: ingestSurfaces }), ingest, metrics),
+      createListener(createApp({ ...deps, surfaces: ingestSurfaces }), ingest, metrics, {
+        refusals,
+        ...accessLog,
+      }),
       options.port,
+      { refusals },
     )
     servers.push(server)
     const ingestPort = server.port
     if (adminListen) {
       const surfaces: Surface[] = metricsListen ? ['admin'] : ['admin', 'metrics']
       const app = createApp({ ...deps, surfaces, ingestPort: () => ingestPort })
-      adminServer = await startServer(listenerConfig(config.server, adminListen), createAppListener(app))
+      adminServer = await startServer(
+        listenerConfig(config.server, adminListen),
+        createAppListener(app, accessLog),
+        undefined,
+        { refusals },
+      )
       servers.push(adminServer)
     }
     if (metricsListen) {
       const app = createApp({ ...deps, surfaces: ['metrics'] })
-      metricsServer = await startServer(listenerConfig(config.server, metricsListen), createAppListener(app))
+      metricsServer = await startServer(
+        listenerConfig(config.server, metricsListen),
+        createAppListener(app, accessLog),
+        undefined,
+        { refusals },
+      )
       servers.push(metricsServer)
     }
   } catch (err) {
@@ -161,6 +178,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       // Half the shutdown budget for in-flight requests, half for deliveries in progress.
       await Promise.all(servers.map((s) => s.close(config.server.shutdownTimeoutMs / 2)))
       await gateway.close(config.server.shutdownTimeoutMs / 2)
+      refusals.close()
       logger.info('stopped')
     })())
 

@@ -14,6 +14,12 @@ export interface ServerConfig {
   port: number
   maxBodyBytes: number
   requestTimeoutMs: number
+  /** Headers complete within this time from the request's first byte (408 otherwise). */
+  headersTimeoutMs: number
+  /** Longest pause between two pieces of an ingest body (408 otherwise). */
+  bodyTimeoutMs: number
+  /** Open client connections at most; more are closed at once. */
+  maxConnections: number
   keepAliveTimeoutMs: number
   shutdownTimeoutMs: number
   maxInFlightRequests: number
@@ -253,7 +259,7 @@ export interface GatewayConfig {
   }
   metrics: { listen?: ListenConfig; token?: string }
   spool: SpoolConfig
-  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent' }
+  log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; access: boolean }
   health: { lagWindowMs: number; sampleIntervalMs: number }
   sinks: Record<string, SinkConfig>
   streams: Record<string, StreamConfig>

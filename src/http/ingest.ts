@@ -31,6 +31,8 @@ export interface HttpAnswer {
   body: string
   /** The client closed the connection before its body was complete: the answer reaches nobody. */
   aborted?: true
+  /** For a problem answer: the problem type's short name, for the refusal log. */
+  reason?: string
 }
 
 export interface IngestCounts {
@@ -86,9 +88,11 @@ export class IngestHandler {
           404,
           'unknown-stream',
           'Unknown stream',
-          `no stream "${input.streamId}" is configured`,
+          input.streamId === ''
+            ? 'the path names no stream; POST to /ingest/<stream-id>'
+            : `no stream ${quoteId(input.streamId)} is configured`,
         ),
-        `/ingest/${input.streamId}`,
+        unknownInstance(input.streamId),
       )
       this.metrics.ingestAnswered('(unknown)', 404, (performance.now() - started) / 1000)
       return answer
@@ -154,7 +158,12 @@ export class IngestHandler {
       if (http.acceptedContentTypes.size < ACCEPTED_CONTENT_TYPES_MAX)
         http.acceptedContentTypes.add(contentType)
     }
-    const raw = await readBody(input.body, limit, declared === undefined ? undefined : Number(declared))
+    const raw = await readBody(
+      input.body,
+      limit,
+      declared === undefined ? undefined : Number(declared),
+      this.server.bodyTimeoutMs,
+    )
     http.auth.checkBody(input.headers, raw)
     const body = checkText(await decodeBody(raw, first(input.headers['content-encoding']), limit))
     const now = Date.now()
@@ -262,7 +271,32 @@ export class IngestHandler {
 
 export function problemAnswer(err: ProblemError, instance?: string): HttpAnswer {
   const body: ProblemBody = err.toBody(instance)
-  return { status: err.status, headers: { ...PROBLEM_HEADERS, ...err.headers }, body: JSON.stringify(body) }
+  return {
+    status: err.status,
+    headers: { ...PROBLEM_HEADERS, ...err.headers },
+    body: JSON.stringify(body),
+    reason: err.slug,
+  }
+}
+
+/** Stream ids echoed in answers are cut to this many characters (a path can be 16 KB long). */
+const ECHOED_ID_MAX = 128
+
+function cutId(id: string): string {
+  return id.length > ECHOED_ID_MAX ? `${id.slice(0, ECHOED_ID_MAX)}…` : id
+}
+
+function unknownInstance(id: string): string {
+  try {
+    return `/ingest/${encodeURIComponent(cutId(id))}`
+  } catch {
+    return '/ingest/' // a lone surrogate (cut in the middle of a pair) cannot be encoded
+  }
+}
+
+/** The id as asked for, quoted and escaped (control characters, quotes) so any text reads unambiguously. */
+function quoteId(id: string): string {
+  return JSON.stringify(cutId(id))
 }
 
 function checkContentType(header: string | undefined, allowed: readonly string[]): void {

@@ -1,14 +1,18 @@
 import { readFileSync } from 'node:fs'
 import {
   createServer as createHttpServer,
+  STATUS_CODES,
   type IncomingMessage,
   type Server,
   type ServerResponse,
 } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { getRequestListener } from '@hono/node-server'
 import type { ServerConfig } from '../config/types.js'
+import { ProblemError } from '../errors.js'
+import { logAccess, requestIdOf, type Logger, type RefusalLog } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import type { IngestHandler } from './ingest.js'
 
@@ -25,28 +29,59 @@ export interface RunningServer {
 
 const INGEST_PREFIX = '/ingest/'
 
+/** What the listener logs besides errors. */
+export interface ListenerLogs {
+  /** Refused ingest requests, one rate-limited line each. */
+  refusals?: RefusalLog
+  /** With `log.access: true`: one line per request on every route. */
+  access?: Logger
+}
+
 export function createListener(
   app: { fetch: (request: Request, env: never) => Response | Promise<Response> },
   ingest: IngestHandler,
   metrics: Metrics,
+  logs: ListenerLogs = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
   const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0])
-  return (req, res) => {
+  const route = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/'
     if (url.startsWith(INGEST_PREFIX)) {
-      handleIngest(req, res, url, ingest, metrics)
+      handleIngest(req, res, url, ingest, metrics, logs.refusals)
       return
     }
     void honoListener(req, res)
   }
+  return logs.access ? withAccessLog(route, logs.access) : route
 }
 
+/**
+ * The stream id of an ingest path: `/ingest/<id>` and `/ingest/<id>/` are the same stream, the query
+ * string is ignored, percent-escapes are decoded. Anything else after the id (`/ingest/a/b`) stays in it,
+ * so the 404 names exactly what was asked for.
+ */
+export function ingestStreamId(url: string): string {
+  const q = url.indexOf('?')
+  let rawId = url.slice(INGEST_PREFIX.length, q < 0 ? undefined : q)
+  if (rawId.endsWith('/')) rawId = rawId.slice(0, -1)
+  try {
+    return decodeURIComponent(rawId)
+  } catch {
+    return rawId
+  }
+}
+
+/** Sockets whose request the server itself answered (a 408 of `requestTimeoutMs`): not logged twice. */
+const answeredByServer = new WeakSet<Duplex>()
+
 /** The admin and metrics listeners (admin.listen, metrics.listen): no ingest path, all through the app. */
-export function createAppListener(app: {
-  fetch: (request: Request, env: never) => Response | Promise<Response>
-}): (req: IncomingMessage, res: ServerResponse) => void {
+export function createAppListener(
+  app: { fetch: (request: Request, env: never) => Response | Promise<Response> },
+  logs: Pick<ListenerLogs, 'access'> = {},
+): (req: IncomingMessage, res: ServerResponse) => void {
   const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0])
-  return (req, res) => void honoListener(req, res)
+  const route = (req: IncomingMessage, res: ServerResponse): void => void honoListener(req, res)
+  return logs.access ? withAccessLog(route, logs.access) : route
 }
 
 function handleIngest(
@@ -55,16 +90,9 @@ function handleIngest(
   url: string,
   ingest: IngestHandler,
   metrics: Metrics,
+  refusals: RefusalLog | undefined,
 ): void {
-  const q = url.indexOf('?')
-  const rawId = url.slice(INGEST_PREFIX.length, q < 0 ? undefined : q)
-  let streamId: string
-  try {
-    streamId = decodeURIComponent(rawId)
-  } catch {
-    streamId = rawId
-  }
-  if (streamId.includes('/')) streamId = '\u0000' // never a configured id: answers 404
+  const streamId = ingestStreamId(url)
   ingest
     .handle({
       streamId,
@@ -76,6 +104,18 @@ function handleIngest(
     .then(
       (answer) => {
         if (!answer.aborted) metrics.httpAnswered('ingest', answer.status)
+        // The server answered this connection itself (requestTimeoutMs): it is closing, and that refusal is
+        // logged already.
+        if (answeredByServer.has(req.socket)) return
+        if (answer.status >= 400 && refusals)
+          refusals.refused({
+            stream: streamId,
+            status: answer.status,
+            reason: answer.reason ?? 'error',
+            remoteAddress: req.socket.remoteAddress,
+            ...withRequestId(req),
+            ...(answer.aborted || res.destroyed ? { clientClosed: true } : {}),
+          })
         if (res.destroyed) return
         res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) })
         res.end(answer.body)
@@ -93,15 +133,25 @@ function handleIngest(
     )
 }
 
+/** Server-level options: where connection-level refusals (timeouts, bad HTTP, connection limit) are logged. */
+export interface ServerOptions {
+  refusals?: RefusalLog
+}
+
 export async function startServer(
   config: ServerConfig,
   listener: (req: IncomingMessage, res: ServerResponse) => void,
   portOverride?: number,
+  serverOptions: ServerOptions = {},
 ): Promise<RunningServer> {
+  const headersTimeoutMs = Math.min(config.headersTimeoutMs, config.requestTimeoutMs)
   const options = {
     requestTimeout: config.requestTimeoutMs,
     keepAliveTimeout: config.keepAliveTimeoutMs,
-    headersTimeout: Math.min(config.requestTimeoutMs, 60_000),
+    headersTimeout: headersTimeoutMs,
+    // node checks both timeouts on this interval (default 30 s, which would let a 10 s header timeout run to
+    // 40 s): a tenth of the shorter one keeps the 408 within 10 % of the configured time.
+    connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeoutMs / 10))),
   }
   const server: Server = config.tls
     ? createHttpsServer(
@@ -110,6 +160,21 @@ export async function startServer(
       )
     : createHttpServer(options, listener)
   server.keepAliveTimeout = config.keepAliveTimeoutMs
+  // Connections past the limit are closed as soon as they are accepted ('drop').
+  server.maxConnections = config.maxConnections
+  // A client that sends its whole request and then half-closes (shutdown(SHUT_WR), `socket.end()`) still
+  // gets its answer: by default node ends the connection at the client's FIN, and the answer of a request
+  // still in the spool's fsync is lost. With this, node answers and then closes.
+  ;(server as Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    answerClientError(err, socket, config, serverOptions.refusals)
+  })
+  server.on('drop', (data?: { remoteAddress?: string }) => {
+    serverOptions.refusals?.refused({
+      reason: 'max-connections',
+      ...(data?.remoteAddress !== undefined ? { remoteAddress: data.remoteAddress } : {}),
+    })
+  })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
     server.listen(portOverride ?? config.port, config.host, () => {
@@ -131,8 +196,131 @@ export async function startServer(
           clearTimeout(timer)
           resolve()
         })
-        // Idle keep-alive sockets would hold close() open until they time out.
+        // Idle keep-alive connections would hold close() open until they time out.
         server.closeIdleConnections()
       }),
+  }
+}
+
+/**
+ * Errors node's HTTP parser and timers raise before (or instead of) a request reaching the listener:
+ * headers not complete within headersTimeoutMs, a request not complete within requestTimeoutMs, malformed
+ * HTTP, headers too large. Node would answer a bare status line; this answers problem+json like every
+ * other refusal, logs it, and closes the connection. Nothing is written once an answer has started.
+ */
+function answerClientError(
+  err: NodeJS.ErrnoException,
+  socket: Duplex,
+  config: ServerConfig,
+  refusals: RefusalLog | undefined,
+): void {
+  // The answer node is writing on this socket, if a request got that far (node's own field, which its own
+  // clientError handling reads the same way).
+  const res = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined
+  if (err.code === 'ECONNRESET' || err.code === 'EPIPE' || !socket.writable || res?.headersSent === true) {
+    socket.destroy()
+    return
+  }
+  const problem = clientProblem(err, config, res !== undefined)
+  const body = JSON.stringify(problem.toBody())
+  answeredByServer.add(socket)
+  socket.end(
+    `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\n` +
+      'Content-Type: application/problem+json\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Connection: close\r\n\r\n' +
+      body,
+    () => socket.destroy(),
+  )
+  const path = res?.req.url
+  const remoteAddress = (socket as Socket).remoteAddress
+  refusals?.refused({
+    ...(path?.startsWith(INGEST_PREFIX) ? { stream: ingestStreamId(path) } : {}),
+    status: problem.status,
+    reason: problem.slug,
+    ...(remoteAddress !== undefined ? { remoteAddress } : {}),
+    ...(res ? withRequestId(res.req) : {}),
+  })
+}
+
+function clientProblem(
+  err: NodeJS.ErrnoException,
+  config: ServerConfig,
+  headersReceived: boolean,
+): ProblemError {
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return headersReceived
+        ? new ProblemError(
+            408,
+            'request-timeout',
+            'Request timeout',
+            `the request was not received completely within ${config.requestTimeoutMs} ms (server.requestTimeoutMs)`,
+          )
+        : new ProblemError(
+            408,
+            'headers-timeout',
+            'Request timeout',
+            `the request headers were not received completely within ${Math.min(config.headersTimeoutMs, config.requestTimeoutMs)} ms (server.headersTimeoutMs)`,
+          )
+    case 'HPE_HEADER_OVERFLOW':
+      return new ProblemError(
+        431,
+        'headers-too-large',
+        'Request headers too large',
+        'the request headers are larger than the server accepts',
+      )
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new ProblemError(
+        413,
+        'chunk-extensions-too-large',
+        'Chunk extensions too large',
+        'the chunked body carries more chunk-extension data than the server accepts',
+      )
+    default:
+      return new ProblemError(
+        400,
+        'bad-request',
+        'Malformed HTTP request',
+        `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`,
+      )
+  }
+}
+
+function withRequestId(req: IncomingMessage): { requestId?: string } {
+  const id = requestIdOf(req.headers)
+  return id === undefined ? {} : { requestId: id }
+}
+
+/** Bytes read and written on a connection when its previous request ended (for per-request deltas). */
+const connectionBytes = new WeakMap<Socket, { read: number; written: number }>()
+
+/** `log.access`: one line per request, written when its answer is sent (or the connection closes first). */
+function withAccessLog(
+  route: (req: IncomingMessage, res: ServerResponse) => void,
+  logger: Logger,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const started = performance.now()
+    const socket = req.socket
+    res.once('close', () => {
+      const before = connectionBytes.get(socket) ?? { read: 0, written: 0 }
+      const now = { read: socket.bytesRead, written: socket.bytesWritten }
+      connectionBytes.set(socket, now)
+      const url = req.url ?? '/'
+      const q = url.indexOf('?')
+      logAccess(logger, {
+        method: req.method ?? '',
+        path: q < 0 ? url : url.slice(0, q),
+        status: res.statusCode,
+        ...(res.writableFinished ? {} : { aborted: true }),
+        bytesIn: now.read - before.read,
+        bytesOut: now.written - before.written,
+        durationMs: Math.round((performance.now() - started) * 10) / 10,
+        ...(socket.remoteAddress !== undefined ? { remoteAddress: socket.remoteAddress } : {}),
+        ...withRequestId(req),
+      })
+    })
+    route(req, res)
   }
 }

@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { permanentError } from '../errors.js'
-import { createLogger, redactConfig } from './logger.js'
+import { createLogger, redactConfig, RefusalLog, requestIdOf } from './logger.js'
 
 function capture(): {
   lines: () => Record<string, unknown>[]
@@ -81,5 +81,69 @@ describe('redactConfig', () => {
       url: 'https://user:***@relay.example/in?api_key=***&x=1',
       headers: { authorization: '***' },
     })
+  })
+})
+
+function captureRefusals(): { log: RefusalLog; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = []
+  const logger = createLogger('info', {
+    write: (line: string) => {
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+    },
+  })
+  return { log: new RefusalLog(logger, 3, 10_000), lines }
+}
+
+describe('RefusalLog', () => {
+  beforeEach(() => {
+    vi.useFakeTimers()
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('logs each refusal until the window is full, then one summary when the window ends', () => {
+    const { log, lines } = captureRefusals()
+    for (let i = 0; i < 10; i++) log.refused({ stream: 's', status: 401, reason: 'unauthorized' })
+    expect(lines.map((l) => l.msg)).toEqual(['request refused', 'request refused', 'request refused'])
+    expect(lines[0]).toMatchObject({ level: 30, stream: 's', status: 401, reason: 'unauthorized' })
+    vi.advanceTimersByTime(9_999)
+    expect(lines).toHaveLength(3)
+    vi.advanceTimersByTime(1)
+    expect(lines[3]).toMatchObject({ level: 40, suppressed: 7, msg: 'suppressed 7 refused-request lines' })
+    // A new window logs again.
+    log.refused({ status: 503, reason: 'spool-full' })
+    expect(lines[4]).toMatchObject({ level: 40, status: 503, msg: 'request refused' })
+    expect(lines).toHaveLength(5)
+  })
+
+  it('writes no summary when nothing was left out, and summarises at close', () => {
+    const { log, lines } = captureRefusals()
+    log.refused({ status: 404, reason: 'unknown-stream' })
+    vi.advanceTimersByTime(60_000)
+    expect(lines).toHaveLength(1)
+    for (let i = 0; i < 5; i++) log.refused({ status: 404, reason: 'unknown-stream' })
+    log.close()
+    expect(lines.at(-1)).toMatchObject({ suppressed: 2 })
+    vi.advanceTimersByTime(60_000)
+    expect(lines.filter((l) => l.suppressed !== undefined)).toHaveLength(1)
+  })
+
+  it('cuts long stream ids; a dropped connection (no status) is a warning', () => {
+    const { log, lines } = captureRefusals()
+    log.refused({ stream: 'x'.repeat(500), status: 404, reason: 'unknown-stream' })
+    log.refused({ reason: 'max-connections', remoteAddress: '10.0.0.1' })
+    expect(lines[0]!.stream).toBe(`${'x'.repeat(128)}…`)
+    expect(lines[1]).toMatchObject({ level: 40, reason: 'max-connections', remoteAddress: '10.0.0.1' })
+  })
+})
+
+describe('requestIdOf', () => {
+  it('keeps plain ids only', () => {
+    expect(requestIdOf({ 'x-request-id': 'abc-123_x:y.z' })).toBe('abc-123_x:y.z')
+    expect(requestIdOf({ 'x-request-id': 'has space' })).toBeUndefined()
+    expect(requestIdOf({ 'x-request-id': 'a'.repeat(129) })).toBeUndefined()
+    expect(requestIdOf({ 'x-request-id': ['a', 'b'] })).toBeUndefined()
+    expect(requestIdOf({})).toBeUndefined()
   })
 })

@@ -19,7 +19,8 @@ export interface TestGateway extends Running {
 /**
  * Starts an in-process gateway on a free loopback port. `config` is a config document (as a user would
  * write it); `{dir}` inside string values is replaced by a fresh temporary directory, which is also the
- * dataDir (file sinks must write inside it) unless the config sets its own.
+ * dataDir (file sinks must write inside it) unless the config sets its own. Logs go nowhere unless
+ * `options.logger` is given.
  */
 export async function startGateway(
   config: Record<string, unknown>,
@@ -82,4 +83,18 @@ export async function waitFor<T>(
 
 export function fixture(path: string): Buffer {
   return readFileSync(join(import.meta.dirname, '..', 'fixtures', path))
+}
+
+/** A logger whose lines (parsed) land in `lines`, for tests that check what is logged. */
+export function capturingLogger(level: 'info' | 'debug' = 'info'): {
+  logger: Logger
+  lines: Record<string, unknown>[]
+} {
+  const lines: Record<string, unknown>[] = []
+  const logger = createLogger(level, {
+    write: (line: string) => {
+      lines.push(JSON.parse(line) as Record<string, unknown>)
+    },
+  })
+  return { logger, lines }
 }
