@@ -1,5 +1,6 @@
 import fc from 'fast-check'
-import { describe, expect, it } from 'vitest'
+import { PassThrough } from 'node:stream'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ProblemError } from '../errors.js'
 import { readBody } from './body.js'
 
@@ -43,5 +44,78 @@ describe('readBody', () => {
       expect(err).toBeInstanceOf(ProblemError)
       expect((err as ProblemError).status).toBe(413)
     }
+  })
+})
+
+// readBody over a node stream (the ingest hot path) and over any async iterable (the hono route): the
+// same answers — the body, 413 past the limit, 408 after idleMs without a piece.
+
+function statusOf(err: unknown): number | undefined {
+  return err instanceof ProblemError ? err.status : undefined
+}
+
+describe('readBody: the stall timeout', () => {
+  beforeEach(() => {
+    vi.useFakeTimers()
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('a node stream: pieces that keep coming within idleMs are read whole', async () => {
+    const stream = new PassThrough()
+    const read = readBody(stream, 100, undefined, 1000)
+    for (const piece of ['{"a":', '1}', '\n']) {
+      await vi.advanceTimersByTimeAsync(900)
+      stream.write(piece)
+    }
+    stream.end()
+    expect((await read).toString()).toBe('{"a":1}\n')
+  })
+
+  it('a node stream: 408 once idleMs pass without a piece; the stream is not destroyed', async () => {
+    const stream = new PassThrough()
+    let settled = false
+    const read = readBody(stream, 100, undefined, 1000).catch((err: unknown) => err)
+    void read.finally(() => (settled = true))
+    stream.write('{"a":')
+    await vi.advanceTimersByTimeAsync(999)
+    stream.write('1')
+    await vi.advanceTimersByTimeAsync(999)
+    expect(settled).toBe(false) // the second piece pushed the timer back
+    await vi.advanceTimersByTimeAsync(1)
+    const err = await read
+    expect(statusOf(err)).toBe(408)
+    expect((err as ProblemError).headers).toEqual({ connection: 'close' })
+    expect(stream.destroyed).toBe(false)
+  })
+
+  it('a node stream: 413 past the limit; a stream cut short is a premature close', async () => {
+    const big = new PassThrough()
+    const tooBig = readBody(big, 10, undefined, 1000).catch((err: unknown) => err)
+    big.write('0123456789')
+    big.write('x')
+    expect(statusOf(await tooBig)).toBe(413)
+    const cut = new PassThrough()
+    const aborted = readBody(cut, 10, undefined, 1000).catch((err: unknown) => err)
+    cut.write('01')
+    cut.destroy()
+    // errorAnswer (src/http/ingest.ts) answers this 400 "aborted".
+    expect(await aborted).toMatchObject({ code: 'ERR_STREAM_PREMATURE_CLOSE' })
+  })
+
+  it('an async iterable: the same body, and 408 when a piece does not come', async () => {
+    async function* pieces(stallAfter: number): AsyncIterable<Uint8Array> {
+      yield Buffer.from('{"a":')
+      yield new TextEncoder().encode('1}')
+      await new Promise((r) => setTimeout(r, stallAfter))
+      yield Buffer.from('\n')
+    }
+    const read = readBody(pieces(500), 100, undefined, 1000)
+    await vi.advanceTimersByTimeAsync(500)
+    expect((await read).toString()).toBe('{"a":1}\n')
+    const stalled = readBody(pieces(5000), 100, undefined, 1000).catch((err: unknown) => err)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(statusOf(await stalled)).toBe(408)
   })
 })

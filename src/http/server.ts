@@ -93,12 +93,13 @@ function handleIngest(
   refusals: RefusalLog | undefined,
 ): void {
   const streamId = ingestStreamId(url)
+  const socket = req.socket // a destroyed request lets go of it
   ingest
     .handle({
       streamId,
       method: req.method ?? 'GET',
       headers: req.headers,
-      remoteAddress: req.socket.remoteAddress,
+      remoteAddress: socket.remoteAddress,
       body: req,
     })
     .then(
@@ -106,13 +107,13 @@ function handleIngest(
         if (!answer.aborted) metrics.httpAnswered('ingest', answer.status)
         // The server answered this connection itself (requestTimeoutMs): it is closing, and that refusal is
         // logged already.
-        if (answeredByServer.has(req.socket)) return
+        if (answeredByServer.has(socket)) return
         if (answer.status >= 400 && refusals)
           refusals.refused({
             stream: streamId,
             status: answer.status,
             reason: answer.reason ?? 'error',
-            remoteAddress: req.socket.remoteAddress,
+            remoteAddress: socket.remoteAddress,
             ...withRequestId(req),
             ...(answer.aborted || res.destroyed ? { clientClosed: true } : {}),
           })

@@ -1,7 +1,7 @@
 import { ProblemError } from '../errors.js'
 import {
   JsonScanError,
-  NestingCheck,
+  nestsDeeper,
   splitOn,
   splitTopLevel,
   type Span,
@@ -133,13 +133,14 @@ export function createRecordFramer(
     }
   const maxDepth = stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
   return (raw) => {
+    const text = raw.toString('utf8')
     let value: unknown
     try {
-      value = JSON.parse(raw.toString('utf8'))
+      value = JSON.parse(text)
     } catch (err) {
       return { bytes: raw, value: undefined, mismatch: `not valid JSON: ${(err as Error).message}` }
     }
-    if (new NestingCheck(raw, maxDepth).exceeds(0, raw.length))
+    if (nestsDeeper(text, maxDepth))
       return { bytes: raw, value: undefined, overLimit: depthMessage(maxDepth) }
     return { bytes: oneLine(raw), value }
   }
@@ -208,8 +209,7 @@ class JsonSpans implements FramedBody {
   private readonly objectsExpectation?: string
   private readonly proven?: SpanCheck
   private readonly maxDepth: number
-  /** For spans no scan has walked: the byte-level depth check. */
-  private readonly nesting?: NestingCheck
+  private readonly depthScanned: boolean
 
   constructor(
     private readonly body: Buffer,
@@ -221,7 +221,7 @@ class JsonSpans implements FramedBody {
     this.objectsExpectation = options.objectsExpectation
     this.proven = options.proven
     this.maxDepth = options.maxDepth
-    if (!options.depthScanned) this.nesting = new NestingCheck(body, options.maxDepth)
+    this.depthScanned = options.depthScanned
     this.length = spans.length
     const from = spans.length > 0 ? spans[0]!.start : 0
     const to = spans.length > 0 ? spans[spans.length - 1]!.end : 0
@@ -239,7 +239,8 @@ class JsonSpans implements FramedBody {
       const bytes = this.body.subarray(start, end)
       return { bytes: this.mayBreak ? oneLine(bytes) : bytes, value: undefined, proven: true }
     }
-    const value = this.parse(i)
+    const text = this.body.toString('utf8', start, end)
+    const value = this.parse(text, i)
     if (
       this.objectsExpectation !== undefined &&
       (value === null || typeof value !== 'object' || Array.isArray(value))
@@ -257,7 +258,7 @@ class JsonSpans implements FramedBody {
     }
     const bytes = this.body.subarray(start, end)
     // JSON.parse itself copes with any depth; the limit keeps deep records from recursive code downstream.
-    if (this.nesting ? this.nesting.exceeds(start, end) : span.deep === true)
+    if (this.depthScanned ? span.deep === true : nestsDeeper(text, this.maxDepth))
       return { bytes, value: undefined, overLimit: depthMessage(this.maxDepth) }
     return { bytes: this.mayBreak ? oneLine(bytes) : bytes, value }
   }
@@ -265,14 +266,13 @@ class JsonSpans implements FramedBody {
   verifyFrom(from: number): void {
     for (let i = from; i < this.length; i++) {
       const { start, end } = this.spans[i]!
-      if (!this.proven?.(this.body, start, end)) this.parse(i)
+      if (!this.proven?.(this.body, start, end)) this.parse(this.body.toString('utf8', start, end), i)
     }
   }
 
-  private parse(i: number): unknown {
-    const { start, end } = this.spans[i]!
+  private parse(text: string, i: number): unknown {
     try {
-      return JSON.parse(this.body.toString('utf8', start, end))
+      return JSON.parse(text)
     } catch (err) {
       const where = this.unit === 'body' ? 'the body' : `${this.unit} ${this.position(i)}`
       throw new ProblemError(

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { JsonScanError, NestingCheck, rawField, splitOn, splitTopLevel } from './json-scan.js'
+import { JsonScanError, nestsDeeper, rawField, splitOn, splitTopLevel } from './json-scan.js'
 
 const spansText = (buf: Buffer, spans: { start: number; end: number }[]): string[] =>
   spans.map((s) => buf.toString('utf8', s.start, s.end))
@@ -107,9 +107,8 @@ describe('nesting depth', () => {
     expect(spans.map((s) => s.deep === true)).toEqual([false, true, false, false, false])
   })
 
-  it('NestingCheck answers by depth, not by the number of brackets, and ignores brackets in strings', () => {
-    const check = (text: string, limit: number): boolean =>
-      new NestingCheck(Buffer.from(text), limit).exceeds(0, Buffer.byteLength(text))
+  it('nestsDeeper answers by depth, not by the number of brackets, and ignores brackets in strings', () => {
+    const check = (text: string, limit: number): boolean => nestsDeeper(text, limit)
     expect(check(nested(4), 4)).toBe(false)
     expect(check(nested(6), 4)).toBe(true)
     // Many containers side by side are shallow.
@@ -123,18 +122,6 @@ describe('nesting depth', () => {
     expect(check('['.repeat(257) + ']'.repeat(257), 256)).toBe(true)
   })
 
-  it('NestingCheck walks many records of one body in order (cursors shared, answers per record)', () => {
-    const records = ['{"a":1}', nested(8), '[1,2,3]', nested(2), nested(10, '"]]]]"'), '{}']
-    const buf = Buffer.from(records.join('\n'))
-    const spans = splitOn(buf, 0, buf.length, Buffer.from('\n'))
-    const check = new NestingCheck(buf, 6)
-    expect(spans.map((s) => check.exceeds(s.start, s.end))).toEqual([false, true, false, false, true, false])
-    // Asked again (the same record, or out of order), it still answers right.
-    expect(check.exceeds(spans[4]!.start, spans[4]!.end)).toBe(true)
-    expect(check.exceeds(spans[1]!.start, spans[1]!.end)).toBe(true)
-    expect(check.exceeds(spans[3]!.start, spans[3]!.end)).toBe(false)
-  })
-
   it('both agree with the depth of the parsed value (property)', () => {
     fc.assert(
       fc.property(
@@ -146,8 +133,7 @@ describe('nesting depth', () => {
           const expected = values.map((v) => depthOf(v) > limit)
           const split = splitTopLevel(buf, 0, buf.length, Buffer.from('\n'), limit)
           expect(split.map((s) => s.deep === true)).toEqual(expected)
-          const check = new NestingCheck(buf, limit)
-          expect(split.map((s) => check.exceeds(s.start, s.end))).toEqual(expected)
+          expect(texts.map((t) => nestsDeeper(t, limit))).toEqual(expected)
         },
       ),
     )
