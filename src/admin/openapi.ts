@@ -470,6 +470,9 @@ function paths(): Record<string, Schema> {
         ...problem('Method not accepted by this stream.'),
         headers: { Allow: { schema: { type: 'string' } } },
       },
+      408: problem(
+        'Headers, body or request not received in time (server.headersTimeoutMs, bodyTimeoutMs, requestTimeoutMs); the connection is closed.',
+      ),
       413: problem('Body (declared, streamed or decompressed) over the limit.'),
       415: problem('Unsupported Content-Type or Content-Encoding.'),
       422: problem('Validation policy reject: records invalid (errors[] per record, first 100).'),
