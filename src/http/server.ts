@@ -183,6 +183,12 @@ export async function startServer(
       resolve()
     })
   })
+  // After start, a server error is an accept() that failed (EMFILE when the process runs out of file
+  // descriptors, ENFILE, ENOMEM): node emits it on the server, and without a listener it would crash the
+  // process and lose in-flight requests. The listener keeps running; the failure is logged (rate-limited).
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    serverOptions.refusals?.refused({ reason: `accept-failed${err.code ? `-${err.code}` : ''}` })
+  })
   const port = (server.address() as AddressInfo).port
   return {
     server,

@@ -235,6 +235,29 @@ describe('connections', () => {
     }
   })
 
+  it('a failed accept (EMFILE) after start is logged; the listener keeps serving', async () => {
+    const { logger, lines } = capturingLogger()
+    const gw = await startGateway(
+      {
+        sinks: { out: { type: 'file', dir: '{dir}/out' } },
+        streams: { s: { source: 'ndjson', sinks: ['out'] } },
+      },
+      {},
+      { logger },
+    )
+    try {
+      // What node's net server emits when accept() fails; unhandled, it would crash the process.
+      const err = Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' })
+      gw.server.server.emit('error', err)
+      expect(await waitFor(() => lines.find((l) => l.reason === 'accept-failed-EMFILE'))).toMatchObject({
+        level: 40,
+      })
+      expect((await send(`${gw.url}/ingest/s`, { body: '{"x":1}\n' })).status).toBe(200)
+    } finally {
+      await gw.close()
+    }
+  })
+
   it('a client that half-closes after sending its request still gets the 200', async () => {
     const gw = await startGateway({
       sinks: { out: { type: 'file', dir: '{dir}/out' } },
