@@ -367,6 +367,19 @@ function azionFramer(
     while (start < end && isWs(body[start]!)) start++
     while (end > start && isWs(body[end - 1]!)) end--
     if (start === end) return framedRecords([]) // an empty push frames to zero records
+    // Where the dataset itself reaches an edge of the body (no prefix or suffix there), that whitespace may
+    // belong to a record or a separator: a text record's last field can end in a tab or space (an empty
+    // $author_email), and a trailing " | " separator ends in a space. Trimming it changed a field or left a
+    // stray "|". So at such an edge JSON records keep every byte (the splitters skip whitespace between JSON
+    // values themselves) and text records lose only line breaks (a final newline is not a field).
+    if (prefix.length === 0) {
+      start = 0
+      if (template.kind === 'text') while (start < end && isLineBreak(body[start]!)) start++
+    }
+    if (suffix.length === 0) {
+      end = body.length
+      if (template.kind === 'text') while (end > start && isLineBreak(body[end - 1]!)) end--
+    }
     if (prefix.length > 0) {
       if (
         end - start < prefix.length ||
@@ -429,4 +442,8 @@ function badBody(what: string, expectation: string): ProblemError {
 
 function isWs(b: number): boolean {
   return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09
+}
+
+function isLineBreak(b: number): boolean {
+  return b === NEWLINE || b === CARRIAGE_RETURN
 }
