@@ -44,6 +44,11 @@ export interface FramedRecord {
    * `maxJsonDepth`). Such a record is invalid: it is never parsed into `value`, filtered or delivered.
    */
   overLimit?: string
+  /**
+   * A record given alone (a replay) that the source's framing refuses: not JSON, or not an object for emnify.
+   * Live, such a record is a 400; replayed, it is invalid whatever the validation policy (`mismatch` says why).
+   */
+  unframed?: true
 }
 
 /**
@@ -132,16 +137,24 @@ export function createRecordFramer(
       return { bytes: raw, value: parsed, fields: parsed }
     }
   const maxDepth = stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
+  const objectsOnly = stream.source === 'emnify'
   return (raw) => {
     const text = raw.toString('utf8')
     let value: unknown
     try {
       value = JSON.parse(text)
     } catch (err) {
-      return { bytes: raw, value: undefined, mismatch: `not valid JSON: ${(err as Error).message}` }
+      return {
+        bytes: raw,
+        value: undefined,
+        mismatch: `not valid JSON: ${(err as Error).message}`,
+        unframed: true,
+      }
     }
     if (nestsDeeper(text, maxDepth))
       return { bytes: raw, value: undefined, overLimit: depthMessage(maxDepth) }
+    if (objectsOnly && (value === null || typeof value !== 'object' || Array.isArray(value)))
+      return { bytes: raw, value: undefined, mismatch: 'must be an object', unframed: true }
     return { bytes: oneLine(raw), value }
   }
 }

@@ -122,7 +122,8 @@ export class StreamRuntime {
       rejected: {},
       dedupeKeys: [],
     }
-    // Under `off` only records over a limit (nesting depth) are invalid: they are dead-lettered, not lost.
+    // Under `off` only records over a limit (nesting depth) and replayed records that no longer frame
+    // (FramedRecord.unframed) are invalid: they are dead-lettered, not lost.
     const policy =
       (!live && this.config.validation === 'reject') || this.config.validation === 'off'
         ? 'dead-letter'
@@ -228,6 +229,7 @@ export class StreamRuntime {
   }
 
   private check(record: FramedRecord): RecordError[] | null {
+    if (record.unframed) return [{ pointer: '', message: record.mismatch ?? 'cannot be framed' }]
     if (record.overLimit !== undefined) return [{ pointer: '', message: record.overLimit }]
     if (this.config.validation === 'off') return null
     if (record.mismatch !== undefined) return [{ pointer: '', message: record.mismatch }]
