@@ -9,12 +9,12 @@ import {
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { getRequestListener } from '@hono/node-server'
+import { getRequestListener, RequestError } from '@hono/node-server'
 import type { ServerConfig } from '../config/types.js'
 import { ProblemError } from '../errors.js'
 import { logAccess, requestIdOf, type Logger, type RefusalLog } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
-import type { IngestHandler } from './ingest.js'
+import { problemAnswer, type IngestHandler } from './ingest.js'
 
 // The listener. /ingest/* goes straight from node:http to the ingest handler: hono's Request/Response
 // conversion costs 25–35 % on small requests (SPEC section 10), and ingest is the hot path. Everything else
@@ -43,7 +43,9 @@ export function createListener(
   metrics: Metrics,
   logs: ListenerLogs = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0])
+  const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0], {
+    errorHandler: adapterErrorAnswer,
+  })
   const route = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/'
     if (url.startsWith(INGEST_PREFIX)) {
@@ -79,9 +81,33 @@ export function createAppListener(
   app: { fetch: (request: Request, env: never) => Response | Promise<Response> },
   logs: Pick<ListenerLogs, 'access'> = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0])
+  const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0], {
+    errorHandler: adapterErrorAnswer,
+  })
   const route = (req: IncomingMessage, res: ServerResponse): void => void honoListener(req, res)
   return logs.access ? withAccessLog(route, logs.access) : route
+}
+
+/**
+ * The hono adapter's own failures, before the app runs: a request target or Host header that no URL can be
+ * built from (`OPTIONS *`, a bad Host) is a RequestError. Without this the adapter answers a bare 400 (or
+ * 500) with no body; every error answer is problem+json (README, ingest contract).
+ */
+function adapterErrorAnswer(err: unknown): Response {
+  const answer =
+    err instanceof RequestError
+      ? problemAnswer(
+          new ProblemError(
+            400,
+            'invalid-request',
+            'Bad request',
+            `the request cannot be routed: ${err.message}`,
+          ),
+        )
+      : problemAnswer(
+          new ProblemError(500, 'internal', 'Internal error', 'the request could not be processed'),
+        )
+  return new Response(answer.body, { status: answer.status, headers: answer.headers })
 }
 
 function handleIngest(
