@@ -144,10 +144,18 @@ function handleIngest(
             ...(answer.aborted || res.destroyed ? { clientClosed: true } : {}),
           })
         if (res.destroyed) return
-        res.writeHead(answer.status, { ...answer.headers, 'content-length': Buffer.byteLength(answer.body) })
+        // A body left unread (404, 405, 401 or 413 before reading) is not parsed after the answer: the
+        // connection closes. Draining it for keep-alive let node:http's parser meet a broken rest (bad
+        // chunking) and send a second, unsolicited bare 400 on a request already answered, which a
+        // pipelining client takes as the answer to its next request.
+        const unread = !req.complete
+        res.writeHead(answer.status, {
+          ...answer.headers,
+          'content-length': Buffer.byteLength(answer.body),
+          ...(unread ? { connection: 'close' } : {}),
+        })
         res.end(answer.body)
-        // A body left unread (413 on Content-Length, 401 before reading) must not be parsed as the next request.
-        if (!req.complete) req.resume()
+        if (unread) req.resume()
       },
       (err: unknown) => {
         // handle() maps every error to an answer; reaching this is a bug. Do not leave the client hanging.
