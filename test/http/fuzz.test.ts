@@ -582,12 +582,10 @@ function fuzzPlanFor(g: Gen, stream: string): Plan {
       return {
         what: 'declared length over the limit, body never sent',
         pieces: [
-          Buffer.from(
-            head('POST', `/ingest/${stream}`, { ...headers, 'content-length': String(10 * 1024 * 1024) }),
-          ),
+          Buffer.from(head('POST', `/ingest/${stream}`, { ...headers, 'content-length': String(2 ** 40) })),
         ],
         requests: 1,
-        mustAnswer: true, // 413 from the declared length alone
+        mustAnswer: true, // 413 from the declared length alone (1 TiB: over every stream's limit)
       }
     case 15:
       return complete(
