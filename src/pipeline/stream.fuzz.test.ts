@@ -829,7 +829,7 @@ describe.each(CASES)('fuzzing $name', (c) => {
         const again = run(runtime, text, validation)
         expect(summary(again)).toBe(summary(answer))
       }),
-      params(250),
+      params(200),
     )
   })
 
@@ -859,7 +859,7 @@ describe.each(CASES)('fuzzing $name', (c) => {
         if (validation === 'drop' || validation === 'dead-letter') expect(sum(o.rejected)).toBe(invalid)
         checkOutcome(c, o, validation, body)
       }),
-      params(150),
+      params(120),
     )
   })
   it('replays any record text (a dead-letter replay) without throwing, accounting for every record', () => {
@@ -938,7 +938,7 @@ describe.each(CASES.filter((c) => c.keyed))('dedupe of $name', (c) => {
           }
         }
       }),
-      params(150),
+      params(120),
     )
   })
 })
