@@ -15,8 +15,9 @@ import { rawExchange, type RawExchange, type RawResponse } from '../support/raw-
 // whose records carry unique ids. Then:
 //   - every answer that arrived is well-formed HTTP/1.1, and its status is a row of the README's ingest
 //     status table; a problem answer is application/problem+json with type, title, status and detail;
-//   - node:http's own answers to requests its parser refuses (no body, no Content-Type) are 400, 408 or
-//     431 and close the connection, or 417 for an unknown `Expect`;
+//   - node:http's own bare answers (no Content-Type; before streamgate sees the request: no Host header,
+//     or a parser refusal the clientError handler did not answer) are 400, 408 or 431 and close the
+//     connection, or 417 for an unknown `Expect`;
 //   - a request that is complete gets an answer (only a request the client leaves unfinished may wait);
 //   - the process is still up: /healthz answers 200;
 //   - every record of every valid request answered 200 reaches the file sink, and the sink holds at least
@@ -29,9 +30,9 @@ const CLIENTS = 6
 /** A client gives up on an answer after this long (a request it left unfinished may never get one). */
 const DEADLINE_MS = 3_000
 
-/** The README's ingest status table, plus 200. */
-const STATUS_TABLE = new Set([200, 400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 503])
-/** node:http's answers to requests its parser refuses: bare (no Content-Type, no body). */
+/** The README's ingest status table (with its rows for node's parser: 400, 431), plus 200. */
+const STATUS_TABLE = new Set([200, 400, 401, 403, 404, 405, 408, 413, 415, 422, 429, 431, 503])
+/** node:http's own answers, bare (no Content-Type, no body): see the header comment. */
 const NODE_PARSER_ANSWERS = new Set([400, 408, 417, 431])
 
 const TOKEN = 'fuzz-token'
