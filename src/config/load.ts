@@ -220,6 +220,18 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
         if (stream[key] !== undefined)
           issues.push({ path: `${at}.${key}`, message: 'only applies to source azion' })
     }
+    // Built-in emnify schemas and Azion presets describe what vendors send (their records grow): only a
+    // contract the user wrote can refuse fields it does not know.
+    if (
+      stream.unknownFields === 'reject' &&
+      stream.schema === undefined &&
+      stream.templateModel === undefined
+    )
+      issues.push({
+        path: `${at}.unknownFields`,
+        message:
+          'reject needs a contract of your own ("templateModel" or "schema"); built-in schemas and presets describe vendor records, they do not gate them',
+      })
     if (stream.schema !== undefined) {
       try {
         JSON.parse(readFileSync(resolve(baseDir, stream.schema), 'utf8'))

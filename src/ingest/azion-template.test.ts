@@ -9,7 +9,7 @@ import {
   templateSchema,
   type CompiledTemplate,
 } from './azion-template.js'
-import { AZION_TEMPLATES, AZION_VARIABLES, findAzionTemplate } from './azion-templates.js'
+import { AZION_TEMPLATES, AZION_VARIABLES, findAzionTemplate, presetModels } from './azion-templates.js'
 
 const fixture = (name: string): string =>
   readFileSync(new URL(`../../test/fixtures/azion/${name}`, import.meta.url), 'utf8')
@@ -369,45 +369,102 @@ describe('properties', () => {
   })
 })
 
+/**
+ * The template_model of a line of Azion's API document (vendor-docs/001, sections 6 and 7), made JSON: the
+ * document prints its inner quotes as typographic quotes (\u201c, \u201d) and drops the closing quote of the
+ * last value ("$host\}"). Keys, variables, order and spacing stay the document's.
+ */
+function modelFromDoc(line: string): string {
+  const raw = line.slice(line.search(/template_model"\s*:\s*/i)).replace(/^[^:]*:\s*"?/, '')
+  return raw
+    .replace(/\\[\u201c\u201d]/g, '"')
+    .replace(/\$host\\}/, '$host"}')
+    .replace(/\s*\u201d,?\s*$/, '')
+}
+
+const docModels = (file: string): Map<number, string> => {
+  const lines = fixture(file).split('\n')
+  const out = new Map<number, string>()
+  lines.forEach((l, i) => {
+    if (!/template_model/i.test(l)) return
+    const id = lines
+      .slice(0, i)
+      .reverse()
+      .map((x) => /"id":\s*(\d+)/.exec(x))
+      .find(Boolean)
+    out.set(Number(id![1]), modelFromDoc(l))
+  })
+  return out
+}
+
 describe('AZION_TEMPLATES', () => {
-  it('has the five v3 template ids with their names and data sources (AZ-OAS3)', () => {
-    expect(AZION_TEMPLATES.map((t) => [t.id, t.name, t.dataSource, t.documented])).toEqual([
-      [2, 'Edge Applications Event Collector', 'http', false],
-      [4, 'WAF Event Collector', 'waf', false],
-      [86, 'Edge Functions Event Collector', 'cells_console', true],
-      [184, 'Edge Applications + WAF Event Collector', 'http', false],
-      [251, 'Activity History Collector', 'rtm_activity', false],
+  it('has the v3 template ids with their names and data sources (AZ-OAS3, and 3 from the API document)', () => {
+    expect(AZION_TEMPLATES.map((t) => [t.id, t.name, t.dataSource, t.documented, t.abbreviated])).toEqual([
+      [2, 'Edge Applications Event Collector', 'http', true, true],
+      [3, 'Test Applications EC', 'http', true, true],
+      [4, 'WAF Event Collector', 'waf', false, false],
+      [86, 'Edge Functions Event Collector', 'cells_console', true, false],
+      [184, 'Edge Applications + WAF Event Collector', 'http', false, false],
+      [251, 'Activity History Collector', 'rtm_activity', false, false],
     ])
   })
 
-  it('ships the Functions preset verbatim', () => {
-    expect(findAzionTemplate(86)?.templateModel).toBe(FUNCTIONS_PRESET)
+  it('quotes the models of the API document: templates 2 and 3 from its list, 86 from its detail', () => {
+    const list = docModels('templates-list-response.txt')
+    const detail = docModels('template-86-detail-response.txt')
+    expect([...list.keys()]).toEqual([2, 3])
+    expect([...detail.keys()]).toEqual([86])
+    expect(findAzionTemplate(2)!.templateModel).toBe(list.get(2))
+    expect(findAzionTemplate(3)!.templateModel).toBe(list.get(3))
+    expect(json(list.get(2)!).fields.map((f) => f.key)).toEqual([
+      'version',
+      'time',
+      'client',
+      'configuration',
+      'host',
+    ])
+    expect(json(list.get(3)!).fields.map((f) => f.key)).toEqual([
+      'request_time',
+      'time',
+      'client',
+      'proxy_status',
+      'host',
+    ])
+    // 86: both documented shapes, the Functions page's eight keys first.
+    const models = findAzionTemplate(86)!.documentedModels
+    expect(models.map((m) => m.templateModel)).toEqual([FUNCTIONS_PRESET, detail.get(86)])
+    expect(json(detail.get(86)!).fields.map((f) => [f.key, f.variable])).toEqual([
+      ['time', 'time'],
+      ['client', 'client'],
+      ['requestID', 'request_id'],
+      ['logmessage', 'log_message'],
+    ])
+    expect(models.map((m) => m.abbreviated)).toEqual([false, true])
+    expect(presetModels(findAzionTemplate(86)!)).toEqual([FUNCTIONS_PRESET, detail.get(86)])
   })
 
   it('finds by id and returns undefined for unknown ids', () => {
     expect(findAzionTemplate(184)?.name).toBe('Edge Applications + WAF Event Collector')
-    expect(findAzionTemplate(3)).toBeUndefined()
+    expect(findAzionTemplate(3)?.name).toBe('Test Applications EC')
+    expect(findAzionTemplate(5)).toBeUndefined()
   })
 
   it('reconstructs undocumented presets as "name":"$name" over the documented variables', () => {
     const reconstructed = AZION_TEMPLATES.filter((t) => !t.documented)
-    expect(reconstructed.map((t) => t.id)).toEqual([2, 4, 184, 251])
+    expect(reconstructed.map((t) => t.id)).toEqual([4, 184, 251])
     for (const t of reconstructed) {
       const c = json(t.templateModel)
       expect(c.fields.every((f) => f.key === f.variable)).toBe(true)
+      expect(t.documentedModels).toEqual([])
+      expect(presetModels(t)).toEqual([t.templateModel])
     }
     expect(json(findAzionTemplate(4)!.templateModel).variables).toEqual([...AZION_VARIABLES.waf])
     expect(json(findAzionTemplate(184)!.templateModel).variables).toEqual([...AZION_VARIABLES.http])
     expect(json(findAzionTemplate(251)!.templateModel).variables).toEqual([...AZION_VARIABLES.rtm_activity])
-    const t2 = json(findAzionTemplate(2)!.templateModel).variables
-    expect(t2).toEqual(AZION_VARIABLES.http.filter((v) => !v.startsWith('waf_')))
-    expect(t2).toContain('request_id')
-    expect(t2).not.toContain('waf_score')
-    expect(json(findAzionTemplate(2)!.templateModel).fields[0]).toEqual({ key: 'asn', variable: 'asn' })
   })
 
-  it('uses only documented variables of its data source in every template', () => {
-    for (const t of AZION_TEMPLATES) {
+  it('reconstructions use only documented variables of their data source', () => {
+    for (const t of AZION_TEMPLATES.filter((x) => !x.documented)) {
       const documented = new Set(AZION_VARIABLES[t.dataSource])
       expect(compileTemplate(t.templateModel).variables.filter((v) => !documented.has(v))).toEqual([])
     }

@@ -26,7 +26,7 @@
 //   Values are JSON-escaped in JSON templates (JSON.stringify rules; non-ASCII is left as UTF-8, since whether
 //   Azion escapes it is undocumented) and inserted raw in text templates. A missing value renders as '-'.
 
-import { stringObjectCheck, type SpanCheck } from '../records/json-scan.js'
+import { stringObjectScanner, type Span } from '../records/json-scan.js'
 
 /** `$name`, global: used for scanning and for rendering. */
 const VARIABLE_RE = /\$([A-Za-z_][A-Za-z0-9_]*)/g
@@ -63,6 +63,8 @@ export type CompiledTemplate =
       kind: 'text'
       model: string
       variables: string[]
+      /** The model split into literals and variables (no two variables adjacent). */
+      parts: readonly TemplatePart[]
       parse(line: string): Record<string, string> | TemplateMismatch
     }
 
@@ -158,7 +160,7 @@ function compileText(model: string): CompiledTemplate {
       )
     }
   }
-  return { kind: 'text', model, variables: unique(variables), parse: textParser(parts) }
+  return { kind: 'text', model, variables: unique(variables), parts, parse: textParser(parts) }
 }
 
 /**
@@ -224,23 +226,39 @@ function textParser(
 }
 
 /**
- * JSON Schema (draft-07) for one rendered record. For JSON templates: the rendered object; for text templates:
- * the object `parse` returns. Every field is a required string (Azion emits every value as a string, '-' for
- * "no value").
- *
- * additionalProperties is `true` on purpose: Azion never adds keys to a rendered record, so `false` would be
- * stricter at no cost today, but a template edited in the Azion console before the stream config is updated
- * would otherwise send every record to the dead-letter sink. Missing keys and non-string values are still
- * rejected, which is what makes a record unusable.
+ * What a template means for validation:
+ * - `strict` — a `templateModel` the user wrote: a contract. Every template key is a required string;
+ *   other keys are allowed by the schema (they are drift, or refused by the stream's `unknownFields: reject`,
+ *   which the drift tracker checks — src/pipeline/drift.ts).
+ * - `describe` — a built-in preset: it describes, it does not gate. A record is valid when it is what Azion
+ *   renders, a flat JSON object whose values are strings; keys the preset shows are listed for reference, none
+ *   is required, and keys it does not show are allowed (as strings). Differences are drift, not errors.
  */
-export function templateSchema(t: CompiledTemplate, id: string): object {
+export type TemplateContract = 'strict' | 'describe'
+
+/**
+ * JSON Schema (draft-07) for one rendered record. For JSON templates: the rendered object; for text templates:
+ * the object `parse` returns (a text line either parses or is a mismatch, so both contracts are the same there).
+ *
+ * strict: additionalProperties is `true` on purpose: a template edited in the Azion console before the stream
+ * config is updated would otherwise send every record to the dead-letter sink. Missing keys and non-string
+ * values are rejected, which is what makes a record unusable.
+ */
+export function templateSchema(
+  t: CompiledTemplate,
+  id: string,
+  contract: TemplateContract = 'strict',
+): object {
   // Keys come from the (untrusted) template; defineProperty keeps a `__proto__` key an ordinary property.
   const properties: Record<string, object> = {}
   const required: string[] = []
   const extra: Record<string, unknown> = {}
+  const describe = contract === 'describe' && t.kind === 'json'
   const define = (key: string, description: string): void => {
     const schema = { type: 'string', description }
     if (key === '__proto__') {
+      // (describe: additionalProperties below checks it like any other key.)
+      if (describe) return
       // ajv skips a `__proto__` entry in `properties`, and its `required` check reads data.__proto__, which
       // is Object.prototype on an ordinary object. patternProperties and propertyNames iterate the record's
       // own keys instead, so they see a `__proto__` key that JSON.parse created.
@@ -254,7 +272,7 @@ export function templateSchema(t: CompiledTemplate, id: string): object {
       writable: true,
       configurable: true,
     })
-    required.push(key)
+    if (!describe) required.push(key)
   }
   if (t.kind === 'json') {
     for (const f of t.fields) {
@@ -272,10 +290,12 @@ export function templateSchema(t: CompiledTemplate, id: string): object {
   return {
     $schema: 'http://json-schema.org/draft-07/schema#',
     $id: id,
-    title: `Azion record (${t.kind} template)`,
+    title: `Azion record (${t.kind} template${describe ? ', preset: describes, does not gate' : ''})`,
     description: `One record rendered by the Azion template_model ${JSON.stringify(t.model)}`,
     type: 'object',
-    additionalProperties: true,
+    additionalProperties: describe
+      ? { type: 'string', description: 'A key the preset does not show: drift, not an error' }
+      : true,
     required,
     properties,
     ...extra,
@@ -283,16 +303,148 @@ export function templateSchema(t: CompiledTemplate, id: string): object {
 }
 
 /**
- * For a JSON template: a byte-level check that proves a record valid against `templateSchema` without
- * `JSON.parse` and ajv (stringObjectCheck: an object of string members holding every template key). It
- * answers `false` for anything it cannot prove, and the record is then parsed and validated as usual.
+ * A byte-level scan of one record's span: -1 when it proves nothing (the record is then parsed and validated
+ * as usual); otherwise it proves the record valid JSON and valid for the template's schema, and answers how
+ * its keys differ from the template's: 0 not at all, else DRIFT_UNKNOWN | DRIFT_MISSING (the drift tracker
+ * then looks at them).
+ */
+export type RecordScan = (buf: Buffer, start: number, end: number) => number
+
+/** Bits of a RecordScan answer (the same as src/pipeline/drift.ts's UNKNOWN and MISSING). */
+export const DRIFT_UNKNOWN = 1
+export const DRIFT_MISSING = 2
+
+/** The keys of a JSON template, in template order. */
+export function templateKeys(t: CompiledTemplate): string[] {
+  return t.kind === 'json' ? t.fields.map((f) => f.key) : [...t.variables]
+}
+
+/**
+ * For JSON templates: a `RecordScan` built on stringObjectScanner (a flat object of string members), without
+ * `JSON.parse` and ajv. `variants` are the models that describe the records, the first being the stream's
+ * own. `strict` (a user's templateModel, exactly one variant): a record is proven only when every template key
+ * is present, and with `unknownRejects` (unknownFields: reject) only when it has no other key. `describe` (a
+ * preset; 86 has two documented models): any flat object of strings is proven, and its drift is measured
+ * against the nearest variant; `countMissing` false (a reconstructed preset) never reports missing keys.
  * None for text templates, and none when a key is `__proto__`: the schema treats that key specially (above).
  */
-export function templateRecordCheck(t: CompiledTemplate): SpanCheck | undefined {
-  if (t.kind !== 'json') return undefined
-  const keys = t.fields.map((f) => f.key)
-  if (keys.includes('__proto__')) return undefined
-  return stringObjectCheck(keys)
+export function templateRecordCheck(
+  variants: readonly CompiledTemplate[],
+  options: { contract?: TemplateContract; countMissing?: boolean; unknownRejects?: boolean } = {},
+): RecordScan | undefined {
+  const { contract = 'strict', countMissing = true, unknownRejects = false } = options
+  if (variants.length === 0 || variants.some((t) => t.kind !== 'json')) return undefined
+  const union = [...new Set(variants.flatMap(templateKeys))]
+  if (union.includes('__proto__')) return undefined
+  const scanner = stringObjectScanner(union)
+  if (contract === 'strict') {
+    const count = union.length
+    return (buf, start, end) => {
+      const r = scanner.scan(buf, start, end)
+      if (r < count * 2) return -1 // not flat, or a template key is missing: ajv says which
+      if ((r & 1) === 1) return unknownRejects ? -1 : DRIFT_UNKNOWN
+      return 0
+    }
+  }
+  const sets = variants.map((t) => [...new Set(templateKeys(t))].map((k) => union.indexOf(k)))
+  return (buf, start, end) => {
+    const r = scanner.scan(buf, start, end)
+    if (r < 0) return -1
+    const other = r & 1
+    const found = r >> 1
+    // The nearest variant: fewest missing keys, then fewest unknown ones (drift.ts compares the same way).
+    let bestMissing = Infinity
+    let bestUnknown = Infinity
+    for (const set of sets) {
+      let inSet = 0
+      for (const k of set) if (scanner.has(k)) inSet++
+      const missing = set.length - inSet
+      const unknown = other + found - inSet
+      if (missing < bestMissing || (missing === bestMissing && unknown < bestUnknown)) {
+        bestMissing = missing
+        bestUnknown = unknown
+      }
+    }
+    return (bestUnknown > 0 ? DRIFT_UNKNOWN : 0) | (countMissing && bestMissing > 0 ? DRIFT_MISSING : 0)
+  }
+}
+
+/**
+ * Record boundaries of a text-template body in `buf[start, end)`, for `log_line_separator` `separator`.
+ * A separator splits only between records, never inside a value: values may contain it (" | " in a URL, "; "
+ * in a user agent). Rules, where Azion documents nothing:
+ * - When the model starts with literal text (Activity History's `v1\t`), a record ends only at a separator
+ *   followed by that text, or at the end of the body. A value may hold the separator (even end with it), but
+ *   never the separator followed by that leading text.
+ * - When the model starts with a $variable there is no such anchor: a record ends at the first separator
+ *   where the text so far parses as a whole record (so every value but the last may hold the separator); if no
+ *   separator within the next 64 gives a parsable record, at the first one (the record is then reported as
+ *   not matching its template).
+ * - Empty pieces are skipped, and with separator "\n" a "\r" before it is not part of the record.
+ */
+export function textRecordSpans(
+  t: Extract<CompiledTemplate, { kind: 'text' }>,
+  buf: Buffer,
+  start: number,
+  end: number,
+  separator: Buffer,
+): Span[] {
+  const first = t.parts[0]
+  const lead = first !== undefined && 'literal' in first ? Buffer.from(first.literal) : undefined
+  const sepLen = separator.length
+  const lineBreak = sepLen === 1 && separator[0] === 0x0a
+  const at = (i: number): boolean =>
+    i + sepLen <= end && buf.compare(separator, 0, sepLen, i, i + sepLen) === 0
+  const skipEmpty = (i: number): number => {
+    for (;;) {
+      if (at(i)) i += sepLen
+      else if (lineBreak && buf[i] === 0x0d && i + 1 < end && buf[i + 1] === 0x0a) i += 2
+      else return i
+    }
+  }
+  const nextSeparator = (from: number): number => {
+    const i = buf.indexOf(separator, from)
+    return i < 0 || i > end - sepLen ? end : i
+  }
+  const pieceEnd = (i: number, from: number): number =>
+    lineBreak && i > from && buf[i - 1] === 0x0d ? i - 1 : i
+  const spans: Span[] = []
+  let pos = skipEmpty(start)
+  while (pos < end) {
+    let boundary = nextSeparator(pos)
+    if (lead) {
+      // The first separator followed (after empty pieces) by the leading literal, or the end. Of a run of
+      // separators before the leading literal, the last one ends the record: Azion joins records with one
+      // separator, so the others belong to the value before (a value may end with the separator's text).
+      while (boundary < end) {
+        const after = skipEmpty(boundary)
+        if (after >= end) break
+        if (
+          after + lead.length <= end &&
+          buf.compare(lead, 0, lead.length, after, after + lead.length) === 0
+        ) {
+          if (!lineBreak) boundary = after - sepLen
+          break
+        }
+        boundary = nextSeparator(boundary + sepLen)
+      }
+    } else if (boundary < end) {
+      let candidate = boundary
+      for (let tries = 0; tries < 64 && candidate <= end; tries++) {
+        const parsed = t.parse(buf.toString('utf8', pos, pieceEnd(candidate, pos)))
+        if (!isTemplateMismatch(parsed)) {
+          boundary = candidate
+          break
+        }
+        if (candidate === end) break
+        candidate = nextSeparator(candidate + sepLen)
+      }
+    }
+    const stop = pieceEnd(boundary, pos)
+    if (stop > pos) spans.push({ start: pos, end: stop })
+    pos = boundary >= end ? end : skipEmpty(boundary + sepLen)
+  }
+  return spans
 }
 
 /**

@@ -1,23 +1,49 @@
 // Azion Data Stream built-in templates and the variables each data source documents, as data.
 //
-// Sources (../../../shared/vendor-formats.md §2.2–2.3): template ids and names from AZ-OAS3 (v3 `template_id`
-// enum, same labels in AZ-CONSOLE); variables from AZ-REF; the Functions preset verbatim from AZ-FN.
+// Sources: the Azion Data Streaming API v3 document (../../../shared/vendor-docs/001_*.txt, "6. Retrieving a
+// list of templates" and "7. Detailing a template") gives template 2 "Edge Applications EC" as
+// {version, time, client, configuration, host}, template 3 "Test Applications EC" as
+// {request_time, time, client, proxy_status, host}, and template 86 as {time, client, requestID, logmessage}.
+// vendor-formats.md §2.2 quotes 86 with eight keys from Azion's Functions debugging page (AZ-FN), and gives the
+// v3 template ids and names (AZ-OAS3); variables per data source come from AZ-REF (§2.3).
 //
-// Only template 86 (Edge Functions) has a published preset. The presets of 2, 4, 184 and 251 were not found
-// (vendor-formats.md §5 "Open questions": fetch them with GET /data_streaming/templates/{id} on a real
-// account). For those we ship a reconstruction, marked `documented: false`: a JSON object template with every
-// documented variable of the data source as "name":"$name". A real preset may name keys differently or omit
-// variables; a stream that knows its real model should configure it as `templateModel`.
+// What a preset is for: it *describes* what a template's records look like; it does not gate them. The models
+// the documents show are abbreviated and vary (86 has two different documented shapes), so a real record of a
+// preset template is valid when it is what Azion renders — a flat JSON object whose values are strings — and
+// keys it has beyond the preset's, or lacks from it, are schema drift (src/pipeline/drift.ts), not errors.
+// Only a `templateModel` the user writes is a strict contract.
+//
+// Templates 4, 184 and 251 have no published model (vendor-formats.md §5 "Open questions"). For those we ship a
+// reconstruction, marked `documented: false`: a JSON object template with every documented variable of the data
+// source as "name":"$name". It is used only to tell which keys are known; a record lacking a reconstructed key is
+// not reported as drift (we do not know that the real preset shows it).
 
 export type AzionDataSource = 'http' | 'waf' | 'cells_console' | 'rtm_activity'
+
+/** One template_model a document shows for a preset, with where it is quoted from. */
+export interface DocumentedModel {
+  templateModel: string
+  /** The document and section it is quoted from. */
+  source: string
+  /**
+   * true when the document shows a shortened model (an API example listing a handful of fields): real records
+   * of the template may carry more keys, which then count as drift.
+   */
+  abbreviated: boolean
+}
 
 export interface AzionTemplate {
   id: number
   name: string
   dataSource: AzionDataSource
+  /** The primary model: the first documented one, or our reconstruction. */
   templateModel: string
-  /** false where the vendor's exact preset was not found and templateModel is our reconstruction. */
+  /** false where no model of this preset was found and templateModel is our reconstruction. */
   documented: boolean
+  /** true when every documented model is abbreviated (and for reconstructions: we do not know). */
+  abbreviated: boolean
+  /** Every model the documents show, primary first; empty for a reconstruction. */
+  documentedModels: readonly DocumentedModel[]
 }
 
 /** The variables AZ-REF documents for the Applications (`http`) data source, WAF fields last. */
@@ -162,54 +188,105 @@ export const AZION_VARIABLES: Readonly<Record<AzionDataSource, readonly string[]
 const FUNCTIONS_PRESET =
   '{"time":"$time","client":"$client","configuration":"$global_id","edgeFunctionID":"$edge_function_id","requestID":"$request_id","messageSource":"$message_source","logLevel":"$log_level","logMessage":"$log_message"}'
 
+// The API document's models, as JSON. The document prints them with typographic quotes (\u201d) and drops the
+// closing quote of the last value (`\"$host\}`); the keys, variables and their order are the document's.
+
+/** 001, "6. Retrieving a list of templates": id 2, "Edge Applications EC". */
+const EDGE_APPLICATIONS_EC =
+  '{ "version": "$version","time": "$time","client":"$client","configuration": "$configuration","host": "$host"}'
+
+/** 001, "6. Retrieving a list of templates": id 3, "Test Applications EC". */
+const TEST_APPLICATIONS_EC =
+  '{ "request_time": "$request_time","time": "$time","client": "$client","proxy_status": "$proxy_status","host": "$host"}'
+
+/** 001, "7. Detailing a template": id 86, "Edge Functions Event Collector". */
+const FUNCTIONS_DETAIL =
+  '{ "time": "$time","client": "$client", "requestID": "$request_id","logmessage": "$log_message" }'
+
+const API_DOC = 'Azion Data Streaming API v3 (vendor-docs/001)'
+
 /** Our reconstruction of an unpublished preset: {"name":"$name",…} over the given variables, in order. */
 function objectTemplateOf(variables: readonly string[]): string {
   return `{${variables.map((v) => `${JSON.stringify(v)}:${JSON.stringify(`$${v}`)}`).join(',')}}`
 }
 
-const TEMPLATES: AzionTemplate[] = [
-  {
-    id: 2,
-    name: 'Edge Applications Event Collector',
-    dataSource: 'http',
-    // Reconstruction: the Applications variables without the waf_* ones (those are what 184 adds).
-    templateModel: objectTemplateOf(HTTP_VARIABLES.filter((v) => !v.startsWith('waf_'))),
-    documented: false,
-  },
-  {
-    id: 4,
-    name: 'WAF Event Collector',
-    dataSource: 'waf',
-    templateModel: objectTemplateOf(WAF_VARIABLES), // reconstruction
-    documented: false,
-  },
-  {
-    id: 86,
-    name: 'Edge Functions Event Collector',
-    dataSource: 'cells_console',
-    templateModel: FUNCTIONS_PRESET,
+function documented(
+  id: number,
+  name: string,
+  dataSource: AzionDataSource,
+  models: DocumentedModel[],
+): AzionTemplate {
+  return {
+    id,
+    name,
+    dataSource,
+    templateModel: models[0]!.templateModel,
     documented: true,
-  },
-  {
-    id: 184,
-    name: 'Edge Applications + WAF Event Collector',
-    dataSource: 'http',
-    templateModel: objectTemplateOf(HTTP_VARIABLES), // reconstruction, including the waf_* fields
+    abbreviated: models.every((m) => m.abbreviated),
+    documentedModels: Object.freeze(models.map((m) => Object.freeze(m))),
+  }
+}
+
+function reconstructed(
+  id: number,
+  name: string,
+  dataSource: AzionDataSource,
+  variables: readonly string[],
+): AzionTemplate {
+  return {
+    id,
+    name,
+    dataSource,
+    templateModel: objectTemplateOf(variables),
     documented: false,
-  },
-  {
-    id: 251,
-    name: 'Activity History Collector',
-    dataSource: 'rtm_activity',
-    // Reconstruction. AZ-REF's documented Standard-POST form for this source is a tab-separated line
-    // (v1\t$time_iso8601\t$clientid\t…); that is a custom template, kept as a fixture, not this preset.
-    templateModel: objectTemplateOf(ACTIVITY_VARIABLES),
-    documented: false,
-  },
+    abbreviated: false,
+    documentedModels: Object.freeze([]),
+  }
+}
+
+const TEMPLATES: AzionTemplate[] = [
+  documented(2, 'Edge Applications Event Collector', 'http', [
+    {
+      templateModel: EDGE_APPLICATIONS_EC,
+      source: `${API_DOC}, "6. Retrieving a list of templates" (id 2, "Edge Applications EC")`,
+      abbreviated: true,
+    },
+  ]),
+  documented(3, 'Test Applications EC', 'http', [
+    {
+      templateModel: TEST_APPLICATIONS_EC,
+      source: `${API_DOC}, "6. Retrieving a list of templates" (id 3, "Test Applications EC")`,
+      abbreviated: true,
+    },
+  ]),
+  // Reconstruction over the WAF Events variables.
+  reconstructed(4, 'WAF Event Collector', 'waf', WAF_VARIABLES),
+  documented(86, 'Edge Functions Event Collector', 'cells_console', [
+    {
+      templateModel: FUNCTIONS_PRESET,
+      source: 'Azion Edge Functions debugging guide (AZ-FN, vendor-formats.md §2.2)',
+      abbreviated: false,
+    },
+    {
+      templateModel: FUNCTIONS_DETAIL,
+      source: `${API_DOC}, "7. Detailing a template" (id 86)`,
+      abbreviated: true,
+    },
+  ]),
+  // Reconstruction including the waf_* fields of the Applications source.
+  reconstructed(184, 'Edge Applications + WAF Event Collector', 'http', HTTP_VARIABLES),
+  // Reconstruction. AZ-REF's documented Standard-POST form for this source is a tab-separated line
+  // (v1\t$time_iso8601\t$clientid\t…); that is a custom template, kept as a fixture, not this preset.
+  reconstructed(251, 'Activity History Collector', 'rtm_activity', ACTIVITY_VARIABLES),
 ]
 
 export const AZION_TEMPLATES: readonly AzionTemplate[] = Object.freeze(TEMPLATES.map((t) => Object.freeze(t)))
 
 export function findAzionTemplate(id: number): AzionTemplate | undefined {
   return AZION_TEMPLATES.find((t) => t.id === id)
+}
+
+/** Every model of a preset that describes its records: the documented ones, or the reconstruction. */
+export function presetModels(t: AzionTemplate): string[] {
+  return t.documentedModels.length > 0 ? t.documentedModels.map((m) => m.templateModel) : [t.templateModel]
 }

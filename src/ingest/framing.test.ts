@@ -15,6 +15,7 @@ function stream(over: Partial<StreamConfig>): StreamConfig {
     auth: {},
     payloadFormat: '$dataset',
     logLineSeparator: '\\n',
+    unknownFields: 'drift',
     validation: 'dead-letter',
     filters: [],
     durability: 'spool',
@@ -94,7 +95,7 @@ describe('nesting depth limit', () => {
     const framer = createFramer(
       stream({ source: 'azion', maxJsonDepth: 1 }),
       template,
-      templateRecordCheck(template),
+      templateRecordCheck([template]),
     )
     const framed = framer(Buffer.from('{"a":"x","b":"y"}\n{"a":"x","b":{"c":1}}\n'))
     expect(framed.record(0).proven).toBe(true)

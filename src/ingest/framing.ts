@@ -1,14 +1,12 @@
 import { ProblemError } from '../errors.js'
-import {
-  JsonScanError,
-  nestsDeeper,
-  splitOn,
-  splitTopLevel,
-  type Span,
-  type SpanCheck,
-} from '../records/json-scan.js'
+import { JsonScanError, nestsDeeper, splitOn, splitTopLevel, type Span } from '../records/json-scan.js'
 import type { StreamConfig } from '../config/types.js'
-import { isTemplateMismatch, type CompiledTemplate } from './azion-template.js'
+import {
+  isTemplateMismatch,
+  textRecordSpans,
+  type CompiledTemplate,
+  type RecordScan,
+} from './azion-template.js'
 
 // Framing turns a decoded body into records, per the stream's `source` (SPEC section 3):
 //   emnify  a JSON array (bulk mode, up to 10,000) or a single object [EM-DS-INTEG, EM-LEGACY, 1NCE-HTTP]
@@ -35,6 +33,8 @@ export interface FramedRecord {
   value: unknown
   /** The framer's `proven` check showed the record is valid JSON that the stream's validator accepts. */
   proven?: true
+  /** With `proven`: how the record's keys differ from the template's (drift bits of the framer's scan). */
+  driftBits?: number
   /** Parsed fields of a text-template record. */
   fields?: Record<string, string>
   /** Why a text record does not match its template (validation reports it; framing does not fail). */
@@ -85,7 +85,7 @@ export function unescapeSeparator(text: string): string {
  * pass it only when nothing else needs the parsed value (no filters). Records it does not prove are parsed
  * as usual, which raises the usual 400.
  */
-export function createFramer(stream: StreamConfig, template?: CompiledTemplate, proven?: SpanCheck): Framer {
+export function createFramer(stream: StreamConfig, template?: CompiledTemplate, proven?: RecordScan): Framer {
   const maxDepth = stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
   switch (stream.source) {
     case 'emnify':
@@ -204,7 +204,7 @@ interface JsonSpansOptions {
   /** Set for emnify: every element must be an object (this text ends the 400's detail). */
   objectsExpectation?: string
   /** Records this check proves valid are not parsed (see createFramer). */
-  proven?: SpanCheck
+  proven?: RecordScan
 }
 
 const COMMA = Buffer.from(',')
@@ -220,7 +220,7 @@ class JsonSpans implements FramedBody {
   /** False when the body holds no CR/LF inside any span: no record needs `oneLine`. */
   private readonly mayBreak: boolean
   private readonly objectsExpectation?: string
-  private readonly proven?: SpanCheck
+  private readonly proven?: RecordScan
   private readonly maxDepth: number
   private readonly depthScanned: boolean
 
@@ -248,9 +248,16 @@ class JsonSpans implements FramedBody {
     const span = this.spans[i]!
     const { start, end } = span
     // A proven record is a flat object of strings: depth 1.
-    if (this.proven?.(this.body, start, end)) {
+    const scanned = this.proven ? this.proven(this.body, start, end) : -1
+    if (scanned >= 0) {
       const bytes = this.body.subarray(start, end)
-      return { bytes: this.mayBreak ? oneLine(bytes) : bytes, value: undefined, proven: true }
+      const record: FramedRecord = {
+        bytes: this.mayBreak ? oneLine(bytes) : bytes,
+        value: undefined,
+        proven: true,
+      }
+      if (scanned > 0) record.driftBits = scanned
+      return record
     }
     const text = this.body.toString('utf8', start, end)
     const value = this.parse(text, i)
@@ -279,7 +286,8 @@ class JsonSpans implements FramedBody {
   verifyFrom(from: number): void {
     for (let i = from; i < this.length; i++) {
       const { start, end } = this.spans[i]!
-      if (!this.proven?.(this.body, start, end)) this.parse(this.body.toString('utf8', start, end), i)
+      if (!this.proven || this.proven(this.body, start, end) < 0)
+        this.parse(this.body.toString('utf8', start, end), i)
     }
   }
 
@@ -362,7 +370,7 @@ function azionFramer(
   stream: StreamConfig,
   template: CompiledTemplate,
   maxDepth: number,
-  proven?: SpanCheck,
+  proven?: RecordScan,
 ): Framer {
   const format = unescapeSeparator(stream.payloadFormat)
   const at = format.indexOf('$dataset')
@@ -370,15 +378,19 @@ function azionFramer(
   const suffix = Buffer.from(format.slice(at + '$dataset'.length).trim())
   const separatorText = unescapeSeparator(stream.logLineSeparator)
   const separator = Buffer.from(separatorText)
-  // JSON never holds a raw line break or tab inside a string, so a whitespace separator can be split on
-  // directly (fast); any other separator needs the top-level scan.
-  const whitespaceSeparator = /^[\s]+$/.test(separatorText)
+  // JSON never holds a raw line break or tab inside a string, so a separator made of JSON whitespace with at
+  // least one of them can be split on directly (fast). Any other separator needs the top-level scan, which
+  // never splits inside a value: " " and " | " occur inside strings.
+  const whitespaceSeparator = /^[ \t\r\n]+$/.test(separatorText) && /[\t\r\n]/.test(separatorText)
+  // Text records may begin or end with spaces or tabs (an empty last field of a tab-separated line): around a
+  // text body only line breaks are trimmed. JSON records never do, and splitTopLevel skips whitespace itself.
+  const trimmable = template.kind === 'json' ? isWs : isLineBreak
   const expectation = `an Azion body is payload_format ${JSON.stringify(format)} around records joined by ${JSON.stringify(separatorText)}`
   return (body) => {
     let start = 0
     let end = body.length
-    while (start < end && isWs(body[start]!)) start++
-    while (end > start && isWs(body[end - 1]!)) end--
+    while (start < end && trimmable(body[start]!)) start++
+    while (end > start && trimmable(body[end - 1]!)) end--
     if (start === end) return framedRecords([]) // an empty push frames to zero records
     // Where the dataset itself reaches an edge of the body (no prefix or suffix there), that whitespace may
     // belong to a record or a separator: a text record's last field can end in a tab or space (an empty
@@ -410,9 +422,11 @@ function azionFramer(
       end -= suffix.length
     }
     if (template.kind === 'json') {
+      // A separator that ends in whitespace (" | ") may have lost it to the trim above: scan to the body's end.
+      const to = prefix.length + suffix.length > 0 ? end : untrimmedEnd(body, end)
       const spans = whitespaceSeparator
         ? trimSpans(body, splitOn(body, start, end, separator))
-        : scan(() => splitTopLevel(body, start, end, separator, maxDepth), start, expectation)
+        : scan(() => splitTopLevel(body, start, to, separator, maxDepth), start, expectation)
       return new JsonSpans(body, spans, 'record', {
         splitOnNewline: separatorText === '\n',
         maxDepth,
@@ -420,7 +434,7 @@ function azionFramer(
         ...(proven ? { proven } : {}),
       })
     }
-    return new TextSpans(body, splitOn(body, start, end, separator), (bytes) => {
+    return new TextSpans(body, textRecordSpans(template, body, start, end, separator), (bytes) => {
       const parsed = template.parse(bytes.toString('utf8'))
       if (isTemplateMismatch(parsed)) return { bytes, value: undefined, mismatch: parsed.mismatch }
       return { bytes, value: parsed, fields: parsed }
@@ -451,6 +465,16 @@ function scan(fn: () => Span[], offsetBase: number, expectation: string): Span[]
 
 function badBody(what: string, expectation: string): ProblemError {
   return new ProblemError(400, 'invalid-body', 'Body cannot be framed', `${what}; ${expectation}`)
+}
+
+function isLineBreak(b: number): boolean {
+  return b === 0x0a || b === 0x0d
+}
+
+/** `end` moved past the JSON whitespace that follows it. */
+function untrimmedEnd(body: Buffer, end: number): number {
+  while (end < body.length && isWs(body[end]!)) end++
+  return end
 }
 
 function isWs(b: number): boolean {

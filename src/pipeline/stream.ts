@@ -3,11 +3,13 @@ import type { DedupeConfig, StreamConfig } from '../config/types.js'
 import { ProblemError, type ProblemFieldError } from '../errors.js'
 import {
   compileTemplate,
+  templateKeys,
   templateRecordCheck,
   templateSchema,
   type CompiledTemplate,
+  type TemplateContract,
 } from '../ingest/azion-template.js'
-import { findAzionTemplate } from '../ingest/azion-templates.js'
+import { findAzionTemplate, presetModels, type AzionTemplate } from '../ingest/azion-templates.js'
 import {
   createFramer,
   createRecordFramer,
@@ -21,6 +23,7 @@ import { rawField } from '../records/json-scan.js'
 import type { SinkRecord } from '../records/record.js'
 import type { RecordError, RecordValidator, Validators } from '../validate/validators.js'
 import { DedupeWindow } from './dedupe.js'
+import { DriftTracker, knownFromSchema, type DriftCounter, type KnownFields } from './drift.js'
 import { compileFilters, type RecordPredicate } from './filters.js'
 
 /** At most this many per-record errors in a 422 answer (SPEC section 2). */
@@ -39,10 +42,19 @@ export interface ProcessOutcome {
   dedupeKeys: string[]
 }
 
-/** One configured stream, compiled: framer, validator, filters and dedupe window. */
+export interface StreamRuntimeOptions {
+  /** Counts the records found drifting (the Prometheus counter), once per request. */
+  driftCounter?: DriftCounter
+  now?: number
+}
+
+/** One configured stream, compiled: framer, validator, filters, dedupe window and drift tracker. */
 export class StreamRuntime {
   readonly framer: Framer
   readonly template?: CompiledTemplate
+  /** What arrives that the template or schema does not know, and what it knows that does not arrive. */
+  drift: DriftTracker
+  private readonly rejectUnknown: boolean
   private readonly validate?: RecordValidator
   private readonly filter?: RecordPredicate
   private dedupe?: DedupeWindow
@@ -56,11 +68,22 @@ export class StreamRuntime {
     readonly id: string,
     readonly config: StreamConfig,
     validators: Validators,
+    options: StreamRuntimeOptions = {},
   ) {
+    // A preset describes its records (any flat object of strings is valid; differences are drift); a
+    // templateModel the user wrote is a strict contract.
+    const preset: AzionTemplate | undefined =
+      config.source === 'azion' && config.templateModel === undefined
+        ? findAzionTemplate(config.template!)
+        : undefined
+    const contract: TemplateContract = preset ? 'describe' : 'strict'
+    let variants: CompiledTemplate[] = []
     if (config.source === 'azion') {
-      const model = config.templateModel ?? findAzionTemplate(config.template!)!.templateModel
-      this.template = compileTemplate(model)
+      variants = preset ? presetModels(preset).map(compileTemplate) : [compileTemplate(config.templateModel!)]
+      this.template = variants[0]
     }
+    this.rejectUnknown =
+      config.unknownFields === 'reject' && (config.schema !== undefined || config.templateModel !== undefined)
     if (config.validation !== 'off') {
       if (config.schema !== undefined) this.validate = validators.fromFile(config.schema)
       else if (config.source === 'emnify')
@@ -69,17 +92,27 @@ export class StreamRuntime {
         this.validate = validators.fromSchema(
           templateSchema(
             this.template,
-            `https://streamgate.dev/schemas/azion/${encodeURIComponent(id)}/${hash(this.template.model)}.json`,
+            `https://streamgate.dev/schemas/azion/${encodeURIComponent(id)}/${hash(this.template.model)}-${contract}.json`,
+            contract,
           ) as Record<string, unknown>,
         )
     }
+    this.drift = new DriftTracker(
+      knownFieldsOf(config, validators, variants, preset),
+      options.now ?? Date.now(),
+      options.driftCounter,
+    )
     this.filter = compileFilters(config.filters)
     // Azion JSON records proven valid at byte level skip JSON.parse and ajv: only when the validator is the
     // template's own schema (or validation is off) and no filter needs the parsed value. Ids and dedupe keys
-    // are read from the bytes (rawField) either way.
+    // are read from the bytes (rawField) either way. The scan also tells drift: whether the keys differ.
     const proven =
       this.template && config.schema === undefined && !this.filter
-        ? templateRecordCheck(this.template)
+        ? templateRecordCheck(variants, {
+            contract,
+            countMissing: preset?.documented ?? true,
+            unknownRejects: this.rejectUnknown,
+          })
         : undefined
     this.framer = createFramer(config, this.template, proven)
     this.dedupeConfig = streamDedupe(config)
@@ -135,7 +168,8 @@ export class StreamRuntime {
     try {
       for (; i < framed.length; i++) {
         const record = framed.record(i)
-        const errors = this.check(record)
+        const unknown = this.observe(record, now, live)
+        const errors = this.check(record) ?? unknown
         if (errors) {
           invalidCount++
           if (policy === 'reject') {
@@ -177,6 +211,8 @@ export class StreamRuntime {
       // A record that cannot be framed (400) wins over anything else, wherever it sits in the body.
       if (!(err instanceof ProblemError)) framed.verifyFrom(i + 1)
       throw err
+    } finally {
+      this.drift.flush()
     }
     if (problems) {
       throw new ProblemError(
@@ -204,6 +240,33 @@ export class StreamRuntime {
       a.windowMs === b.windowMs
     )
       this.dedupe = previous.dedupe
+  }
+
+  /** Keeps the drift report of the runtime this one replaces when what it compares with is the same. */
+  adoptDrift(previous: StreamRuntime): void {
+    this.drift.adopt(previous.drift)
+  }
+
+  /**
+   * Compares the record's fields with what the stream knows (src/pipeline/drift.ts). Every record counts
+   * while live; the fields of parsed records are walked on a sample once the tracker has learnt the stream,
+   * and always with `unknownFields: reject`, whose errors this returns (replays only check, never count).
+   */
+  private observe(record: FramedRecord, now: number, live: boolean): RecordError[] | null {
+    const drift = this.drift
+    if (!drift.tracking) return null
+    if (record.proven) {
+      if (!live) return null
+      if (record.driftBits === undefined) drift.exact()
+      else drift.flat(record.bytes, record.driftBits, now, drift.sample(false))
+      return null
+    }
+    if (record.value === undefined || record.fields !== undefined) return null
+    const weight = live ? drift.sample(this.rejectUnknown) : this.rejectUnknown ? 1 : 0
+    if (weight === 0) return null
+    const errors: RecordError[] | undefined = this.rejectUnknown ? [] : undefined
+    drift.value(record.value, now, weight, errors, live)
+    return errors !== undefined && errors.length > 0 ? errors : null
   }
 
   /** The dedupe window (undefined without dedupe), for the gateway to save and restore across restarts. */
@@ -253,6 +316,39 @@ function sinkRecord(stream: string, record: FramedRecord, now: number, id: strin
   }
   if (id !== undefined) return { stream, payload: record.bytes, receivedAtMs: now, id }
   return { stream, payload: record.bytes, receivedAtMs: now }
+}
+
+/** What drift compares records with: the stream's schema, else its Azion template(s). */
+function knownFieldsOf(
+  config: StreamConfig,
+  validators: Validators,
+  variants: readonly CompiledTemplate[],
+  preset: AzionTemplate | undefined,
+): KnownFields {
+  const fromSchema = (schema: Record<string, unknown>, source: string): KnownFields => {
+    const root = knownFromSchema(schema)
+    return root
+      ? { kind: 'schema', root, source }
+      : { kind: 'none', source: `${source}: declares no properties to compare with` }
+  }
+  if (config.schema !== undefined)
+    return fromSchema(validators.schemaFile(config.schema), `schema ${config.schema}`)
+  if (config.source === 'emnify') {
+    const name = config.recordType === 'usage' ? 'emnify-usage' : 'emnify-event'
+    return fromSchema(validators.builtinSchema(name), `built-in schema ${name}`)
+  }
+  const template = variants[0]
+  if (!template) return { kind: 'none', source: `source ${config.source}: no schema to compare with` }
+  if (template.kind === 'text')
+    return { kind: 'none', source: 'text templateModel: fields are positional, nothing can drift' }
+  return {
+    kind: 'template',
+    variants: variants.map(templateKeys),
+    countMissing: preset?.documented ?? true,
+    source: preset
+      ? `preset template ${preset.id} (${preset.name}; ${preset.documented ? `${variants.length} documented model${variants.length === 1 ? '' : 's'}` : 'reconstructed'})`
+      : 'templateModel',
+  }
 }
 
 function hash(text: string): string {

@@ -310,39 +310,58 @@ export type SpanCheck = (buf: Buffer, start: number, end: number) => boolean
 
 /**
  * A check that proves, without parsing, that a record is a JSON object whose members are all strings and
- * among whose keys every one of `required` occurs. It accepts only: whitespace, `{`, zero or more
- * `"key": "value"` members separated by `,`, `}`, whitespace. Strings must be valid JSON strings (no raw
- * byte below 0x20; escapes \" \\ \/ \b \f \n \r \t \uXXXX); a key holding any backslash is not decoded
- * but refused, so keys are compared as raw bytes. For such a text `JSON.parse` succeeds and yields an
- * object with an own string property for each key (of repeated keys it keeps the last, also a string).
- * Anything else (numbers, null, nesting, escaped keys, truncated or stray bytes) answers `false`: the
- * caller parses and validates as usual, which also produces the usual errors. Bytes >= 0x80 are taken as
- * they are: the body was checked as valid UTF-8 before framing.
+ * among whose keys every one of `required` occurs (see `stringObjectScanner`).
  */
 export function stringObjectCheck(required: readonly string[]): SpanCheck {
-  const keys = required.map((k) => Buffer.from(k, 'utf8'))
+  const scanner = stringObjectScanner(required)
+  return (buf, start, end) => scanner.scan(buf, start, end) >= required.length * 2
+}
+
+/**
+ * `scan` answers -1 unless `buf[start, end)` is a flat object of string members; otherwise
+ * `found * 2 + (other ? 1 : 0)`: how many distinct `keys` occur, and whether any other key does. `has(k)`
+ * then tells whether `keys[k]` occurred in the record scanned last.
+ */
+export interface StringObjectScanner {
+  scan(buf: Buffer, start: number, end: number): number
+  has(k: number): boolean
+}
+
+/**
+ * Scans, without parsing, whether a record is a JSON object whose members are all strings, and which of
+ * `keys` it holds. It accepts only: whitespace, `{`, zero or more `"key": "value"` members separated by `,`,
+ * `}`, whitespace. Strings must be valid JSON strings (no raw byte below 0x20; escapes \" \\ \/ \b \f \n \r
+ * \t \uXXXX); a key holding any backslash is not decoded but refused, so keys are compared as raw bytes. For
+ * such a text `JSON.parse` succeeds and yields an object with an own string property for each key (of
+ * repeated keys it keeps the last, also a string). Anything else (numbers, null, nesting, escaped keys,
+ * truncated or stray bytes) answers -1: the caller parses and validates as usual, which also produces the
+ * usual errors. Bytes >= 0x80 are taken as they are: the body was checked as valid UTF-8 before framing.
+ */
+export function stringObjectScanner(keyNames: readonly string[]): StringObjectScanner {
+  const keys = keyNames.map((k) => Buffer.from(k, 'utf8'))
   const count = keys.length
   // seen[k] === generation: key k occurred in the current record (no clearing per record).
   const seen = new Uint32Array(count)
   let generation = 0
-  return (buf, start, end) => {
+  const scan = (buf: Buffer, start: number, end: number): number => {
     generation = (generation + 1) >>> 0
     if (generation === 0) {
       seen.fill(0)
       generation = 1
     }
     let found = 0
+    let other = 0
     let next = 0 // records usually follow the template's key order: try that key first
     let pos = skipWhitespace(buf, start, end)
-    if (pos >= end || buf[pos] !== OPEN_BRACE) return false
+    if (pos >= end || buf[pos] !== OPEN_BRACE) return -1
     pos = skipWhitespace(buf, pos + 1, end)
     if (pos < end && buf[pos] === CLOSE_BRACE) pos++
     else {
       for (;;) {
-        if (pos >= end || buf[pos] !== QUOTE) return false
+        if (pos >= end || buf[pos] !== QUOTE) return -1
         const keyStart = pos + 1
         const keyEnd = stringEnd(buf, keyStart, end, false)
-        if (keyEnd < 0) return false
+        if (keyEnd < 0) return -1
         const k = findKey(keys, next, buf, keyStart, keyEnd - 1)
         if (k >= 0) {
           if (seen[k] !== generation) {
@@ -350,26 +369,27 @@ export function stringObjectCheck(required: readonly string[]): SpanCheck {
             found++
           }
           next = k + 1 === count ? 0 : k + 1
-        }
+        } else other = 1
         pos = skipWhitespace(buf, keyEnd, end)
-        if (pos >= end || buf[pos] !== COLON) return false
+        if (pos >= end || buf[pos] !== COLON) return -1
         pos = skipWhitespace(buf, pos + 1, end)
-        if (pos >= end || buf[pos] !== QUOTE) return false
+        if (pos >= end || buf[pos] !== QUOTE) return -1
         pos = stringEnd(buf, pos + 1, end, true)
-        if (pos < 0) return false
+        if (pos < 0) return -1
         pos = skipWhitespace(buf, pos, end)
-        if (pos >= end) return false
+        if (pos >= end) return -1
         const c = buf[pos]
         if (c === CLOSE_BRACE) {
           pos++
           break
         }
-        if (c !== COMMA) return false
+        if (c !== COMMA) return -1
         pos = skipWhitespace(buf, pos + 1, end)
       }
     }
-    return found === count && skipWhitespace(buf, pos, end) === end
+    return skipWhitespace(buf, pos, end) === end ? found * 2 + other : -1
   }
+  return { scan, has: (k) => seen[k] === generation }
 }
 
 /** Index of the required key equal to `buf[start, end)`, trying `first` before the others; -1 if none. */

@@ -28,6 +28,7 @@ export type RecordValidator = (value: unknown) => RecordError[] | null
 export class Validators {
   private readonly ajv: Ajv
   private readonly byId = new Map<string, RecordValidator>()
+  private readonly files = new Map<string, Record<string, unknown>>()
 
   constructor() {
     // allErrors off: the first error per record is enough to route it, and it keeps validation cheap.
@@ -40,11 +41,26 @@ export class Validators {
     return this.fromFile(resolve(SCHEMAS_DIR, BUILTIN_SCHEMAS[name]))
   }
 
+  /** The schema object of a built-in schema (what drift tracking compares records with). */
+  builtinSchema(name: keyof typeof BUILTIN_SCHEMAS): Record<string, unknown> {
+    return this.schemaFile(resolve(SCHEMAS_DIR, BUILTIN_SCHEMAS[name]))
+  }
+
+  /** A schema file, read and parsed once. */
+  schemaFile(path: string): Record<string, unknown> {
+    let schema = this.files.get(path)
+    if (!schema) {
+      schema = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+      this.files.set(path, schema)
+    }
+    return schema
+  }
+
   fromFile(path: string): RecordValidator {
     const key = `file:${path}`
     const cached = this.byId.get(key)
     if (cached) return cached
-    const schema = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+    const schema = this.schemaFile(path)
     const validator = this.fromSchema(schema, key)
     this.byId.set(key, validator)
     return validator
