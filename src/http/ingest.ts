@@ -56,12 +56,28 @@ const DEFAULT_CONTENT_TYPES = [
 
 const ACCEPTED_CONTENT_TYPES_MAX = 32
 
+/**
+ * Vendor sources frame by their own rules (SPEC section 3) and neither emnify nor Azion documents the
+ * Content-Type it sends (vendor-formats.md §5), so their streams accept any unless `contentTypes` is set.
+ */
+const ANY_CONTENT_TYPE_SOURCES: ReadonlySet<string> = new Set(['emnify', 'azion'])
+
+/**
+ * GET and HEAD are availability probes: vendors check an endpoint before and while streaming (Azion probes
+ * once a minute and discards data for an endpoint it finds unavailable [AZ-REF "Error treatment"]). A probe
+ * runs the stream's auth as a POST would and stores nothing.
+ */
+const PROBE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD'])
+const PROBE_BODY = JSON.stringify({ available: true })
+const NO_BODY = Buffer.alloc(0)
+
 const JSON_HEADERS = { 'content-type': 'application/json' }
 const PROBLEM_HEADERS = { 'content-type': 'application/problem+json' }
 
 interface StreamHttp {
   auth: CompiledAuth
-  contentTypes: string[]
+  /** Undefined: any Content-Type is accepted. */
+  contentTypes: string[] | undefined
   /** Content-Type header values already found acceptable (clients send the same one every time). */
   acceptedContentTypes: Set<string>
   limiter?: RecordRateLimiter
@@ -101,8 +117,13 @@ export class IngestHandler {
     this.metrics.inFlightChanged(1)
     let answer: HttpAnswer
     try {
-      const counts = await this.ingest(stream, input)
-      answer = { status: 200, headers: JSON_HEADERS, body: JSON.stringify(counts) }
+      if (PROBE_METHODS.has(input.method)) {
+        this.probe(stream, input)
+        answer = { status: 200, headers: JSON_HEADERS, body: PROBE_BODY }
+      } else {
+        const counts = await this.ingest(stream, input)
+        answer = { status: 200, headers: JSON_HEADERS, body: JSON.stringify(counts) }
+      }
     } catch (err) {
       answer = this.errorAnswer(err, stream, input)
     } finally {
@@ -113,6 +134,18 @@ export class IngestHandler {
     if (answer.aborted) this.metrics.ingestAborted(stream.id)
     else this.metrics.ingestAnswered(stream.id, answer.status, (performance.now() - started) / 1000)
     return answer
+  }
+
+  /**
+   * An availability probe: 503 while shutting down, then the stream's source address (403) and header (401)
+   * checks; with `auth.hmac`, the signature of the empty body (a probe has none), as an empty POST would need.
+   * Not subject to the in-flight bound (it does no work); nothing is read, framed or stored.
+   */
+  private probe(stream: StreamRuntime, input: IngestInput): void {
+    const http = this.httpOf(stream)
+    if (this.gateway.isDraining) throw shuttingDown()
+    http.auth.checkRequest(input.headers, input.remoteAddress)
+    http.auth.checkBody(input.headers, NO_BODY)
   }
 
   private async ingest(stream: StreamRuntime, input: IngestInput): Promise<IngestCounts> {
@@ -127,16 +160,7 @@ export class IngestHandler {
           headers: { allow: http.allow },
         },
       )
-    if (this.gateway.isDraining)
-      throw new ProblemError(
-        503,
-        'shutting-down',
-        'Shutting down',
-        'streamgate is shutting down; retry shortly',
-        {
-          headers: { 'retry-after': '5', connection: 'close' },
-        },
-      )
+    if (this.gateway.isDraining) throw shuttingDown()
     if (this.inFlight > this.server.maxInFlightRequests)
       throw new ProblemError(
         503,
@@ -153,7 +177,11 @@ export class IngestHandler {
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')
     const contentType = first(input.headers['content-type'])
-    if (contentType !== undefined && !http.acceptedContentTypes.has(contentType)) {
+    if (
+      http.contentTypes !== undefined &&
+      contentType !== undefined &&
+      !http.acceptedContentTypes.has(contentType)
+    ) {
       checkContentType(contentType, http.contentTypes)
       if (http.acceptedContentTypes.size < ACCEPTED_CONTENT_TYPES_MAX)
         http.acceptedContentTypes.add(contentType)
@@ -258,9 +286,12 @@ export class IngestHandler {
       const rate = stream.config.rateLimit
       http = {
         auth: compileAuth(stream.config.auth),
-        contentTypes: (stream.config.contentTypes ?? DEFAULT_CONTENT_TYPES).map((t) => t.toLowerCase()),
+        contentTypes: (
+          stream.config.contentTypes ??
+          (ANY_CONTENT_TYPE_SOURCES.has(stream.config.source) ? undefined : DEFAULT_CONTENT_TYPES)
+        )?.map((t) => t.toLowerCase()),
         acceptedContentTypes: new Set(),
-        allow: [...stream.methods].join(', '),
+        allow: [...new Set([...stream.methods, ...PROBE_METHODS])].join(', '),
         ...(rate ? { limiter: new RecordRateLimiter(rate.recordsPerSecond, rate.burstRecords) } : {}),
       }
       this.perStream.set(stream, http)
@@ -319,6 +350,18 @@ function checkContentType(header: string | undefined, allowed: readonly string[]
         extra: { accepted: allowed },
       },
     )
+}
+
+function shuttingDown(): ProblemError {
+  return new ProblemError(
+    503,
+    'shutting-down',
+    'Shutting down',
+    'streamgate is shutting down; retry shortly',
+    {
+      headers: { 'retry-after': '5', connection: 'close' },
+    },
+  )
 }
 
 function first(value: string | string[] | undefined): string | undefined {

@@ -98,8 +98,8 @@ describe('ingest status contract', () => {
   it('405 for a method the stream does not accept, with Allow', async () => {
     const res = await send(`${gw.url}/ingest/events`, { method: 'PATCH', headers: auth, body: event(1) })
     expect(res.status).toBe(405)
-    expect(res.headers.allow).toBe('POST, PUT')
-    expect((await send(`${gw.url}/ingest/events`, { method: 'GET', headers: auth })).status).toBe(405)
+    expect(res.headers.allow).toBe('POST, PUT, GET, HEAD') // GET and HEAD: availability probes
+    expect((await send(`${gw.url}/ingest/events`, { method: 'DELETE', headers: auth })).status).toBe(405)
   })
 
   it('401 for a missing or wrong header, naming the missing one but never echoing values', async () => {
