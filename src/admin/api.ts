@@ -4,6 +4,7 @@ import { ProblemError } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import type { Logger } from '../telemetry/logger.js'
 import { requireToken } from './auth.js'
+import { DRIFT_PATHS, driftRoutes } from './drift.js'
 import type { Change, ConfigWriter } from './config-writer.js'
 import type { LoginThrottle } from './login-throttle.js'
 import { SINK_TYPES, SOURCE_TYPES, STREAM_STATUS_LIST } from './lookups.js'
@@ -134,6 +135,8 @@ export function managementRoutes({ gateway, writer, throttle, logger, ingestPort
     return c.json(streamView(gateway, next, id, inletBase(c, next.server)))
   })
 
+  driftRoutes(app, gateway)
+
   // Sinks.
   app.get('/sinks', (c) => {
     const config = gateway.config
@@ -205,6 +208,7 @@ export function managementRoutes({ gateway, writer, throttle, logger, ingestPort
     '/streams/:id/restart': 'POST',
     '/sinks': 'GET, POST',
     '/sinks/:name': 'GET, PATCH, DELETE',
+    ...DRIFT_PATHS,
   }
   for (const [path, allow] of Object.entries(allowed))
     app.all(path, (c) => {

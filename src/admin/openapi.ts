@@ -144,6 +144,7 @@ function buildDocument(): Schema {
         'delivery',
         'lastError',
         'health',
+        'drift',
       ],
       properties: {
         id: nameRef,
@@ -180,6 +181,7 @@ function buildDocument(): Schema {
           },
         }),
         health: ref('StreamHealth'),
+        drift: ref('DriftSummary'),
       },
     },
     StreamHealth: {
@@ -259,13 +261,123 @@ function buildDocument(): Schema {
     },
     Template: {
       type: 'object',
-      required: ['id', 'name', 'data_source', 'template_model', 'documented'],
+      description:
+        'A built-in Azion template. A preset describes its records, it does not gate them: any flat JSON object of strings is valid, and keys its models do not show (or show but a record lacks) are schema drift.',
+      required: [
+        'id',
+        'name',
+        'data_source',
+        'template_model',
+        'documented',
+        'abbreviated',
+        'documented_models',
+      ],
       properties: {
         id: { type: 'integer' },
         name: { type: 'string' },
         data_source: { type: 'string' },
-        template_model: { type: 'string' },
-        documented: { type: 'boolean' },
+        template_model: { type: 'string', description: 'The primary model (the first documented one).' },
+        documented: {
+          type: 'boolean',
+          description: 'false: no model of this preset was found; template_model is our reconstruction.',
+        },
+        abbreviated: {
+          type: 'boolean',
+          description: 'Every documented model is a shortened one: real records carry more keys.',
+        },
+        documented_models: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['template_model', 'source', 'abbreviated'],
+            properties: {
+              template_model: { type: 'string' },
+              source: { type: 'string', description: 'The document and section it is quoted from.' },
+              abbreviated: { type: 'boolean' },
+            },
+          },
+        },
+      },
+    },
+    DriftSummary: {
+      type: 'object',
+      description: "The stream's schema drift in figures (GET /api/v1/streams/{id}/drift has the fields).",
+      additionalProperties: false,
+      required: ['tracking', 'unknownFields', 'missingFields', 'unknownRecords', 'missingRecords'],
+      properties: {
+        tracking: { type: 'boolean' },
+        unknownFields: { type: 'integer', minimum: 0 },
+        missingFields: { type: 'integer', minimum: 0 },
+        unknownRecords: { type: 'integer', minimum: 0 },
+        missingRecords: { type: 'integer', minimum: 0 },
+      },
+    },
+    DriftReport: {
+      type: 'object',
+      description:
+        "Fields that arrive but the stream's schema or template does not know (unknown), and fields it expects that do not arrive (missing). Counts are exact while the tracker learns (sampling.learning) and estimated from one record in sampling.oneIn afterwards.",
+      additionalProperties: false,
+      required: [
+        'stream',
+        'tracking',
+        'known',
+        'since',
+        'observedRecords',
+        'unknownRecords',
+        'missingRecords',
+        'sampling',
+        'fields',
+        'untrackedSightings',
+        'maxFields',
+      ],
+      properties: {
+        stream: { type: 'string' },
+        tracking: {
+          type: 'boolean',
+          description: 'false when there is nothing to compare with (no schema or JSON template).',
+        },
+        known: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['source', 'fields'],
+          properties: {
+            source: { type: 'string', description: 'What records are compared with.' },
+            fields: { type: 'array', items: { type: 'string' }, description: 'Known field pointers.' },
+          },
+        },
+        since: { type: 'string', format: 'date-time', description: 'Start, or the last reset.' },
+        observedRecords: { type: 'integer', minimum: 0 },
+        unknownRecords: { type: 'integer', minimum: 0 },
+        missingRecords: { type: 'integer', minimum: 0 },
+        sampling: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['learning', 'oneIn'],
+          properties: { learning: { type: 'boolean' }, oneIn: { type: 'integer', minimum: 1 } },
+        },
+        fields: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['pointer', 'kind', 'records', 'firstSeen', 'lastSeen'],
+            properties: {
+              pointer: { type: 'string', description: 'JSON pointer (RFC 6901) of the field.' },
+              kind: { type: 'string', enum: ['unknown', 'missing'] },
+              records: { type: 'integer', minimum: 0 },
+              firstSeen: { type: 'string', format: 'date-time' },
+              lastSeen: { type: 'string', format: 'date-time' },
+              example: { type: 'string', description: "The value's JSON text, cut to 100 characters." },
+            },
+          },
+        },
+        untrackedSightings: {
+          type: 'integer',
+          minimum: 0,
+          description: 'Sightings of pointers not tracked because maxFields are tracked already.',
+        },
+        maxFields: { type: 'integer' },
       },
     },
   }
@@ -484,11 +596,43 @@ function paths(): Record<string, Schema> {
     },
   })
 
+  const probeOperation = (method: string): Schema => ({
+    tags: ['ingest'],
+    summary: `Availability probe (${method}): 200 when the stream would accept a push; stores nothing`,
+    description:
+      "Vendors check an endpoint before and while streaming. The stream's auth runs as for a POST (auth.allowCidrs, auth.headers; with auth.hmac the signature of the empty body).",
+    security: [],
+    parameters: [{ name: 'stream', in: 'path', required: true, schema: { type: 'string' } }],
+    responses: {
+      200:
+        method === 'HEAD'
+          ? { description: 'Available (no body).' }
+          : json(
+              {
+                type: 'object',
+                additionalProperties: false,
+                required: ['available'],
+                properties: { available: { const: true } },
+              },
+              'Available.',
+            ),
+      401: problem('Auth headers or HMAC missing or wrong.'),
+      403: problem('Source address not in auth.allowCidrs.'),
+      404: problem('Unknown stream.'),
+      503: {
+        ...problem('Shutting down.'),
+        headers: { 'Retry-After': { schema: { type: 'string' } } },
+      },
+    },
+  })
+
   return {
     '/ingest/{stream}': {
       post: ingestOperation('POST'),
       put: ingestOperation('PUT'),
       patch: ingestOperation('PATCH'),
+      get: probeOperation('GET'),
+      head: probeOperation('HEAD'),
     },
     '/api/v1/openapi.json': publicGet('This document', { type: 'object' }),
     '/api/v1/streams/statuses': publicGet('Stream statuses', {
@@ -609,6 +753,32 @@ function paths(): Record<string, Schema> {
         summary: 'Restart: Error or Paused → Running, clears the last error',
         responses: {
           200: json(ref('Stream'), 'Running'),
+          401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
+          404: r('NotFound'),
+        },
+      },
+    },
+    '/api/v1/streams/{id}/drift': {
+      parameters: streamParam,
+      get: {
+        tags: ['streams'],
+        summary: 'Schema drift: unknown and missing fields, with records seen, first/last seen, an example',
+        responses: {
+          200: json(ref('DriftReport'), 'The drift report'),
+          401: r('Unauthorized'),
+          429: r('TooManyFailedLogins'),
+          404: r('NotFound'),
+        },
+      },
+    },
+    '/api/v1/streams/{id}/drift/reset': {
+      parameters: streamParam,
+      post: {
+        tags: ['streams'],
+        summary: 'Clear the drift report (tracking starts again, learning every record)',
+        responses: {
+          200: json(ref('DriftReport'), 'The cleared report'),
           401: r('Unauthorized'),
           429: r('TooManyFailedLogins'),
           404: r('NotFound'),

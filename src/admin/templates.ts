@@ -3,7 +3,10 @@ import { ProblemError } from '../errors.js'
 import { AZION_TEMPLATES, findAzionTemplate, type AzionTemplate } from '../ingest/azion-templates.js'
 
 // GET /api/v1/templates and /api/v1/templates/{id}: the built-in Azion templates, in the shape of Azion's
-// own templates API [AZ-OAS3]: {"results": …, "schema_version": 3}, template_model as a string.
+// own templates API [AZ-OAS3]: {"results": …, "schema_version": 3}, template_model as a string. Added to
+// Azion's shape: every model the documents show for the preset (`documented_models`, with where each is
+// quoted from and whether it is abbreviated), `documented` (false: template_model is our reconstruction) and
+// `abbreviated` (every documented model is a shortened one: real records carry more keys, counted as drift).
 
 const SCHEMA_VERSION = 3
 
@@ -14,6 +17,12 @@ function view(t: AzionTemplate): Record<string, unknown> {
     data_source: t.dataSource,
     template_model: t.templateModel,
     documented: t.documented,
+    abbreviated: t.abbreviated,
+    documented_models: t.documentedModels.map((m) => ({
+      template_model: m.templateModel,
+      source: m.source,
+      abbreviated: m.abbreviated,
+    })),
   }
 }
 

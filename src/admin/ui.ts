@@ -58,6 +58,8 @@ function page(nonce: string): string {
   .error { color: #9b1c13; max-width: 28rem; word-break: break-word; }
   .muted { color: #6b7580; }
   .lanes { white-space: pre-line; }
+  h2 { font-size: 1.1rem; margin: 1.5rem 0 .3rem; }
+  code { word-break: break-all; }
   button { margin-right: .3rem; }
   #message { min-height: 1.4em; }
   [hidden] { display: none !important; }
@@ -76,10 +78,18 @@ function page(nonce: string): string {
   <table>
     <thead><tr>
       <th>Stream</th><th>Source</th><th>Status</th><th>Received/s</th><th>Accepted/s</th><th>Rejected</th>
-      <th>Spool lag per sink</th><th>Last error</th><th>Actions</th>
+      <th>Spool lag per sink</th><th>Schema drift</th><th>Last error</th><th>Actions</th>
     </tr></thead>
     <tbody id="streams"></tbody>
   </table>
+  <section id="drift" hidden>
+    <h2 id="drift-title"></h2>
+    <p class="muted" id="drift-meta"></p>
+    <table>
+      <thead><tr><th>Field</th><th>Kind</th><th>Records</th><th>First seen</th><th>Last seen</th><th>Example</th></tr></thead>
+      <tbody id="drift-fields"></tbody>
+    </table>
+  </section>
 </div>
 <script nonce="${nonce}">
 (() => {
@@ -144,7 +154,7 @@ function page(nonce: string): string {
     if (streams.length === 0) {
       const row = body.insertRow()
       const td = cell(row, 'No streams configured.', 'muted')
-      td.colSpan = 9
+      td.colSpan = 10
     }
     for (const s of streams) {
       const row = document.createElement('tr')
@@ -175,6 +185,18 @@ function page(nonce: string): string {
           (d.circuit ? ' (circuit ' + d.circuit.state + ', ' + d.circuit.failures + ' failures)' : ''),
       )
       cell(row, lanes.join('\\n'), 'lanes')
+      const drift = cell(row, driftText(s.drift), s.drift.tracking ? '' : 'muted')
+      if (s.drift.tracking) {
+        for (const [action, label] of [['drift', 'Fields'], ['drift-reset', 'Reset']]) {
+          const button = document.createElement('button')
+          button.type = 'button'
+          button.textContent = label
+          button.dataset.action = action
+          button.dataset.id = s.id
+          drift.appendChild(document.createElement('br'))
+          drift.appendChild(button)
+        }
+      }
       const error = s.lastError || s.delivery.map((d) => d.lastError && { sink: d.sink, ...d.lastError }).find(Boolean)
       cell(row, error ? error.sink + ': ' + error.message + ' (' + error.at + ')' : '', 'error')
       const actions = cell(row, '')
@@ -198,6 +220,37 @@ function page(nonce: string): string {
     $('updated').textContent = 'Updated ' + new Date(now).toLocaleTimeString()
   }
 
+  function driftText(d) {
+    if (!d.tracking) return 'not tracked'
+    if (d.unknownFields + d.missingFields === 0) return 'none'
+    return d.unknownFields + ' unknown, ' + d.missingFields + ' missing field' +
+      (d.unknownFields + d.missingFields === 1 ? '' : 's')
+  }
+
+  function showDrift(report) {
+    $('drift').hidden = false
+    $('drift-title').textContent = 'Schema drift of ' + report.stream
+    $('drift-meta').textContent = 'Compared with ' + report.known.source + ' since ' + report.since + ': ' +
+      report.observedRecords + ' records, ' + report.unknownRecords + ' with unknown fields, ' +
+      report.missingRecords + ' with missing fields' +
+      (report.sampling.learning ? '' : ' (estimated from 1 record in ' + report.sampling.oneIn + ')')
+    const body = $('drift-fields')
+    body.replaceChildren()
+    if (report.fields.length === 0) {
+      const td = cell(body.insertRow(), 'Nothing drifts.', 'muted')
+      td.colSpan = 6
+    }
+    for (const f of report.fields) {
+      const row = body.insertRow()
+      cell(row, '').appendChild(document.createElement('code')).textContent = f.pointer
+      cell(row, f.kind)
+      cell(row, String(f.records), 'num')
+      cell(row, f.firstSeen)
+      cell(row, f.lastSeen)
+      cell(row, '').appendChild(document.createElement('code')).textContent = f.example ?? ''
+    }
+  }
+
   async function refresh() {
     clearTimeout(timer)
     try {
@@ -218,6 +271,17 @@ function page(nonce: string): string {
     button.disabled = true
     try {
       const path = '/streams/' + encodeURIComponent(id)
+      if (action === 'drift') {
+        showDrift(await api('GET', path + '/drift'))
+        button.disabled = false
+        return
+      }
+      if (action === 'drift-reset') {
+        showDrift(await api('POST', path + '/drift/reset'))
+        say('Cleared the schema drift of ' + id + '.')
+        await refresh()
+        return
+      }
       if (action === 'restart') await api('POST', path + '/restart')
       else await api('PATCH', path, { status: { id: action === 'pause' ? 2 : 1 } })
       say((action === 'pause' ? 'Paused ' : action === 'resume' ? 'Resumed ' : 'Restarted ') + id + '.')

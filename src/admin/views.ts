@@ -8,6 +8,7 @@ import {
 } from '../pipeline/gateway.js'
 import type { DeliveryLane } from '../pipeline/lane.js'
 import { DEAD_LETTER_LANE } from '../spool/spool.js'
+import { driftSummary, type DriftSummary } from './drift.js'
 import { statusObject, type Lookup } from './lookups.js'
 import { masked } from './secrets.js'
 
@@ -63,6 +64,7 @@ export type StreamView = { id: string } & Omit<StreamConfig, 'status'> & {
     lastError: { sink: string; reason: string; message: string; at: string } | null
     /** Apart from the status: "degraded" while a sink's circuit is open or a lane keeps falling behind. */
     health: StreamHealth
+    drift: DriftSummary
   }
 
 export type SinkView = { name: string } & SinkConfig & {
@@ -91,6 +93,7 @@ export function streamView(
     delivery: (gateway.lanes.get(id) ?? []).map(laneFigures),
     lastError: state?.lastError ? { ...state.lastError } : null,
     health: gateway.health(id),
+    drift: driftSummary(gateway.streams.get(id)),
   }
 }
 

@@ -30,7 +30,7 @@ import {
 import { deliver } from './delivery.js'
 import { LagTrend } from './lag-trend.js'
 import { DeliveryLane } from './lane.js'
-import { StreamRuntime, type ProcessOutcome } from './stream.js'
+import { StreamRuntime, type ProcessOutcome, type StreamRuntimeOptions } from './stream.js'
 
 /** Streams without `deadLetter` use the sink of this name; unless configured, a file sink under ./data. */
 export const DEFAULT_DEAD_LETTER_SINK = 'dead-letter'
@@ -152,7 +152,7 @@ export class Gateway {
       this.circuits.set(name, this.newCircuit(name, sinkConfig))
     }
     for (const [id, streamConfig] of Object.entries(config.streams)) {
-      this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators))
+      this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators, this.runtimeOptions(id)))
       this.states.set(id, { status: 4, counts: zeroCounts() })
     }
     this.sampler = setInterval(() => this.sampleLags(performance.now()), config.health.sampleIntervalMs)
@@ -678,15 +678,23 @@ export class Gateway {
     }
     // Lanes of unchanged streams that used a replaced sink were restarted above; the rest keep theirs.
     for (const id of restart) {
-      const runtime = new StreamRuntime(id, next.streams[id]!, this.validators)
+      const runtime = new StreamRuntime(id, next.streams[id]!, this.validators, this.runtimeOptions(id))
       const old = this.streams.get(id)
-      if (old) runtime.adoptDedupe(old)
+      if (old) {
+        runtime.adoptDedupe(old)
+        runtime.adoptDrift(old)
+      }
       this.streams.set(id, runtime)
       const state = this.states.get(id) ?? { status: 4 as StreamStatusId, counts: zeroCounts() }
       this.states.set(id, state)
       await this.startLanes(id)
     }
     await Promise.allSettled(closing.map((s) => s.close()))
+  }
+
+  /** Records found drifting are counted in streamgate_schema_drift_records_total. */
+  private runtimeOptions(id: string): StreamRuntimeOptions {
+    return { driftCounter: (unknown, missing) => this.deps.metrics.schemaDrift(id, unknown, missing) }
   }
 
   private deadLetterNameOf(stream: { deadLetter?: string }): string {

@@ -224,6 +224,13 @@ export class Metrics {
     registers: [this.registry],
   })
 
+  private readonly schemaDriftRecords = new Counter({
+    name: 'streamgate_schema_drift_records_total',
+    help: "Records carrying fields the stream's schema or template does not know (kind unknown), or lacking fields it expects (kind missing); estimated from a sample once a stream's drift is learnt (GET /api/v1/streams/{id}/drift).",
+    labelNames: ['stream', 'kind'],
+    registers: [this.registry],
+  })
+
   constructor(options: { defaultMetrics?: boolean } = {}) {
     this.buildInfo.set({ version: VERSION, node: process.version }, 1)
     if (options.defaultMetrics !== false) {
@@ -295,6 +302,12 @@ export class Metrics {
 
   deadLetter(stream: string, reason: string, records: number): void {
     if (records) this.deadLettered.inc({ stream, reason }, records)
+  }
+
+  /** Field names never become labels: the drift report names them (bounded cardinality). */
+  schemaDrift(stream: string, unknownRecords: number, missingRecords: number): void {
+    if (unknownRecords) this.schemaDriftRecords.inc({ stream, kind: 'unknown' }, unknownRecords)
+    if (missingRecords) this.schemaDriftRecords.inc({ stream, kind: 'missing' }, missingRecords)
   }
 
   observeSpool(provider: () => SpoolFigures): void {
