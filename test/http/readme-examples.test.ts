@@ -84,6 +84,15 @@ describe('README examples against the embedded default config', () => {
       expect(lines).toContain(record)
   })
 
+  it('the Azion availability probe: 200 with the stream header, nothing stored', async () => {
+    const probe = await send(`${base}/ingest/azion-http`, {
+      method: 'GET',
+      headers: { 'x-azion-key': 'change-me' },
+    })
+    expect(probe.status).toBe(200)
+    expect(probe.json()).toEqual({ available: true })
+  })
+
   it('a wrong token is 401 problem+json', async () => {
     const res = await send(`${base}/ingest/app`, {
       headers: { 'content-type': 'application/x-ndjson', authorization: 'Bearer wrong' },

@@ -171,6 +171,35 @@ describe('status page', () => {
     }
   }, 60_000)
 
+  it('shows schema drift per stream, lists the fields and resets them', async () => {
+    const page = await browser.newPage()
+    const failures: string[] = []
+    page.on('pageerror', (err) => failures.push(err.message))
+    try {
+      await send(`${gw.url}/ingest/emnify-events`, {
+        headers: { 'content-type': 'application/json' },
+        body: '{"id":7,"timestamp":"2021-10-27T08:40:10.000Z","event_type":{"id":1},"roaming":"yes"}',
+      })
+      await page.goto(`${gw.url}/ui`)
+      await page.fill('#token', TOKEN)
+      await page.click('#login button[type=submit]')
+      const drift = row(page, 'emnify-events').locator('td').nth(7)
+      await expect.poll(() => drift.textContent(), { timeout: 10_000 }).toMatch(/^1 unknown, 0 missing field/)
+      expect(await row(page, 'app').locator('td').nth(7).textContent()).toBe('not tracked')
+
+      await row(page, 'emnify-events').locator('button[data-action=drift]').click()
+      await expect.poll(() => page.locator('#drift-fields').textContent()).toContain('/roaming')
+      expect(await page.locator('#drift-fields').textContent()).toContain('"yes"')
+
+      await row(page, 'emnify-events').locator('button[data-action=drift-reset]').click()
+      await expect.poll(() => page.locator('#drift-fields').textContent()).toContain('Nothing drifts.')
+      await expect.poll(() => drift.textContent(), { timeout: 10_000 }).toMatch(/^none/)
+      expect(failures).toEqual([])
+    } finally {
+      await page.close()
+    }
+  }, 60_000)
+
   // Last in this file: it uses up 127.0.0.1's allowance of wrong tokens for the rest of the minute.
   it('after too many wrong tokens the login form says so, also for the right token', async () => {
     const page = await browser.newPage()
