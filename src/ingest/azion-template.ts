@@ -360,6 +360,7 @@ export function templateRecordCheck(
       for (const k of set) if (scanner.has(k)) inSet++
       const missing = set.length - inSet
       const unknown = other + found - inSet
+      if (missing === 0 && unknown === 0) return 0
       if (missing < bestMissing || (missing === bestMissing && unknown < bestUnknown)) {
         bestMissing = missing
         bestUnknown = unknown

@@ -163,12 +163,11 @@ export class DriftTracker {
     this.count(bits, 1)
     if (weight === 0 || this.known.kind !== 'template') return
     this.begin(now, weight, undefined)
-    const members: [string, string][] = []
-    forEachFlatMember(bytes, (key, value) => members.push([key, value]))
-    this.compareTemplate(
-      members.map((m) => m[0]),
-      (i) => members[i]![1],
-    )
+    // Of a repeated key JSON.parse keeps the last value; so does this.
+    const members = new Map<string, string>()
+    forEachFlatMember(bytes, (key, value) => members.set(key, value))
+    const keys = [...members.keys()]
+    this.compareTemplate(keys, (i) => members.get(keys[i]!)!)
   }
 
   /**
@@ -185,7 +184,7 @@ export class DriftTracker {
     if (this.known.kind === 'template') {
       const keys = Object.keys(obj)
       bits = this.compareTemplate(keys, (i) => exampleOf(obj[keys[i]!]))
-    } else bits = this.walk(obj, this.known.root, '', 0)
+    } else bits = this.walk(obj, this.known.root, 0)
     if (record) this.count(bits, weight)
     return bits
   }
@@ -268,21 +267,21 @@ export class DriftTracker {
   }
 
   /**
-   * Compares a record's top-level keys with the nearest template variant (fewest missing keys, then fewest
-   * unknown ones; the framer's scan uses the same rule) and records the differences.
+   * Compares a record's top-level keys (each once) with the nearest template variant (fewest missing keys,
+   * then fewest unknown ones; the framer's scan uses the same rule) and records the differences.
    */
   private compareTemplate(keys: readonly string[], example: (i: number) => string): number {
     const sets = this.variantSets
-    const present = new Set(keys)
     let best = 0
     let bestMissing = Infinity
     let bestUnknown = Infinity
     for (let v = 0; v < sets.length; v++) {
       const set = sets[v]!
       let inSet = 0
-      for (const k of present) if (set.has(k)) inSet++
+      for (const k of keys) if (set.has(k)) inSet++
       const missing = set.size - inSet
-      const unknown = present.size - inSet
+      const unknown = keys.length - inSet
+      if (missing === 0 && unknown === 0) return 0
       if (missing < bestMissing || (missing === bestMissing && unknown < bestUnknown)) {
         best = v
         bestMissing = missing
@@ -297,16 +296,27 @@ export class DriftTracker {
       bits |= UNKNOWN
       this.unknownField(`/${escapePointer(key)}`, () => example(i))
     }
-    if (this.known.kind === 'template' && this.known.countMissing)
+    if (bestMissing > 0 && this.known.kind === 'template' && this.known.countMissing) {
+      const present = new Set(keys)
       for (const key of set)
         if (!present.has(key)) {
           bits |= MISSING
           this.sighting('missing', `/${escapePointer(key)}`, undefined)
         }
+    }
     return bits
   }
 
-  private walk(obj: Record<string, unknown>, node: KnownNode, base: string, depth: number): number {
+  /** Members of the objects being walked, outermost first (pointers are built only for a sighting). */
+  private readonly path: string[] = []
+
+  private pointerTo(key: string): string {
+    let pointer = ''
+    for (const segment of this.path) pointer += `/${escapePointer(segment)}`
+    return `${pointer}/${escapePointer(key)}`
+  }
+
+  private walk(obj: Record<string, unknown>, node: KnownNode, depth: number): number {
     let bits = 0
     for (const key in obj) {
       if (!Object.hasOwn(obj, key)) continue
@@ -314,19 +324,21 @@ export class DriftTracker {
       if (child === undefined) {
         if (node.patterns.length > 0 && node.patterns.some((p) => p.test(key))) continue
         bits |= UNKNOWN
-        const pointer = `${base}/${escapePointer(key)}`
-        this.unknownField(pointer, () => exampleOf(obj[key]))
+        this.unknownField(this.pointerTo(key), () => exampleOf(obj[key]))
         continue
       }
       if (child === null || depth >= MAX_DEPTH) continue
       const v = obj[key]
-      if (v !== null && typeof v === 'object' && !Array.isArray(v))
-        bits |= this.walk(v as Record<string, unknown>, child, `${base}/${escapePointer(key)}`, depth + 1)
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+        this.path.push(key)
+        bits |= this.walk(v as Record<string, unknown>, child, depth + 1)
+        this.path.pop()
+      }
     }
     for (const key of node.required)
       if (!Object.hasOwn(obj, key)) {
         bits |= MISSING
-        this.sighting('missing', `${base}/${escapePointer(key)}`, undefined)
+        this.sighting('missing', this.pointerTo(key), undefined)
       }
     return bits
   }
@@ -395,7 +407,7 @@ function truncate(text: string): string {
 }
 
 export function escapePointer(key: string): string {
-  return key.replace(/~/g, '~0').replace(/\//g, '~1')
+  return key.includes('~') || key.includes('/') ? key.replace(/~/g, '~0').replace(/\//g, '~1') : key
 }
 
 function pointersOf(node: KnownNode, base: string, depth: number): string[] {
