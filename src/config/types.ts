@@ -80,8 +80,11 @@ export interface StreamConfig {
   payloadFormat: string
   logLineSeparator: string
   schema?: string
-  /** Fields the templateModel/schema does not declare: counted as drift, or (reject) the record is invalid. */
-  unknownFields: 'drift' | 'reject'
+  /**
+   * Fields the templateModel/schema does not declare: counted as drift, or (reject) the record is invalid.
+   * The loader always sets it (default drift); optional here so that hand-built configs (tests) may omit it.
+   */
+  unknownFields?: 'drift' | 'reject'
   validation: ValidationPolicy
   filters: FilterConfig[]
   /** Left out: on for emnify (key id), off otherwise; `false` off, `true` on with the defaults (streamDedupe). */

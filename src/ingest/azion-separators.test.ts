@@ -99,6 +99,11 @@ describe('separators that contain spaces', () => {
     ).toBe(body)
   })
 
+  it('text template: a body of blanks only is an empty push (zero records), as for JSON templates', () => {
+    const config = stream({ templateModel: ACTIVITY_MODEL })
+    expect(new StreamRuntime('s', config, validators).process(Buffer.from('  \t \n'), 0).received).toBe(0)
+  })
+
   it('text template: an empty last field (a trailing tab) is kept, not trimmed away', () => {
     const line = 'v1\t2026-11-30T10:15:02+00:00\t4529r\tt\tc\tedited\tAna\t'
     const outcome = new StreamRuntime('s', stream({ templateModel: ACTIVITY_MODEL }), validators).process(

@@ -391,7 +391,8 @@ function azionFramer(
     let end = body.length
     while (start < end && trimmable(body[start]!)) start++
     while (end > start && trimmable(body[end - 1]!)) end--
-    if (start === end) return framedRecords([]) // an empty push frames to zero records
+    // An empty push frames to zero records (also a text body of blanks only).
+    if (start === end || (template.kind === 'text' && blankOnly(body, start, end))) return framedRecords([])
     // Where the dataset itself reaches an edge of the body (no prefix or suffix there), that whitespace may
     // belong to a record or a separator: a text record's last field can end in a tab or space (an empty
     // $author_email), and a trailing " | " separator ends in a space. Trimming it changed a field or left a
@@ -422,11 +423,9 @@ function azionFramer(
       end -= suffix.length
     }
     if (template.kind === 'json') {
-      // A separator that ends in whitespace (" | ") may have lost it to the trim above: scan to the body's end.
-      const to = prefix.length + suffix.length > 0 ? end : untrimmedEnd(body, end)
       const spans = whitespaceSeparator
         ? trimSpans(body, splitOn(body, start, end, separator))
-        : scan(() => splitTopLevel(body, start, to, separator, maxDepth), start, expectation)
+        : scan(() => splitTopLevel(body, start, end, separator, maxDepth), start, expectation)
       return new JsonSpans(body, spans, 'record', {
         splitOnNewline: separatorText === '\n',
         maxDepth,
@@ -467,14 +466,10 @@ function badBody(what: string, expectation: string): ProblemError {
   return new ProblemError(400, 'invalid-body', 'Body cannot be framed', `${what}; ${expectation}`)
 }
 
-function isLineBreak(b: number): boolean {
-  return b === 0x0a || b === 0x0d
-}
-
-/** `end` moved past the JSON whitespace that follows it. */
-function untrimmedEnd(body: Buffer, end: number): number {
-  while (end < body.length && isWs(body[end]!)) end++
-  return end
+/** Whether `body[start, end)` holds JSON whitespace only (stops at the first other byte). */
+function blankOnly(body: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (!isWs(body[i]!)) return false
+  return true
 }
 
 function isWs(b: number): boolean {

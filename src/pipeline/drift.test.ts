@@ -156,6 +156,25 @@ describe('DriftTracker: bounds, sampling, reset', () => {
     other.adopt(a)
     expect(other.report().fields).toHaveLength(0)
   })
+
+  it('a schema file whose declarations changed under the same name starts a new report', () => {
+    const known = (schema: Record<string, unknown>): KnownFields => ({
+      kind: 'schema',
+      root: knownFromSchema(schema)!,
+      source: 'schema s.json',
+    })
+    const a = new DriftTracker(known({ properties: { a: {} } }), T0)
+    a.value({ a: 1, b: 2 }, T0, 1)
+    const same = new DriftTracker(known({ properties: { a: {} } }), T0)
+    same.adopt(a)
+    expect(same.report().fields).toHaveLength(1)
+    const nested = new DriftTracker(known({ properties: { a: { properties: { x: {} } } } }), T0)
+    nested.adopt(a)
+    expect(nested.report().fields).toHaveLength(0)
+    const required = new DriftTracker(known({ properties: { a: {} }, required: ['a'] }), T0)
+    required.adopt(a)
+    expect(required.report().fields).toHaveLength(0)
+  })
 })
 
 describe('knownFromSchema', () => {

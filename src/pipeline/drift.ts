@@ -112,6 +112,8 @@ export class DriftTracker {
   private pendingMissing = 0
   private readonly variantSets: readonly ReadonlySet<string>[]
   private readonly knownPointers: string[]
+  /** What this tracker compares with, as text: a report is kept across a config change only if it is equal. */
+  private readonly signature: string
 
   // The record being looked at (set by the observe methods; saves a closure per record).
   private now = 0
@@ -131,6 +133,13 @@ export class DriftTracker {
         : known.kind === 'schema'
           ? pointersOf(known.root, '', 0)
           : []
+    this.signature = JSON.stringify([
+      known.kind,
+      known.source,
+      this.knownPointers,
+      known.kind === 'template' ? [known.variants, known.countMissing] : null,
+      known.kind === 'schema' ? requiredOf(known.root, 0) : null,
+    ])
   }
 
   get tracking(): boolean {
@@ -238,7 +247,7 @@ export class DriftTracker {
 
   /** Entries and totals carry over to the runtime that replaces this one when what it knows is the same. */
   adopt(previous: DriftTracker): void {
-    if (JSON.stringify(previous.known) !== JSON.stringify(this.known)) return
+    if (previous.signature !== this.signature) return
     this.entries = previous.entries
     this.sinceMs = previous.sinceMs
     this.observed = previous.observed
@@ -408,6 +417,14 @@ function truncate(text: string): string {
 
 export function escapePointer(key: string): string {
   return key.includes('~') || key.includes('/') ? key.replace(/~/g, '~0').replace(/\//g, '~1') : key
+}
+
+function requiredOf(node: KnownNode, depth: number): unknown[] {
+  return [
+    node.required,
+    node.patterns.map((p) => p.source),
+    ...[...node.keys.values()].map((c) => (c && depth < MAX_DEPTH ? requiredOf(c, depth + 1) : null)),
+  ]
 }
 
 function pointersOf(node: KnownNode, base: string, depth: number): string[] {
