@@ -347,10 +347,16 @@ export function templateRecordCheck(
     }
   }
   const sets = variants.map((t) => [...new Set(templateKeys(t))].map((k) => union.indexOf(k)))
+  // A record holding exactly a variant's keys (the usual case) is found by one mask compare per variant.
+  const masks = union.length <= 31 ? sets.map((set) => set.reduce((m, k) => m | (1 << k), 0)) : []
   return (buf, start, end) => {
     const r = scanner.scan(buf, start, end)
     if (r < 0) return -1
     const other = r & 1
+    if (other === 0 && masks.length > 0) {
+      const mask = scanner.mask()
+      for (const m of masks) if (mask === m) return 0
+    }
     const found = r >> 1
     // The nearest variant: fewest missing keys, then fewest unknown ones (drift.ts compares the same way).
     let bestMissing = Infinity

@@ -325,6 +325,8 @@ export function stringObjectCheck(required: readonly string[]): SpanCheck {
 export interface StringObjectScanner {
   scan(buf: Buffer, start: number, end: number): number
   has(k: number): boolean
+  /** Bit k set: `keys[k]` occurred in the record scanned last (the first 31 keys only). */
+  mask(): number
 }
 
 /**
@@ -343,6 +345,7 @@ export function stringObjectScanner(keyNames: readonly string[]): StringObjectSc
   // seen[k] === generation: key k occurred in the current record (no clearing per record).
   const seen = new Uint32Array(count)
   let generation = 0
+  let mask = 0
   const scan = (buf: Buffer, start: number, end: number): number => {
     generation = (generation + 1) >>> 0
     if (generation === 0) {
@@ -351,6 +354,7 @@ export function stringObjectScanner(keyNames: readonly string[]): StringObjectSc
     }
     let found = 0
     let other = 0
+    mask = 0
     let next = 0 // records usually follow the template's key order: try that key first
     let pos = skipWhitespace(buf, start, end)
     if (pos >= end || buf[pos] !== OPEN_BRACE) return -1
@@ -367,6 +371,7 @@ export function stringObjectScanner(keyNames: readonly string[]): StringObjectSc
           if (seen[k] !== generation) {
             seen[k] = generation
             found++
+            if (k < 31) mask |= 1 << k
           }
           next = k + 1 === count ? 0 : k + 1
         } else other = 1
@@ -389,7 +394,7 @@ export function stringObjectScanner(keyNames: readonly string[]): StringObjectSc
     }
     return skipWhitespace(buf, pos, end) === end ? found * 2 + other : -1
   }
-  return { scan, has: (k) => seen[k] === generation }
+  return { scan, has: (k) => seen[k] === generation, mask: () => mask }
 }
 
 /** Index of the required key equal to `buf[start, end)`, trying `first` before the others; -1 if none. */
