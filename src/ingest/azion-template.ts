@@ -384,9 +384,9 @@ export function templateRecordCheck(
  *   followed by that text, or at the end of the body. A value may hold the separator (even end with it), but
  *   never the separator followed by that leading text.
  * - When the model starts with a $variable there is no such anchor: a record ends at the first separator
- *   where the text so far parses as a whole record (so every value but the last may hold the separator); if no
- *   separator within the next 64 gives a parsable record, at the first one (the record is then reported as
- *   not matching its template).
+ *   where the text so far parses as a whole record (so every value but the last may hold the separator; the
+ *   last must neither hold it nor end with its start, "|" before "||"); if no separator within the next 64
+ *   gives a parsable record, at the first one (the record is then reported as not matching its template).
  * - Empty pieces are skipped, and with separator "\n" a "\r" before it is not part of the record.
  */
 export function textRecordSpans(
@@ -433,7 +433,7 @@ export function textRecordSpans(
           if (!lineBreak) boundary = after - sepLen
           break
         }
-        boundary = nextSeparator(boundary + sepLen)
+        boundary = nextSeparator(boundary + 1) // occurrences may overlap ("|||" holds "||" twice)
       }
     } else if (boundary < end) {
       let candidate = boundary
@@ -444,7 +444,7 @@ export function textRecordSpans(
           break
         }
         if (candidate === end) break
-        candidate = nextSeparator(candidate + sepLen)
+        candidate = nextSeparator(candidate + 1)
       }
     }
     const stop = pieceEnd(boundary, pos)

@@ -385,6 +385,10 @@ function azionFramer(
   // Text records may begin or end with spaces or tabs (an empty last field of a tab-separated line): around a
   // text body only line breaks are trimmed. JSON records never do, and splitTopLevel skips whitespace itself.
   const trimmable = template.kind === 'json' ? isWs : isLineBreak
+  // A text body of blanks only is an empty push, unless the template's own text is blank (`$a\t$b` renders
+  // empty values as a tab).
+  const blankIsEmpty =
+    template.kind === 'text' && template.parts.some((p) => 'literal' in p && !/^[ \t\r\n]*$/.test(p.literal))
   const expectation = `an Azion body is payload_format ${JSON.stringify(format)} around records joined by ${JSON.stringify(separatorText)}`
   return (body) => {
     let start = 0
@@ -392,7 +396,7 @@ function azionFramer(
     while (start < end && trimmable(body[start]!)) start++
     while (end > start && trimmable(body[end - 1]!)) end--
     // An empty push frames to zero records (also a text body of blanks only).
-    if (start === end || (template.kind === 'text' && blankOnly(body, start, end))) return framedRecords([])
+    if (start === end || (blankIsEmpty && blankOnly(body, start, end))) return framedRecords([])
     // Where the dataset itself reaches an edge of the body (no prefix or suffix there), that whitespace may
     // belong to a record or a separator: a text record's last field can end in a tab or space (an empty
     // $author_email), and a trailing " | " separator ends in a space. Trimming it changed a field or left a
