@@ -26,7 +26,7 @@
 //   Values are JSON-escaped in JSON templates (JSON.stringify rules; non-ASCII is left as UTF-8, since whether
 //   Azion escapes it is undocumented) and inserted raw in text templates. A missing value renders as '-'.
 
-import { stringObjectScanner, type Span } from '../records/json-scan.js'
+import { splitOn, stringObjectScanner, type Span } from '../records/json-scan.js'
 
 /** `$name`, global: used for scanning and for rendering. */
 const VARIABLE_RE = /\$([A-Za-z_][A-Za-z0-9_]*)/g
@@ -378,15 +378,15 @@ export function templateRecordCheck(
 
 /**
  * Record boundaries of a text-template body in `buf[start, end)`, for `log_line_separator` `separator`.
- * A separator splits only between records, never inside a value: values may contain it (" | " in a URL, "; "
- * in a user agent). Rules, where Azion documents nothing:
- * - When the model starts with literal text (Activity History's `v1\t`), a record ends only at a separator
- *   followed by that text, or at the end of the body. A value may hold the separator (even end with it), but
- *   never the separator followed by that leading text.
- * - When the model starts with a $variable there is no such anchor: a record ends at the first separator
- *   where the text so far parses as a whole record (so every value but the last may hold the separator; the
- *   last must neither hold it nor end with its start, "|" before "||"); if no separator within the next 64
- *   gives a parsable record, at the first one (the record is then reported as not matching its template).
+ * Rules, where Azion documents nothing:
+ * - When the model starts with literal text (Activity History's `v1\t`) and the separator is not a line break,
+ *   a separator splits only between records, never inside a value (" | " in a URL or a title, "; " in a user
+ *   agent): a record ends only at a separator followed by that leading text, or at the end of the body. A
+ *   value may hold the separator (even end with it), never the separator followed by that leading text. A
+ *   piece that does not start with the leading text therefore stays with the record before it.
+ * - Otherwise every separator splits: with a line-break separator a record is a line (a text value cannot
+ *   hold one), and a model that starts with a $variable gives nothing to tell a record's start from a value
+ *   that holds the separator, so no value may hold it there.
  * - Empty pieces are skipped, and with separator "\n" a "\r" before it is not part of the record.
  */
 export function textRecordSpans(
@@ -398,57 +398,35 @@ export function textRecordSpans(
 ): Span[] {
   const first = t.parts[0]
   const lead = first !== undefined && 'literal' in first ? Buffer.from(first.literal) : undefined
+  if (!lead || /^[\r\n]+$/.test(separator.toString('latin1'))) return splitOn(buf, start, end, separator)
   const sepLen = separator.length
-  const lineBreak = sepLen === 1 && separator[0] === 0x0a
   const at = (i: number): boolean =>
     i + sepLen <= end && buf.compare(separator, 0, sepLen, i, i + sepLen) === 0
   const skipEmpty = (i: number): number => {
-    for (;;) {
-      if (at(i)) i += sepLen
-      else if (lineBreak && buf[i] === 0x0d && i + 1 < end && buf[i + 1] === 0x0a) i += 2
-      else return i
-    }
+    while (at(i)) i += sepLen
+    return i
   }
   const nextSeparator = (from: number): number => {
     const i = buf.indexOf(separator, from)
     return i < 0 || i > end - sepLen ? end : i
   }
-  const pieceEnd = (i: number, from: number): number =>
-    lineBreak && i > from && buf[i - 1] === 0x0d ? i - 1 : i
   const spans: Span[] = []
   let pos = skipEmpty(start)
   while (pos < end) {
+    // The first separator followed (after empty pieces) by the leading literal, or the end. Of a run of
+    // separators before the leading literal, the last one ends the record: Azion joins records with one
+    // separator, so the others belong to the value before (a value may end with the separator's text).
     let boundary = nextSeparator(pos)
-    if (lead) {
-      // The first separator followed (after empty pieces) by the leading literal, or the end. Of a run of
-      // separators before the leading literal, the last one ends the record: Azion joins records with one
-      // separator, so the others belong to the value before (a value may end with the separator's text).
-      while (boundary < end) {
-        const after = skipEmpty(boundary)
-        if (after >= end) break
-        if (
-          after + lead.length <= end &&
-          buf.compare(lead, 0, lead.length, after, after + lead.length) === 0
-        ) {
-          if (!lineBreak) boundary = after - sepLen
-          break
-        }
-        boundary = nextSeparator(boundary + 1) // occurrences may overlap ("|||" holds "||" twice)
+    while (boundary < end) {
+      const after = skipEmpty(boundary)
+      if (after >= end) break
+      if (after + lead.length <= end && buf.compare(lead, 0, lead.length, after, after + lead.length) === 0) {
+        boundary = after - sepLen
+        break
       }
-    } else if (boundary < end) {
-      let candidate = boundary
-      for (let tries = 0; tries < 64 && candidate <= end; tries++) {
-        const parsed = t.parse(buf.toString('utf8', pos, pieceEnd(candidate, pos)))
-        if (!isTemplateMismatch(parsed)) {
-          boundary = candidate
-          break
-        }
-        if (candidate === end) break
-        candidate = nextSeparator(candidate + 1)
-      }
+      boundary = nextSeparator(boundary + 1) // occurrences may overlap ("|||" holds "||" twice)
     }
-    const stop = pieceEnd(boundary, pos)
-    if (stop > pos) spans.push({ start: pos, end: stop })
+    if (boundary > pos) spans.push({ start: pos, end: boundary })
     pos = boundary >= end ? end : skipEmpty(boundary + sepLen)
   }
   return spans

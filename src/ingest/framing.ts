@@ -382,21 +382,13 @@ function azionFramer(
   // least one of them can be split on directly (fast). Any other separator needs the top-level scan, which
   // never splits inside a value: " " and " | " occur inside strings.
   const whitespaceSeparator = /^[ \t\r\n]+$/.test(separatorText) && /[\t\r\n]/.test(separatorText)
-  // Text records may begin or end with spaces or tabs (an empty last field of a tab-separated line): around a
-  // text body only line breaks are trimmed. JSON records never do, and splitTopLevel skips whitespace itself.
-  const trimmable = template.kind === 'json' ? isWs : isLineBreak
-  // A text body of blanks only is an empty push, unless the template's own text is blank (`$a\t$b` renders
-  // empty values as a tab).
-  const blankIsEmpty =
-    template.kind === 'text' && template.parts.some((p) => 'literal' in p && !/^[ \t\r\n]*$/.test(p.literal))
   const expectation = `an Azion body is payload_format ${JSON.stringify(format)} around records joined by ${JSON.stringify(separatorText)}`
   return (body) => {
     let start = 0
     let end = body.length
-    while (start < end && trimmable(body[start]!)) start++
-    while (end > start && trimmable(body[end - 1]!)) end--
-    // An empty push frames to zero records (also a text body of blanks only).
-    if (start === end || (blankIsEmpty && blankOnly(body, start, end))) return framedRecords([])
+    while (start < end && isWs(body[start]!)) start++
+    while (end > start && isWs(body[end - 1]!)) end--
+    if (start === end) return framedRecords([]) // an empty push frames to zero records
     // Where the dataset itself reaches an edge of the body (no prefix or suffix there), that whitespace may
     // belong to a record or a separator: a text record's last field can end in a tab or space (an empty
     // $author_email), and a trailing " | " separator ends in a space. Trimming it changed a field or left a
@@ -468,12 +460,6 @@ function scan(fn: () => Span[], offsetBase: number, expectation: string): Span[]
 
 function badBody(what: string, expectation: string): ProblemError {
   return new ProblemError(400, 'invalid-body', 'Body cannot be framed', `${what}; ${expectation}`)
-}
-
-/** Whether `body[start, end)` holds JSON whitespace only (stops at the first other byte). */
-function blankOnly(body: Buffer, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (!isWs(body[i]!)) return false
-  return true
 }
 
 function isWs(b: number): boolean {

@@ -689,7 +689,9 @@ async function runPlan(plan: Plan, tally: Tally): Promise<void> {
     tally.byStatus.set(r.status, (tally.byStatus.get(r.status) ?? 0) + 1)
     const why = checkResponse(r, ex, plan.heads?.[i] ?? false)
     if (why) fail(why)
-    if (r.status === 200 && r.headers['content-type']?.startsWith('application/json')) {
+    // A HEAD answer has no body (GET and HEAD on /ingest/<id> are availability probes: 200, nothing stored).
+    const isHead = plan.heads?.[i] ?? false
+    if (r.status === 200 && !isHead && r.headers['content-type']?.startsWith('application/json')) {
       const counts = JSON.parse(r.body.toString('utf8')) as Record<string, number>
       if (typeof counts.accepted === 'number') {
         tally.accepted += counts.accepted
