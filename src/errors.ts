@@ -122,6 +122,26 @@ export function authError(message: string, cause?: unknown): SinkError {
   return new SinkError(`auth failed: ${message}`, { retriable: true, reason: AUTH_FAILED, cause })
 }
 
+/** The `reason` of a sink that is not wired to its vendor yet (see `notConnectedError`). */
+export const NOT_CONNECTED = 'not-connected'
+
+/**
+ * The sink waits for `streamgate connect` (an adobe sink without inletUrl, a domo sink without streamId or
+ * create): like an auth failure, no record is at fault, so the lane holds its records in the spool and
+ * retries with backoff (retry.maxAttempts does not apply) until the connect writes the missing key.
+ */
+export function notConnectedError(type: string, sink: string): SinkError {
+  return new SinkError(`not connected: run streamgate connect ${type} ${sink}`, {
+    retriable: true,
+    reason: NOT_CONNECTED,
+  })
+}
+
+/** Failures that hold a sink's records (retried without limit) instead of counting towards dead letters. */
+export function holdsRecords(error: SinkError | undefined): boolean {
+  return error?.reason === AUTH_FAILED || error?.reason === NOT_CONNECTED
+}
+
 /**
  * Programming errors (TypeError, RangeError, …) are never retried: retrying a bug only hides it. Anything
  * else that is not a SinkError (network errors from a client library) is treated as transient.

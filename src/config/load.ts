@@ -216,7 +216,7 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
       if (!stream.payloadFormat.includes('$dataset'))
         issues.push({ path: `${at}.payloadFormat`, message: 'must contain $dataset' })
     } else {
-      for (const key of ['template', 'templateModel'] as const)
+      for (const key of ['template', 'templateModel', 'dataSource', 'domainIds'] as const)
         if (stream[key] !== undefined)
           issues.push({ path: `${at}.${key}`, message: 'only applies to source azion' })
     }

@@ -39,9 +39,8 @@ describe('domo sink keys', () => {
     expect(issuesOf({ ...publicDomo, create })).toEqual([
       { path: 'sinks.s', message: 'set either "streamId" or "create", not both' },
     ])
-    expect(issuesOf({ ...publicDomo, streamId: undefined })).toEqual([
-      { path: 'sinks.s', message: 'needs "streamId" or "create" (find or create the stream by name)' },
-    ])
+    // Neither: a sink waiting for `streamgate connect domo` (it reports itself as not connected).
+    expect(issuesOf({ ...publicDomo, streamId: undefined })).toEqual([])
     expect(
       issuesOf({ ...publicDomo, streamId: undefined, create: { name: 'x', columns: ['only one'] } }),
     ).toEqual([
@@ -83,5 +82,10 @@ describe('adobe sink keys', () => {
     expect(issuesOf({ ...adobe, mode: 'batch', syncValidation: true })).toEqual(expected)
     expect(issuesOf({ ...adobe, mode: 'single', syncValidation: true })).toEqual([])
     expect(issuesOf({ ...adobe, mode: 'batch', syncValidation: false })).toEqual([])
+  })
+
+  it('inletUrl may be unset: the sink waits for `streamgate connect adobe`', () => {
+    const { inletUrl: _inletUrl, ...unconnected } = adobe
+    expect(issuesOf(unconnected)).toEqual([])
   })
 })

@@ -43,8 +43,6 @@ function domoIssues(sink: DomoSinkConfig, at: string): ConfigIssue[] {
       })
   if (sink.streamId !== undefined && sink.create !== undefined)
     issues.push({ path: at, message: 'set either "streamId" or "create", not both' })
-  if (sink.streamId === undefined && sink.create === undefined)
-    issues.push({ path: at, message: 'needs "streamId" or "create" (find or create the stream by name)' })
   const schema = sink.create?.columns
   if (schema && schema.length !== sink.columns.length)
     issues.push({

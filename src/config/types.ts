@@ -77,6 +77,10 @@ export interface StreamConfig {
   contentTypes?: string[]
   template?: number
   templateModel?: string
+  /** azion, for `streamgate connect azion`: Azion's data_source (default: the template's, else http). */
+  dataSource?: 'http' | 'waf' | 'cells_console' | 'rtm_activity'
+  /** azion, for `streamgate connect azion`: Azion's domain_ids. */
+  domainIds?: number[]
   payloadFormat: string
   logLineSeparator: string
   schema?: string
@@ -171,7 +175,8 @@ export interface S3SinkConfig extends CommonSinkConfig {
 
 export interface AdobeSinkConfig extends CommonSinkConfig {
   type: 'adobe'
-  inletUrl: string
+  /** Unset: not connected (records are held) until `streamgate connect adobe` writes it. */
+  inletUrl?: string
   mode: 'batch' | 'single' | 'raw'
   syncValidation: boolean
   schemaRef?: string

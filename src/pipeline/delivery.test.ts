@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { authError, transientError, type SinkError } from '../errors.js'
+import { authError, notConnectedError, transientError, type SinkError } from '../errors.js'
 import type { SinkRecord } from '../records/record.js'
 import { ALL_WRITTEN, type Sink, type WriteResult } from '../sinks/sink.js'
 import { createLogger } from '../telemetry/logger.js'
@@ -55,5 +55,17 @@ describe('deliver: auth failures', () => {
     const dead = await run(sink, metrics)
     expect(sink.writes).toBe(4)
     expect(dead.map((e) => e.reason)).toEqual(['retries-exhausted'])
+  })
+})
+
+describe('deliver: a sink that is not connected', () => {
+  it('holds its records past retry.maxAttempts (no dead letters, no auth-failure count)', async () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const sink = scripted(Array.from({ length: 5 }, () => notConnectedError('adobe', 'aep')))
+    expect(await run(sink, metrics)).toEqual([])
+    expect(sink.writes).toBe(6)
+    const text = await metrics.registry.metrics()
+    expect(text).not.toContain('streamgate_sink_auth_failures_total{sink="scripted"}')
+    expect(text).toContain('streamgate_sink_records_retried_total{sink="scripted",reason="not-connected"} 5')
   })
 })

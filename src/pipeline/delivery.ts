@@ -1,5 +1,5 @@
 import type { RetryConfig } from '../config/types.js'
-import { asSinkError, AUTH_FAILED, permanentError, type SinkError } from '../errors.js'
+import { asSinkError, AUTH_FAILED, holdsRecords, permanentError, type SinkError } from '../errors.js'
 import { backoffDelay, sleep } from '../retry.js'
 import type { SinkRecord } from '../records/record.js'
 import type { Sink, WriteResult } from '../sinks/sink.js'
@@ -14,7 +14,8 @@ import type { CircuitAttempt, CircuitBreaker } from './circuit.js'
 // A refused credential (reason "auth", errors.ts authError) is no record's fault: it is retried with backoff
 // like any transient failure but never counts against retry.maxAttempts, so those records wait in the
 // spool until the credentials work again instead of being dead-lettered; each such write is counted in
-// streamgate_sink_auth_failures_total.
+// streamgate_sink_auth_failures_total. A sink that is not connected yet (reason "not-connected", errors.ts
+// notConnectedError) holds its records the same way, until `streamgate connect` wires it.
 
 export interface DeliveryOptions {
   retry: RetryConfig
@@ -136,9 +137,8 @@ async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOp
     }
     if (retryable.length === 0) return
     attempt++
-    const authFailed = lastError?.reason === AUTH_FAILED
-    if (authFailed) metrics.sinkAuthFailed(sink.name)
-    else counted++
+    if (lastError?.reason === AUTH_FAILED) metrics.sinkAuthFailed(sink.name)
+    if (!holdsRecords(lastError)) counted++
     if (retry.maxAttempts > 0 && counted >= retry.maxAttempts) {
       const error = permanentError(
         `gave up after ${attempt} attempts: ${lastError?.message ?? 'unknown error'}`,

@@ -20,6 +20,7 @@ import {
   type HttpAnswer,
   type IndexedFailure,
 } from './http-client.js'
+import { notConnectedSink } from './not-connected.js'
 import { ClientCredentialsToken } from './oauth.js'
 import { fieldJson, isJsonObject } from './record-json.js'
 
@@ -80,6 +81,8 @@ const CREATED_AT_DIGITS = 13
 const ADOBE_BATCH_DEFAULTS = { maxBatchRecords: 1000, maxBatchBytes: 4 * 1024 * 1024, lingerMs: 0 }
 
 export function createAdobeSink(name: string, config: AdobeSinkConfig, context: SinkContext): Sink {
+  // No inletUrl yet: the sink waits for `streamgate connect adobe` (src/connect/adobe.ts), holding records.
+  if (!config.inletUrl) return notConnectedSink(name, config)
   return new AdobeSink(name, config, context)
 }
 
@@ -109,7 +112,7 @@ class AdobeSink implements Sink {
     private readonly context: SinkContext,
   ) {
     const at = `sinks.${name}`
-    const parsed = parseInletUrl(config.inletUrl)
+    const parsed = parseInletUrl(config.inletUrl!)
     if (!parsed)
       throw new Error(
         `${at}.inletUrl: expected https://<host>/collection/<inletId>, got "${config.inletUrl}"`,

@@ -23,6 +23,7 @@ import {
   type HttpMethod,
   type IndexedFailure,
 } from './http-client.js'
+import { notConnectedSink } from './not-connected.js'
 import { ClientCredentialsToken } from './oauth.js'
 import { fieldJson } from './record-json.js'
 
@@ -113,10 +114,90 @@ const DOMO_DEFAULTS = {
 }
 
 export function createDomoSink(name: string, config: DomoSinkConfig, context: SinkContext): Sink {
+  if (config.streamId === undefined && config.create === undefined) {
+    // Neither: the sink waits for `streamgate connect domo` (src/connect/domo.ts), holding its records.
+    domoStreamsUrl(config, `sinks.${name}`) // a bad URL is still a config error
+    return notConnectedSink(name, config)
+  }
   return new DomoSink(name, config, context)
 }
 
-interface Route {
+// The Streams API as a sink config reaches it (collection URL, routes, credentials, search and create
+// bodies): the sink's own calls and `streamgate connect domo` (src/connect/domo.ts) share these.
+
+/** The streams collection URL of the sink's API, no trailing slash; throws `<at>.<key>: not a URL`. */
+export function domoStreamsUrl(config: DomoSinkConfig, at: string): string {
+  const instance = config.api === 'instance'
+  const baseKey = instance ? 'instanceUrl' : 'apiBase'
+  const baseText = instance ? config.instanceUrl : config.apiBase
+  let base: URL
+  try {
+    base = new URL(baseText ?? '')
+  } catch {
+    throw new Error(`${at}.${baseKey}: not a URL`)
+  }
+  const prefix = instance ? '/api/data/v1/streams' : '/v1/streams'
+  return `${base.origin}${base.pathname.replace(/\/+$/, '')}${prefix}`
+}
+
+/** The routes of the sink's API. */
+export function domoApiOf(config: DomoSinkConfig): DomoApi {
+  return config.api === 'instance' ? INSTANCE_API : PUBLIC_API
+}
+
+/** The OAuth token source of a public-API sink (undefined for the instance API); throws when incomplete. */
+export function domoOAuth(
+  config: DomoSinkConfig,
+  at: string,
+  http: HttpClient,
+  timeoutMs = DOMO_TIMEOUT_MS,
+): ClientCredentialsToken | undefined {
+  if (config.api === 'instance') {
+    if (!config.developerToken) throw new Error(`${at}.developerToken: required with api "instance"`)
+    return undefined
+  }
+  if (!config.clientId || !config.clientSecret)
+    throw new Error(`${at}.clientId: clientId and clientSecret are required with api "public"`)
+  return new ClientCredentialsToken(
+    {
+      tokenUrl: config.tokenUrl,
+      clientId: config.clientId,
+      clientSecret: config.clientSecret,
+      scopes: [DOMO_SCOPE],
+      style: 'basic',
+    },
+    http,
+    timeoutMs,
+  )
+}
+
+/** The dataset schema a created stream gets: `create.columns`, else every `columns` path as STRING. */
+export function domoSchemaColumns(config: DomoSinkConfig): SchemaColumn[] {
+  const declared = config.create?.columns
+  if (!declared) return config.columns.map((name) => ({ type: 'STRING', name }))
+  return declared.map((c) =>
+    typeof c === 'string' ? { type: 'STRING', name: c } : { type: c.type ?? 'STRING', name: c.name },
+  )
+}
+
+/** The streams of a search answer whose dataset is named exactly `name` (search names use wildcards). */
+export function domoSearchMatches(
+  api: DomoApi,
+  doc: unknown,
+  name: string,
+): { id: string; doc: StreamDoc }[] {
+  // The documented answer is a list of streams; a wrapper object ({"streams": […]}) is read as its list.
+  const wrapped = doc !== null && typeof doc === 'object' ? Object.values(doc).find(Array.isArray) : undefined
+  const list = (Array.isArray(doc) ? doc : (wrapped ?? [])) as StreamDoc[]
+  const out: { id: string; doc: StreamDoc }[] = []
+  for (const s of list) {
+    const id = s ? idOf(s.id) : undefined
+    if (id !== undefined && api.datasetName(s) === name) out.push({ id, doc: s })
+  }
+  return out
+}
+
+export interface Route {
   method: HttpMethod
   /** Relative to the streams collection URL. */
   path: string
@@ -129,10 +210,10 @@ interface Execution {
   data: string
 }
 
-type SchemaColumn = { type: DomoColumnType; name: string }
+export type SchemaColumn = { type: DomoColumnType; name: string }
 
 /** What differs between the two APIs, as paths under the streams collection. */
-interface DomoApi {
+export interface DomoApi {
   executions(stream: string): Route
   execution(stream: string, exec: Execution): Route
   part(stream: string, exec: Execution, part: number): Route
@@ -150,7 +231,7 @@ interface DomoApi {
   datasetName(doc: StreamDoc): unknown
 }
 
-interface StreamDoc {
+export interface StreamDoc {
   id?: unknown
   updateMethod?: unknown
   dataSet?: { name?: unknown }
@@ -240,38 +321,12 @@ class DomoSink implements Sink {
     const at = `sinks.${name}`
     this.limits = batchLimits(config, DOMO_DEFAULTS)
     this.columns = config.columns.map((c) => ({ path: c.split('.'), dotted: c }))
-    const instance = config.api === 'instance'
-    this.api = instance ? INSTANCE_API : PUBLIC_API
-    const baseKey = instance ? 'instanceUrl' : 'apiBase'
-    const baseText = instance ? config.instanceUrl : config.apiBase
-    let base: URL
-    try {
-      base = new URL(baseText ?? '')
-    } catch {
-      throw new Error(`${at}.${baseKey}: not a URL`)
-    }
-    const prefix = instance ? '/api/data/v1/streams' : '/v1/streams'
-    this.streamsUrl = `${base.origin}${base.pathname.replace(/\/+$/, '')}${prefix}`
+    this.api = domoApiOf(config)
+    this.streamsUrl = domoStreamsUrl(config, at)
     if (config.streamId !== undefined) this.streamId = String(config.streamId)
     else if (!config.create) throw new Error(`${at}: needs "streamId" or "create"`)
     this.http = new HttpClient({ timeoutMs: DOMO_TIMEOUT_MS, connections: Math.max(4, config.parallelParts) })
-    if (instance) {
-      if (!config.developerToken) throw new Error(`${at}.developerToken: required with api "instance"`)
-    } else {
-      if (!config.clientId || !config.clientSecret)
-        throw new Error(`${at}.clientId: clientId and clientSecret are required with api "public"`)
-      this.oauth = new ClientCredentialsToken(
-        {
-          tokenUrl: config.tokenUrl,
-          clientId: config.clientId,
-          clientSecret: config.clientSecret,
-          scopes: [DOMO_SCOPE],
-          style: 'basic',
-        },
-        this.http,
-        DOMO_TIMEOUT_MS,
-      )
-    }
+    this.oauth = domoOAuth(config, at, this.http)
   }
 
   async write(batch: readonly SinkRecord[], signal: AbortSignal): Promise<WriteResult> {
@@ -602,31 +657,21 @@ class DomoSink implements Sink {
     if (answer.status === 404) return undefined
     if (answer.status < 200 || answer.status > 299)
       throw statusError(answer, 'domo', `Domo ${this.what(route)}`)
-    const doc = answerJson<unknown>(answer)
-    // The documented answer is a list of streams; a wrapper object ({"streams": […]}) is read as its list.
-    const wrapped =
-      doc !== null && typeof doc === 'object' ? Object.values(doc).find(Array.isArray) : undefined
-    const list = (Array.isArray(doc) ? doc : (wrapped ?? [])) as StreamDoc[]
-    const matches = list.filter((s) => s && this.api.datasetName(s) === name && idOf(s.id) !== undefined)
+    const matches = domoSearchMatches(this.api, answerJson<unknown>(answer), name)
     if (matches.length > 1)
       // Which one is meant is a question for a person: hold the records (retriable) and say so.
       throw transientError(
-        `${matches.length} Domo streams have a dataset named "${name}" (ids ${matches.map((m) => idOf(m.id)).join(', ')}); set streamId`,
+        `${matches.length} Domo streams have a dataset named "${name}" (ids ${matches.map((m) => m.id).join(', ')}); set streamId`,
         'domo-ambiguous-stream',
       )
     const [match] = matches
-    const id = match && idOf(match.id)
-    if (!match || id === undefined) return undefined
-    this.checkUpdateMethod(id, match)
-    return id
+    if (!match) return undefined
+    this.checkUpdateMethod(match.id, match.doc)
+    return match.id
   }
 
   private schemaColumns(): SchemaColumn[] {
-    const declared = this.config.create?.columns
-    if (!declared) return this.config.columns.map((name) => ({ type: 'STRING', name }))
-    return declared.map((c) =>
-      typeof c === 'string' ? { type: 'STRING', name: c } : { type: c.type ?? 'STRING', name: c.name },
-    )
+    return domoSchemaColumns(this.config)
   }
 
   /** Warns (once per value) when the stream's own update method is not the one every execution sends. */
@@ -765,7 +810,7 @@ function notIsolated(refusal: SinkError, rows: number): SinkError {
   )
 }
 
-function idOf(value: unknown): string | undefined {
+export function idOf(value: unknown): string | undefined {
   if (typeof value === 'number' && Number.isFinite(value)) return String(value)
   if (typeof value === 'string' && value !== '') return value
   return undefined
