@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssues, loadConfigFile } from './config/load.js'
+import { CONNECT_USAGE, runConnect } from './connect/cli.js'
 import { start, StartupError } from './main.js'
 import { replayDeadLetters } from './pipeline/replay.js'
 import { formatStats, spoolStats } from './spool/inspect.js'
@@ -13,7 +14,7 @@ const USAGE = `usage:
                                                 bytes, records and lag per stream and sink; the owner
   streamgate spool replay-dead-letter STREAM [--config FILE]
                                                 send a stream's dead letters through again (gateway stopped)
-`
+${CONNECT_USAGE}`
 
 export async function runCli(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
@@ -50,6 +51,10 @@ export async function runCli(argv: string[]): Promise<number> {
     }
     case 'spool':
       return runSpool(rest)
+    case 'connect':
+    case 'connections':
+    case 'disconnect':
+      return runConnect([command, ...rest])
     case undefined:
     case '-h':
     case '--help':

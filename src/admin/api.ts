@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono'
 import type { GatewayConfig } from '../config/types.js'
 import { ProblemError } from '../errors.js'
+import { connectRoutes } from '../connect/routes.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import type { Logger } from '../telemetry/logger.js'
 import { requireToken } from './auth.js'
@@ -54,7 +55,10 @@ export function managementRoutes({ gateway, writer, throttle, logger, ingestPort
     ...(throttle ? { throttle } : {}),
     ...(logger ? { logger } : {}),
   })
-  for (const path of ['/streams', '/streams/*', '/sinks', '/sinks/*']) app.use(path, auth)
+  for (const path of ['/streams', '/streams/*', '/sinks', '/sinks/*', '/connections']) app.use(path, auth)
+
+  // Vendor wiring (`streamgate connect`): POST /streams/{id}/connect, /sinks/{name}/connect, … (src/connect).
+  app.route('/', connectRoutes({ gateway, writer }))
 
   // Streams.
   app.get('/streams', (c) => {

@@ -40,11 +40,18 @@ export class ValidationProblem extends ProblemError {
   }
 }
 
+/**
+ * What a write changes: the running gateway, or (`streamgate connect` with no gateway running, see
+ * src/connect/config-store.ts) a stand-in that only keeps the config, so the same validation and
+ * persistence apply.
+ */
+export type ConfigTarget = Pick<Gateway, 'config' | 'apply' | 'setStatus'>
+
 export class ConfigWriter {
   private queue: Promise<unknown> = Promise.resolve()
 
   constructor(
-    private readonly gateway: Gateway,
+    private readonly gateway: ConfigTarget,
     private readonly state: ApiState,
     private readonly logger: Logger,
   ) {}

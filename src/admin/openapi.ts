@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { SCHEMAS_DIR } from '../config/load.js'
+import { CONNECT_TAG, connectPaths, connectSchemas } from '../connect/openapi.js'
 import { SINK_TYPES, SOURCE_TYPES, STREAM_STATUS_LIST } from './lookups.js'
 import { MAX_API_BODY_BYTES } from './request-body.js'
 
@@ -451,13 +452,14 @@ function buildDocument(): Schema {
       { name: 'streams' },
       { name: 'sinks' },
       { name: 'lookups', description: 'Public: no token needed.' },
+      CONNECT_TAG,
     ],
-    paths: paths(),
+    paths: { ...paths(), ...connectPaths() },
     components: {
       securitySchemes: {
         bearer: { type: 'http', scheme: 'bearer', description: 'admin.token from the config file.' },
       },
-      schemas,
+      schemas: { ...schemas, ...connectSchemas() },
       responses: responses(),
       parameters: {
         streamId: {

@@ -68,7 +68,7 @@ export const ADOBE_MIN_503_RETRIES = 3
 /** Requests of one write in flight at once. */
 const ADOBE_PARALLEL_REQUESTS = 4
 const ADOBE_TIMEOUT_MS = 30_000
-const ADOBE_TOKEN_URL = 'https://ims-na1.adobelogin.com/ims/token/v3'
+export const ADOBE_TOKEN_URL = 'https://ims-na1.adobelogin.com/ims/token/v3'
 
 const BATCH_OPEN = Buffer.from('{"messages":[')
 const BATCH_CLOSE = Buffer.from(']}')

@@ -11,6 +11,7 @@
 //   GET  /v1/streams/search?q=dataSource.name:<name>|dataSource.id:<id>   [streams] (names match as in the
 //            instance API below)
 //   GET  /v1/streams/{id}                                         the stream (404 when unknown)
+//   DELETE /v1/streams/{id}                                       204; the dataset is kept [DOMO-PY]
 //   POST /v1/streams/{id}/executions                              optional body {"updateMethod": APPEND|REPLACE}
 //            (overrides the stream's [DOMO-PY]) → 201 {id, startedAt, currentState:"ACTIVE", …}
 //   GET  /v1/streams/{id}/executions/{exec}                       the execution
@@ -147,6 +148,7 @@ export class DomoApiMock {
   private tokenFailures: number[] = []
   private partFailForever: number | undefined
   private partDelayMs = 0
+  private apiFailures: { status: number; method: string | undefined }[] = []
 
   private constructor(
     private readonly server: Server,
@@ -222,6 +224,11 @@ export class DomoApiMock {
     this.tokenFailures = []
   }
 
+  /** The next stream-API call (of `method`, if given; token requests excepted) answers `status`. */
+  failNextApiCall(status: number, method?: string): void {
+    this.apiFailures.push({ status, method })
+  }
+
   failNextCommits(count: number, status = 503): void {
     for (let i = 0; i < count; i++) this.commitFailures.push(status)
   }
@@ -276,6 +283,14 @@ export class DomoApiMock {
     }
 
     if (url.pathname === '/oauth/token') return this.token(req, url, answer)
+    const injected = this.apiFailures.findIndex((f) => f.method === undefined || f.method === req.method)
+    if (injected >= 0) {
+      const [failure] = this.apiFailures.splice(injected, 1)
+      return answer(failure!.status, {
+        status: failure!.status,
+        message: `injected failure ${failure!.status}`,
+      })
+    }
     const unauthorized = (): void =>
       answer(401, { status: 401, statusReason: 'Unauthorized', message: 'Full authentication is required' })
 
@@ -342,6 +357,10 @@ export class DomoApiMock {
     const stream = this.streams.get(streamId)
     if (!stream) return answer(404, { status: 404, message: `stream ${streamId} not found` })
     if (!path.includes('/executions')) {
+      if (method === 'DELETE') {
+        this.streams.delete(streamId)
+        return answer(204)
+      }
       if (method !== 'GET') return answer(405, { status: 405, message: 'Method Not Allowed' })
       return answer(200, publicStreamDoc(stream))
     }
