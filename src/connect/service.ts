@@ -52,12 +52,12 @@ export function checkTarget(ctx: ConnectContext, vendor: Vendor, name: string): 
     )
 }
 
-export function connect(ctx: ConnectContext, vendor: Vendor, name: string): Promise<ConnectReport> {
+export async function connect(ctx: ConnectContext, vendor: Vendor, name: string): Promise<ConnectReport> {
   checkTarget(ctx, vendor, name)
   return OPERATIONS[vendor].connect(ctx, name)
 }
 
-export function disconnect(ctx: ConnectContext, vendor: Vendor, name: string): Promise<ConnectReport> {
+export async function disconnect(ctx: ConnectContext, vendor: Vendor, name: string): Promise<ConnectReport> {
   checkTarget(ctx, vendor, name)
   return OPERATIONS[vendor].disconnect(ctx, name)
 }
