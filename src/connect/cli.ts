@@ -114,7 +114,7 @@ export function formatReport(r: ConnectReport): string {
   let what: string
   switch (r.action) {
     case 'created':
-      what = would(`created ${noun}${id}`, `would create a ${noun}`)
+      what = would(`created ${noun}${id}`, `would create ${/^[aeiou]/i.test(noun) ? 'an' : 'a'} ${noun}`)
       break
     case 'updated':
       what = would(`updated ${noun}${id}`, `would update ${noun}${id}`)
