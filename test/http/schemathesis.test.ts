@@ -146,6 +146,6 @@ describe('schemathesis', () => {
     if (code !== 0) console.log(output)
     expect(code, 'schemathesis exit code (its output is printed above)').toBe(0)
     // It really ran: the operations were loaded and tested.
-    expect(output).toMatch(/Tested: *1[0-9]/)
+    expect(output).toMatch(/Tested: *[12][0-9]/)
   }, 480_000)
 })
