@@ -58,7 +58,7 @@ export function managementRoutes({ gateway, writer, throttle, logger, ingestPort
   for (const path of ['/streams', '/streams/*', '/sinks', '/sinks/*', '/connections']) app.use(path, auth)
 
   // Vendor wiring (`streamgate connect`): POST /streams/{id}/connect, /sinks/{name}/connect, … (src/connect).
-  app.route('/', connectRoutes({ gateway, writer }))
+  app.route('/', connectRoutes({ gateway, writer, ...(logger ? { logger } : {}) }))
 
   // Streams.
   app.get('/streams', (c) => {

@@ -135,6 +135,26 @@ describe('connect emnify', () => {
     expect((await connectEmnify(t.ctx(), 'emnify-events')).action).toBe('unchanged')
   })
 
+  it('a changed public URL moves the data stream made before instead of creating a second one', async () => {
+    await connectEmnify(t.ctx(), 'emnify-events')
+    const before = api.calls.length
+    const report = await connectEmnify(t.ctx({ publicUrl: 'https://new-gw.example' }), 'emnify-events')
+    expect(report).toMatchObject({
+      action: 'updated',
+      vendorId: '123',
+      changes: ['destination.credentials.url'],
+    })
+    expect(report.notes.join()).toContain('moved to https://new-gw.example/ingest/emnify-events')
+    expect(api.calls.slice(before).map((c) => `${c.method} ${c.path}`)).toEqual([
+      'GET /api/v2/data_stream',
+      'PATCH /api/v2/data_stream/123',
+    ])
+    expect(api.streams.size).toBe(1)
+    expect(api.streams.get(123)!.destination.credentials.url).toBe(
+      'https://new-gw.example/ingest/emnify-events',
+    )
+  })
+
   it('PATCHes only the filters when only they changed', async () => {
     await connectEmnify(t.ctx(), 'emnify-events')
     t.config.streams['emnify-events']!.filters = [{ or: [{ field: 'alert', value: true }] }]

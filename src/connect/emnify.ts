@@ -311,7 +311,8 @@ export async function connectEmnify(ctx: ConnectContext, id: string): Promise<Co
     requests: c.http.requests,
   }
   try {
-    const matches = sendingTo(await listDataStreams(c), plan.url)
+    const all = await listDataStreams(c)
+    const matches = sendingTo(all, plan.url)
     if (matches.length > 1)
       throw new ConnectProblem(
         `emnify has ${matches.length} data streams sending to ${plan.url} (ids ${matches.map((m) => m.id).join(', ')}); delete all but one in the emnify Portal, then run again`,
@@ -319,7 +320,14 @@ export async function connectEmnify(ctx: ConnectContext, id: string): Promise<Co
         'ambiguous',
       )
     const ledger = await ctx.ledger.get('emnify', 'stream', id)
-    const [existing] = matches
+    // Not found by URL, but the one connect made for this stream is still there: the public URL changed,
+    // so that data stream is moved (PATCHed) rather than a second one created.
+    const moved = matches.length === 0 ? all.find((d) => d.id === ledger?.vendorId) : undefined
+    if (moved)
+      report.notes.push(
+        `data stream ${moved.id}, made for this stream before, sends to ${moved.url ?? '?'}: moved to ${plan.url}`,
+      )
+    const existing = matches[0] ?? moved
     if (!existing) {
       const request: VendorRequest = {
         method: 'POST',

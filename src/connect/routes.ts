@@ -3,9 +3,11 @@ import type { ConfigWriter } from '../admin/config-writer.js'
 import { badRequest, readJsonObject } from '../admin/request-body.js'
 import { ProblemError } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
+import type { Logger } from '../telemetry/logger.js'
 import { writerStore } from './config-store.js'
 import type { ConnectContext } from './context.js'
 import { Ledger, ledgerDirOf } from './ledger.js'
+import type { ConnectReport } from './plan.js'
 import { connect, connections, disconnect, isVendor, SINK_VENDORS, STREAM_VENDORS } from './service.js'
 import { ConnectProblem, VendorError, type Vendor } from './vendor-http.js'
 
@@ -25,6 +27,8 @@ export interface ConnectRouteDeps {
   writer: ConfigWriter
   /** Where vendor tokens and API bases come from; default process.env. */
   env?: NodeJS.ProcessEnv
+  /** One line per change made at a vendor (never a secret). */
+  logger?: Logger
 }
 
 const TITLES: Record<number, string> = {
@@ -34,7 +38,7 @@ const TITLES: Record<number, string> = {
   422: 'Cannot connect',
 }
 
-export function connectRoutes({ gateway, writer, env = process.env }: ConnectRouteDeps): Hono {
+export function connectRoutes({ gateway, writer, env = process.env, logger }: ConnectRouteDeps): Hono {
   const app = new Hono()
   const context = (dryRun: boolean, publicUrl?: string): ConnectContext => ({
     config: gateway.config,
@@ -44,6 +48,20 @@ export function connectRoutes({ gateway, writer, env = process.env }: ConnectRou
     store: writerStore(writer),
     ...(publicUrl !== undefined ? { publicUrl } : {}),
   })
+
+  const logged = (report: ConnectReport): ConnectReport => {
+    if (!report.dryRun && report.action !== 'unchanged' && report.action !== 'absent')
+      logger?.info(
+        {
+          vendor: report.vendor,
+          [report.kind]: report.name,
+          action: report.action,
+          vendorId: report.vendorId,
+        },
+        'vendor connection changed',
+      )
+    return report
+  }
 
   for (const action of ['connect', 'disconnect'] as const) {
     const run = action === 'connect' ? connect : disconnect
@@ -58,7 +76,9 @@ export function connectRoutes({ gateway, writer, env = process.env }: ConnectRou
           `stream ${JSON.stringify(id)} has source ${stream.source}: only emnify and azion streams are connected`,
           [{ pointer: body.vendor !== undefined ? '/vendor' : '', message: 'must be emnify or azion' }],
         )
-      return c.json(await answer(run, context(body.dryRun ?? false, body.publicUrl), vendor as Vendor, id))
+      return c.json(
+        logged(await answer(run, context(body.dryRun ?? false, body.publicUrl), vendor as Vendor, id)),
+      )
     })
     app.post(`/sinks/:name/${action}`, async (c) => {
       const body = await optionalBody(c, ['dryRun'])
@@ -69,7 +89,7 @@ export function connectRoutes({ gateway, writer, env = process.env }: ConnectRou
         throw badRequest(
           `sink ${JSON.stringify(name)} is a ${sink.type} sink: only adobe and domo sinks are connected`,
         )
-      return c.json(await answer(run, context(body.dryRun ?? false), sink.type as Vendor, name))
+      return c.json(logged(await answer(run, context(body.dryRun ?? false), sink.type as Vendor, name)))
     })
   }
 
