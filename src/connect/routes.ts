@@ -49,6 +49,22 @@ export function connectRoutes({ gateway, writer, env = process.env, logger }: Co
     ...(publicUrl !== undefined ? { publicUrl } : {}),
   })
 
+  // One connect or disconnect of a stream or sink at a time (two concurrent creates would make two objects
+  // at the vendor); each starts from the config as the one before left it.
+  const inFlight = new Map<string, Promise<unknown>>()
+  const serialised = <T>(key: string, fn: () => Promise<T>): Promise<T> => {
+    const run = (inFlight.get(key) ?? Promise.resolve()).then(fn, fn)
+    const settled = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    inFlight.set(key, settled)
+    void settled.then(() => {
+      if (inFlight.get(key) === settled) inFlight.delete(key)
+    })
+    return run
+  }
+
   const logged = (report: ConnectReport): ConnectReport => {
     if (!report.dryRun && report.action !== 'unchanged' && report.action !== 'absent')
       logger?.info(
@@ -76,9 +92,10 @@ export function connectRoutes({ gateway, writer, env = process.env, logger }: Co
           `stream ${JSON.stringify(id)} has source ${stream.source}: only emnify and azion streams are connected`,
           [{ pointer: body.vendor !== undefined ? '/vendor' : '', message: 'must be emnify or azion' }],
         )
-      return c.json(
-        logged(await answer(run, context(body.dryRun ?? false, body.publicUrl), vendor as Vendor, id)),
+      const report = await serialised(`stream:${id}`, () =>
+        answer(run, context(body.dryRun ?? false, body.publicUrl), vendor as Vendor, id),
       )
+      return c.json(logged(report))
     })
     app.post(`/sinks/:name/${action}`, async (c) => {
       const body = await optionalBody(c, ['dryRun'])
@@ -89,7 +106,10 @@ export function connectRoutes({ gateway, writer, env = process.env, logger }: Co
         throw badRequest(
           `sink ${JSON.stringify(name)} is a ${sink.type} sink: only adobe and domo sinks are connected`,
         )
-      return c.json(logged(await answer(run, context(body.dryRun ?? false), sink.type as Vendor, name)))
+      const report = await serialised(`sink:${name}`, () =>
+        answer(run, context(body.dryRun ?? false), sink.type as Vendor, name),
+      )
+      return c.json(logged(report))
     })
   }
 

@@ -136,6 +136,15 @@ describe('POST /api/v1/sinks/{name}/connect (adobe)', () => {
     expect(gw.gateway.config.sinks.aep).not.toHaveProperty('inletUrl')
   })
 
+  it('two connects of one sink at once make one connection at Adobe', async () => {
+    gw = await startGateway(config)
+    const before = flow.connections.size
+    const answers = await Promise.all([post('/sinks/aep/connect'), post('/sinks/aep/connect')])
+    expect(answers.map((a) => a.status)).toEqual([200, 200])
+    expect(answers.map((a) => a.json<{ action: string }>().action).sort()).toEqual(['created', 'unchanged'])
+    expect(flow.connections.size).toBe(before + 1)
+  })
+
   it('a sink of another type is 400; an unknown sink 404; a body with unknown keys 400', async () => {
     gw = await startGateway(config)
     expect((await post('/sinks/out/connect')).status).toBe(400)
