@@ -149,7 +149,9 @@ describe('connect domo', () => {
       ['GET', true],
       ['POST', false],
     ])
+    expect(report.requests[0]!.url).toBe(`${domo.url}/oauth/token?grant_type=client_credentials&scope=data`)
     expect(report.requests[0]!.headers.authorization).toBe('Basic ***')
+    expect(domo.requests[0]!.path).toBe('/oauth/token?grant_type=client_credentials&scope=data')
     expect(report.requests[1]!.headers.authorization).toBe('bearer ***')
     expect(t.patches).toEqual([])
     expect(JSON.stringify(report)).not.toContain(SECRET)

@@ -82,7 +82,9 @@ function client(ctx: ConnectContext, name: string, sink: DomoSinkConfig): Client
     api: domoApiOf(sink),
     headers: async () => {
       cached ??= oauth
-        ? { authorization: `bearer ${await oauthToken(http, oauth, sink.tokenUrl, 'GET')}` }
+        ? {
+            authorization: `bearer ${await oauthToken(http, oauth, sink.tokenUrl, 'GET', { grant_type: 'client_credentials', scope: 'data' })}`,
+          }
         : { [DOMO_DEVELOPER_TOKEN_HEADER]: sink.developerToken! }
       return cached
     },

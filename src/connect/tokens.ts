@@ -12,8 +12,12 @@ export async function oauthToken(
   oauth: ClientCredentialsToken,
   tokenUrl: string,
   method: 'GET' | 'POST',
+  /** Query parameters the token source adds (Domo's GET: grant_type and scope), for the transcript. */
+  query: Record<string, string> = {},
 ): Promise<string> {
   const url = new URL(tokenUrl)
+  for (const [name, value] of Object.entries(query))
+    if (!url.searchParams.has(name)) url.searchParams.set(name, value)
   const headers: Record<string, string> =
     method === 'GET'
       ? { authorization: 'Basic (client id and secret)' }
