@@ -322,6 +322,13 @@ describe('list and delete', () => {
     ])
   })
 
+  it('disconnect also deletes the data stream connect made when it sends to an older public URL', async () => {
+    await connectEmnify(t.ctx({ publicUrl: 'https://old-gw.example' }), 'emnify-events')
+    const report = await disconnectEmnify(t.ctx(), 'emnify-events')
+    expect(report).toMatchObject({ action: 'deleted', vendorId: '123' })
+    expect(api.streams.size).toBe(0)
+  })
+
   it('disconnect deletes the data stream; a second disconnect finds nothing to delete', async () => {
     await connectEmnify(t.ctx(), 'emnify-events')
     const dry = await disconnectEmnify(t.ctx({ dryRun: true }), 'emnify-events')

@@ -393,7 +393,7 @@ export async function connectEmnify(ctx: ConnectContext, id: string): Promise<Co
   }
 }
 
-/** Deletes the emnify data stream(s) sending to the stream's ingest URL. */
+/** Deletes the emnify data stream(s) sending to the stream's ingest URL, and the one connect made for it. */
 export async function disconnectEmnify(ctx: ConnectContext, id: string): Promise<ConnectReport> {
   const url = ingestUrl(publicBase(ctx.config, ctx.publicUrl), id)
   const c = client(ctx, [])
@@ -408,7 +408,12 @@ export async function disconnectEmnify(ctx: ConnectContext, id: string): Promise
     requests: c.http.requests,
   }
   try {
-    const matches = sendingTo(await listDataStreams(c), url)
+    const all = await listDataStreams(c)
+    const matches = sendingTo(all, url)
+    // Also the one connect made for this stream, should it send elsewhere (the public URL changed since).
+    const ledger = await ctx.ledger.get('emnify', 'stream', id)
+    const made = all.find((d) => ledger?.created && d.id === ledger.vendorId)
+    if (made && !matches.includes(made)) matches.push(made)
     for (const match of matches) {
       await c.http.write({ method: 'DELETE', url: itemUrl(c, match.id), headers: c.headers })
       report.action = 'deleted'
