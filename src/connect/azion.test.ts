@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { testConnect, type TestConnect } from '../../test/support/connect-context.js'
 import { AzionApiFake } from '../../test/support/mocks/azion-api.js'
-import { connectAzion, disconnectAzion, listAzion } from './azion.js'
+import { azionDiff, azionPlan, connectAzion, disconnectAzion, listAzion, readStreaming } from './azion.js'
 import { VendorError } from './vendor-http.js'
 
 // Against the Azion Data Streaming API v3 fake (test/support/mocks/azion-api.ts), built from vendor-docs/001.
@@ -219,5 +219,33 @@ describe('list and delete', () => {
     })
     expect(api.streamings.size).toBe(0)
     expect((await disconnectAzion(t.ctx(), 'azion-http')).action).toBe('absent')
+  })
+})
+
+describe('comparing what an answer shows', () => {
+  it("fields an answer leaves out (001's detail example has no template_id) are not sent again for it", async () => {
+    const plan = azionPlan('azion-http', t.config.streams['azion-http']!, 'https://gw.example')
+    const shown = readStreaming({
+      id: 15,
+      name: 'streamgate-azion-http',
+      active: true,
+      endpoint: {
+        endpoint_type: 'standard',
+        url: 'https://gw.example/ingest/azion-http',
+        headers: { 'X-Azion-Key': KEY },
+      },
+    })!
+    expect(azionDiff(plan, shown, undefined).changes).toEqual([])
+    const moved = readStreaming({
+      ...shown,
+      id: 15,
+      endpoint: {
+        endpoint_type: 'standard',
+        url: 'https://x.example/ingest/azion-http',
+        headers: { 'X-Azion-Key': KEY },
+      },
+    })!
+    expect(azionDiff(plan, moved, undefined).changes).toEqual(['endpoint.url'])
+    expect(await t.ledger.all()).toEqual([])
   })
 })

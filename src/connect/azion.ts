@@ -186,22 +186,30 @@ export function azionDiff(
   shownPatch: Record<string, unknown>
   unverified: boolean
 } {
+  // What an answer leaves out cannot be compared and is not sent again for it (001's detail example has no
+  // template_id, for one); the url and the endpoint type are always there for a standard endpoint.
   const want = plan.body
   const changes: string[] = []
+  const template = seen.templateModel !== undefined || seen.templateId !== undefined
   if (
-    want.template_model !== undefined
+    template &&
+    (want.template_model !== undefined
       ? seen.templateModel !== want.template_model
-      : seen.templateId !== want.template_id
+      : seen.templateId !== want.template_id)
   )
     changes.push(want.template_model !== undefined ? 'template_model' : 'template_id')
   if (seen.dataSource !== undefined && seen.dataSource !== want.data_source) changes.push('data_source')
-  if (!sameJson([...(seen.domainIds ?? [])].sort(), [...want.domain_ids].sort())) changes.push('domain_ids')
+  if (seen.domainIds !== undefined && !sameJson([...seen.domainIds].sort(), [...want.domain_ids].sort()))
+    changes.push('domain_ids')
   const e = want.endpoint
   const endpointChanges: string[] = []
+  const differs = (shown: string | undefined, wanted: string): boolean =>
+    shown !== undefined && shown !== wanted
   if (seen.endpointType !== e.endpoint_type) endpointChanges.push('endpoint.endpoint_type')
   if (seen.url !== e.url) endpointChanges.push('endpoint.url')
-  if (seen.payloadFormat !== e.payload_format) endpointChanges.push('endpoint.payload_format')
-  if (seen.logLineSeparator !== e.log_line_separator) endpointChanges.push('endpoint.log_line_separator')
+  if (differs(seen.payloadFormat, e.payload_format)) endpointChanges.push('endpoint.payload_format')
+  if (differs(seen.logLineSeparator, e.log_line_separator))
+    endpointChanges.push('endpoint.log_line_separator')
   const fingerprint = ledger?.vendorId === seen.id ? ledger.headers : undefined
   const verdict = compareHeaders(plan.headers, seen.headers, fingerprint)
   if (verdict !== 'same') endpointChanges.push('endpoint.headers')

@@ -1,7 +1,14 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { testConnect, type TestConnect } from '../../test/support/connect-context.js'
 import { EmnifyApiFake } from '../../test/support/mocks/emnify-api.js'
-import { connectEmnify, disconnectEmnify, listEmnify } from './emnify.js'
+import {
+  connectEmnify,
+  disconnectEmnify,
+  emnifyDiff,
+  emnifyPlan,
+  listEmnify,
+  readDataStream,
+} from './emnify.js'
 import { connect } from './service.js'
 import { ConnectProblem, VendorError } from './vendor-http.js'
 
@@ -340,5 +347,32 @@ describe('list and delete', () => {
     expect(api.streams.size).toBe(0)
     expect(await t.ledger.get('emnify', 'stream', 'emnify-events')).toBeUndefined()
     expect((await disconnectEmnify(t.ctx(), 'emnify-events')).action).toBe('absent')
+  })
+})
+
+describe('comparing what an answer shows', () => {
+  it('a data stream shown without filters or type is not PATCHed for them', () => {
+    const plan = emnifyPlan('emnify-events', t.config.streams['emnify-events']!, 'https://gw.example')
+    const shown = readDataStream({
+      id: 9,
+      destination: {
+        connection_type: { id: 2, description: 'RestAPI' },
+        credentials: {
+          url: 'https://gw.example/ingest/emnify-events',
+          headers: [`X-Emnify-Token:${HEADER_VALUE}`],
+        },
+      },
+    })!
+    expect(emnifyDiff(plan, shown, undefined).changes).toEqual([])
+    const withFilters = readDataStream({
+      ...shown,
+      id: 9,
+      destination: { credentials: { url: shown.url } },
+      filters: [],
+    })!
+    expect(emnifyDiff(plan, withFilters, undefined).changes).toEqual([
+      'destination.credentials.headers',
+      'filters',
+    ])
   })
 })

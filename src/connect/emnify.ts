@@ -160,7 +160,8 @@ export interface SeenDataStream {
   headers: SeenHeader[]
   typeId: number | undefined
   format: string | undefined
-  filters: unknown[]
+  /** undefined: the answer has no `filters` (nothing to compare). */
+  filters: unknown[] | undefined
   status: string | undefined
 }
 
@@ -203,7 +204,7 @@ export function readDataStream(doc: unknown): SeenDataStream | undefined {
     headers,
     typeId: type === undefined || type === null ? undefined : Number(type),
     format: label(destination.format),
-    filters: Array.isArray(doc.filters) ? doc.filters : [],
+    filters: Array.isArray(doc.filters) ? doc.filters : doc.filters === null ? [] : undefined,
     status: label(doc.status) ?? (typeof statusId === 'number' ? STATUS_NAMES[statusId] : undefined),
   }
 }
@@ -222,7 +223,9 @@ export function emnifyDiff(
   const changes: string[] = []
   const notes: string[] = []
   const wanted = plan.body
-  if (seen.typeId !== wanted.data_stream_type.id) changes.push('data_stream_type')
+  // What an answer leaves out cannot be compared and is not sent again for it (the url always is).
+  if (seen.typeId !== undefined && seen.typeId !== wanted.data_stream_type.id)
+    changes.push('data_stream_type')
   const creds = wanted.destination.credentials
   if (seen.url !== creds.url) changes.push('destination.credentials.url')
   if ((seen.method ?? 'POST').toUpperCase() !== creds.method) changes.push('destination.credentials.method')
@@ -238,7 +241,7 @@ export function emnifyDiff(
       'emnify does not show header values and no fingerprint of the last ones sent is kept here: they are sent again',
     )
   }
-  if (!sameJson(seen.filters, wanted.filters ?? [])) changes.push('filters')
+  if (seen.filters !== undefined && !sameJson(seen.filters, wanted.filters ?? [])) changes.push('filters')
   const patch: Record<string, unknown> = {}
   const shownPatch: Record<string, unknown> = {}
   if (changes.includes('data_stream_type'))
