@@ -1,4 +1,4 @@
-// Producer throughput and CPU cost of kafkajs 2.2.4 (what src/sinks/kafka.ts uses) against @platformatic/kafka
+// Producer throughput and CPU cost of kafkajs 2.2.4 (streamgate's default client) against @platformatic/kafka
 // 1.35, plus streamgate's kafka sink itself (kafkajs underneath, `sink` below), on the same workload and broker (the test broker of scripts/backends, KAFKA_BROKERS or
 // 127.0.0.1:19092; start it with `npm run backends:up`).
 //
@@ -19,7 +19,7 @@ import { Kafka, CompressionTypes, Partitioners, logLevel } from 'kafkajs'
 import { Producer as PlatformaticProducer, type MessageToProduce } from '@platformatic/kafka'
 import { prng } from './scenarios.js'
 import type { SinkRecord } from '../src/records/record.js'
-import { createKafkaSink } from '../src/sinks/kafka.js'
+import { createKafkaSink } from '../src/sinks/kafka/sink.js'
 import { createLogger } from '../src/telemetry/logger.js'
 
 type Client = 'kafkajs' | 'platformatic' | 'sink'
@@ -154,6 +154,8 @@ async function runChild(
         acks: -1,
         idempotent: true,
         compression,
+        client: 'kafkajs',
+        producers: 1,
         clientId: 'bench-sink',
         timeoutMs: 30_000,
         retry: { initialMs: 100, maxMs: 1_000, maxAttempts: 0 },

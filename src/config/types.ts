@@ -141,6 +141,8 @@ export interface KafkaSinkConfig extends CommonSinkConfig {
   acks: -1 | 0 | 1
   idempotent: boolean
   compression: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
+  client: 'kafkajs' | 'platformatic'
+  producers: number
   clientId: string
   timeoutMs: number
   ssl?: boolean | { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean }
