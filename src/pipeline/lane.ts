@@ -17,6 +17,9 @@ import { deliver } from './delivery.js'
 // or lingerMs after its first record (the S3 sink's object roll-over by age is this linger). The cursor
 // moves only after every record of the batch was delivered or handed to the dead-letter lane durably.
 // While the sink's circuit breaker is open the lane waits with its batch (its lag grows, nothing is lost).
+// A sink whose limits allow several batches in flight (maxInFlightBatches) gets the next batch while the
+// earlier ones are still being written; the cursor then moves over the longest run of finished batches
+// from its position, never past one still in flight, so a crash delivers those again and skips nothing.
 
 export interface LaneOptions {
   stream: string
@@ -43,12 +46,25 @@ interface Batch {
   end: Position
 }
 
+/** A batch handed to the sink, in the order the batches were read. */
+interface InFlight {
+  end: Position
+  /** Settles (never rejects) when the delivery has finished. */
+  settled: Promise<void>
+  state: 'pending' | 'done' | 'failed'
+}
+
 export class DeliveryLane {
   private readonly stopSignal = new AbortController()
   /** Aborts an in-flight delivery (shutdown timeout). */
   private readonly hardStop = new AbortController()
   private running: Promise<void> | undefined
+  /** The cursor: everything before it was delivered (or dead-lettered). */
   private position: Position
+  /** Where the next batch starts: the cursor, or the end of the last batch in flight. */
+  private readAt: Position
+  /** Aborts the wait for new records when a delivery failed, so the lane rewinds at once. */
+  private interrupt = new AbortController()
   private carry: { frame: Frame; next: number } | undefined
   private reader: LogReader
   lastError: { message: string; reason: string; at: string } | undefined
@@ -71,6 +87,7 @@ export class DeliveryLane {
       cursors.set(o.lane, start)
     }
     this.position = start
+    this.readAt = start
     this.reader = log.reader(start)
   }
 
@@ -116,59 +133,103 @@ export class DeliveryLane {
   }
 
   private async run(): Promise<void> {
+    const maxInFlight = Math.max(1, this.o.sink.limits.maxInFlightBatches ?? 1)
+    const inFlight: InFlight[] = []
     let failures = 0
+    let failure: unknown
+    /** Moves the cursor over the batches that finished, in order, up to the first one that has not. */
+    const advance = (): void => {
+      let end: Position | undefined
+      while (inFlight[0]?.state === 'done') end = inFlight.shift()!.end
+      if (!end) return
+      this.position = end
+      this.o.spool.cursors.set(this.o.lane, end)
+      this.o.onAdvance?.()
+    }
     while (!this.stopSignal.signal.aborted) {
+      if (failure !== undefined) {
+        // A delivery failed for a reason other than the sink (deliver retries those): the dead-letter
+        // hand-off (disk?). Let the other batches finish, then start over from the cursor after a pause;
+        // the batches after the cursor are delivered again (at least once).
+        await Promise.all(inFlight.map((b) => b.settled))
+        advance()
+        inFlight.length = 0
+        if (this.stopSignal.signal.aborted) return
+        failures++
+        this.o.logger.error(
+          { err: failure, stream: this.o.stream, lane: this.o.lane },
+          'delivery failed; retrying from the cursor',
+        )
+        failure = undefined
+        this.interrupt = new AbortController()
+        await this.rewind()
+        await sleep(backoffDelay(failures, this.o.retry), this.stopSignal.signal).catch(() => undefined)
+        continue
+      }
       if (this.o.isPaused()) {
         await sleep(250, this.stopSignal.signal).catch(() => undefined)
         continue
       }
+      const pending = inFlight.filter((b) => b.state === 'pending')
+      if (pending.length >= maxInFlight) {
+        await Promise.race(pending.map((b) => b.settled))
+        continue
+      }
       const batch = await this.collect()
       if (!batch) continue
-      if (batch.records.length > 0) {
-        try {
-          await deliver(this.o.sink, batch.records, {
-            retry: this.o.retry,
-            signal: this.hardStop.signal,
-            waitSignal: this.stopSignal.signal,
-            circuit: this.o.circuit,
-            metrics: this.o.metrics,
-            logger: this.o.logger,
-            deadLetter: (records, error) => this.o.deadLetter(records, error),
-            onError: (error) => {
-              this.lastError = { message: error.message, reason: error.reason, at: new Date().toISOString() }
-              this.o.onError?.(error)
-            },
-            onDelivered: (n) => {
-              this.delivered += n
-              this.o.onDelivered?.(n)
-            },
-          })
+      this.readAt = batch.end
+      this.reader.advance(batch.end)
+      if (batch.records.length === 0) {
+        // Only frames of another kind: nothing to deliver, the cursor may move past them in turn.
+        inFlight.push({ end: batch.end, settled: Promise.resolve(), state: 'done' })
+        advance()
+        continue
+      }
+      const entry: InFlight = { end: batch.end, settled: Promise.resolve(), state: 'pending' }
+      inFlight.push(entry)
+      entry.settled = this.deliver(batch.records).then(
+        () => {
+          entry.state = 'done'
           failures = 0
-        } catch (err) {
+          advance()
+        },
+        (err: unknown) => {
+          entry.state = 'failed'
           // Stopping: the cursor stays before the batch; the next start delivers it again.
           if (this.stopSignal.signal.aborted) return
-          // Not a sink failure (deliver retries those): the dead-letter hand-off itself failed (disk?).
-          // Start over from the cursor after a pause; the batch is delivered again (at least once).
-          failures++
-          this.o.logger.error(
-            { err, stream: this.o.stream, lane: this.o.lane },
-            'delivery failed; retrying from the cursor',
-          )
-          await this.rewind()
-          await sleep(backoffDelay(failures, this.o.retry), this.stopSignal.signal).catch(() => undefined)
-          continue
-        }
-      }
-      this.position = batch.end
-      this.reader.advance(batch.end)
-      this.o.spool.cursors.set(this.o.lane, batch.end)
-      this.o.onAdvance?.()
+          failure ??= err
+          this.interrupt.abort()
+        },
+      )
     }
+    await Promise.all(inFlight.map((b) => b.settled))
+    advance()
+  }
+
+  private deliver(records: SinkRecord[]): Promise<void> {
+    return deliver(this.o.sink, records, {
+      retry: this.o.retry,
+      signal: this.hardStop.signal,
+      waitSignal: this.stopSignal.signal,
+      circuit: this.o.circuit,
+      metrics: this.o.metrics,
+      logger: this.o.logger,
+      deadLetter: (records, error) => this.o.deadLetter(records, error),
+      onError: (error) => {
+        this.lastError = { message: error.message, reason: error.reason, at: new Date().toISOString() }
+        this.o.onError?.(error)
+      },
+      onDelivered: (n) => {
+        this.delivered += n
+        this.o.onDelivered?.(n)
+      },
+    })
   }
 
   private async rewind(): Promise<void> {
     await this.reader.close()
     this.carry = undefined
+    this.readAt = this.position
     this.reader = this.o.spool.log.reader(this.position)
   }
 
@@ -177,7 +238,7 @@ export class DeliveryLane {
     const { maxBatchRecords, maxBatchBytes, lingerMs } = this.o.sink.limits
     const records: SinkRecord[] = []
     let bytes = 0
-    let end = this.position
+    let end = this.readAt
     let firstAt = 0
     for (;;) {
       if (!this.carry) {
@@ -211,14 +272,18 @@ export class DeliveryLane {
       }
       // Nothing more written yet.
       if (records.length === 0) {
-        if (end.seq !== this.position.seq || end.index !== this.position.index) return { records, end } // skipped frames
-        await this.o.spool.log.waitForAppend(this.stopSignal.signal)
-        // Paused while waiting (SPEC: a paused stream delivers nothing): run() waits for the resume.
-        if (this.stopSignal.signal.aborted || this.o.isPaused()) return undefined
+        if (end.seq !== this.readAt.seq || end.index !== this.readAt.index) return { records, end } // skipped frames
+        const interrupt = this.interrupt.signal
+        await this.o.spool.log.waitForAppend(AbortSignal.any([this.stopSignal.signal, interrupt]))
+        // Paused while waiting (SPEC: a paused stream delivers nothing): run() waits for the resume. A
+        // delivery that failed meanwhile: run() rewinds.
+        if (this.stopSignal.signal.aborted || this.o.isPaused() || interrupt.aborted) return undefined
         continue
       }
       const remaining = lingerMs - (performance.now() - firstAt)
       if (remaining <= 0 || this.stopSignal.signal.aborted) return { records, end }
+      // A delivery that failed meanwhile: whatever was gathered is read again after the rewind.
+      if (this.interrupt.signal.aborted) return undefined
       await this.waitForAppendOrLinger(remaining)
     }
   }
@@ -231,13 +296,16 @@ export class DeliveryLane {
   private async waitForAppendOrLinger(remainingMs: number): Promise<void> {
     const linger = new AbortController()
     const onStop = (): void => linger.abort()
+    const interrupt = this.interrupt.signal
     this.stopSignal.signal.addEventListener('abort', onStop, { once: true })
+    interrupt.addEventListener('abort', onStop, { once: true })
     const timer = setTimeout(() => linger.abort(), Math.max(1, Math.ceil(remainingMs)))
     try {
       await this.o.spool.log.waitForAppend(linger.signal)
     } finally {
       clearTimeout(timer)
       this.stopSignal.signal.removeEventListener('abort', onStop)
+      interrupt.removeEventListener('abort', onStop)
     }
   }
 }

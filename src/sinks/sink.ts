@@ -12,6 +12,11 @@ export interface BatchLimits {
   lingerMs: number
   /** A record larger than this can never be delivered: it goes to the dead-letter sink at once. */
   maxRecordBytes: number
+  /**
+   * How many batches a lane may have in `write` at once (default 1). More than 1 only for a sink whose
+   * writes may overlap; the lane's cursor still moves over finished batches in order.
+   */
+  maxInFlightBatches?: number
 }
 
 /**
@@ -57,6 +62,7 @@ export function batchLimits(config: SinkConfig, defaults: BatchLimits): BatchLim
     maxBatchBytes: config.maxBatchBytes ?? defaults.maxBatchBytes,
     lingerMs: config.lingerMs ?? defaults.lingerMs,
     maxRecordBytes: defaults.maxRecordBytes,
+    ...(defaults.maxInFlightBatches !== undefined ? { maxInFlightBatches: defaults.maxInFlightBatches } : {}),
   }
 }
 

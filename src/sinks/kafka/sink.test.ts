@@ -85,6 +85,7 @@ describe('kafka sink config', () => {
       maxBatchBytes: 8 * 1024 * 1024,
       lingerMs: 50,
       maxRecordBytes: 1024 * 1024,
+      maxInFlightBatches: 2,
     })
     expect(createKafkaSink('k', config({ maxBatchRecords: 7, lingerMs: 0 }), silent).limits).toMatchObject({
       maxBatchRecords: 7,

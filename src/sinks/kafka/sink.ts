@@ -45,6 +45,9 @@ const KAFKA_DEFAULTS = {
   maxBatchBytes: 8 * 1024 * 1024,
   lingerMs: 50,
   maxRecordBytes: KAFKA_MAX_RECORD_BYTES,
+  // The lane reads and builds the next batch while this one is sent. Writes may overlap: each producer
+  // sends in the order it was given sends, so a key's records keep their order (unless a send is retried).
+  maxInFlightBatches: 2,
 }
 
 /** Kafka topic names: https://github.com/apache/kafka/blob/3.9/clients/src/main/java/org/apache/kafka/common/internals/Topic.java */
