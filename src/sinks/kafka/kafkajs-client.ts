@@ -9,6 +9,7 @@ import type {
   ISocketFactory,
   Kafka,
   KafkaConfig,
+  Message,
   Producer,
   RetryOptions,
   SASLOptions,
@@ -127,8 +128,9 @@ class KafkajsClient implements KafkaClient {
       async (p) => {
         await p.send({
           topic,
-          // kafkajs reads key, value, headers and timestamp; the partitioner reads the route.
-          messages: messages as OutgoingMessage[],
+          // kafkajs reads key, value, headers and timestamp (typed as a string, used as a number:
+          // `timestamp - firstTimestamp`); the partitioner reads the route.
+          messages: messages as unknown as Message[],
           acks: this.settings.acks,
           timeout: this.settings.timeoutMs,
           compression: this.compression,

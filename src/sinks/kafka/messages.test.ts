@@ -76,9 +76,9 @@ describe('MessageBuilder', () => {
     const m = builder.build(7, r)
     expect(m.index).toBe(7)
     expect(m.value).toBe(r.payload)
-    expect(m.key?.toString()).toBe('8988')
+    expect(m.key).toBe('8988')
     expect(m.route).toBe(murmur2(Buffer.from('8988')))
-    expect(m.timestamp).toBe('1764000000123')
+    expect(m.timestamp).toBe(1_764_000_000_123)
     expect(Object.fromEntries(Object.entries(m.headers).map(([k, v]) => [k, v.toString()]))).toEqual({
       stream: 'emnify',
       'content-type': 'application/x-ndjson', // a configured header replaces the built-in one
@@ -90,9 +90,15 @@ describe('MessageBuilder', () => {
     const content =
       r.payload.length +
       4 +
-      Object.entries(m.headers).reduce((n, [k, v]) => n + Buffer.byteLength(k) + v.length, 0)
+      Object.entries(m.headers).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0)
     expect(m.bytes).toBeGreaterThanOrEqual(content)
     expect(m.bytes).toBeLessThan(content + 100)
+  })
+
+  it('hashes keys of any length and script as their UTF-8 bytes', () => {
+    const builder = new MessageBuilder({ key: '{{k}}' })
+    for (const k of ['a', 'ü', '日本語のキー', 'x'.repeat(300), '🙂'.repeat(200), 'short-again'])
+      expect(builder.build(0, record(JSON.stringify({ k }))).route).toBe(murmur2(Buffer.from(k)))
   })
 
   it('leaves out the key and headers that render empty, and record-id when there is no id', () => {
@@ -115,7 +121,7 @@ describe('MessageBuilder', () => {
       if (part.length > 1) expect(part.reduce((n, m) => n + m.bytes, 0)).toBeLessThanOrEqual(limit)
       const slots = new Set(part.filter((m) => m.key === null).map((m) => m.route))
       expect(slots.size).toBeLessThanOrEqual(1)
-      for (const m of part.filter((m) => m.key !== null)) expect(m.route).toBe(murmur2(m.key!))
+      for (const m of part.filter((m) => m.key !== null)) expect(m.route).toBe(murmur2(Buffer.from(m.key!)))
     }
     const unkeyedSlots = chunks.map((part) => part.find((m) => m.key === null)?.route)
     expect(new Set(unkeyedSlots).size).toBe(chunks.length)

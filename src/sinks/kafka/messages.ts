@@ -32,11 +32,12 @@ const TEXT_BYTES = Buffer.from(TEXT)
  * through the sink's partitioner); the platformatic client packs the same fields for its worker.
  */
 export interface OutgoingMessage {
-  key: Buffer | null
+  /** Text is sent as UTF-8 (both clients take it; no Buffer is made for it here). */
+  key: string | null
   value: Buffer
-  headers: Record<string, Buffer>
-  /** Milliseconds since the epoch, as a decimal string (kafkajs' format). */
-  timestamp: string
+  headers: Record<string, Buffer | string>
+  /** Milliseconds since the epoch. */
+  timestamp: number
   /** See the top of this file: partition = (route & 0x7fffffff) % partitions. */
   route: number
   /** Estimated bytes in a record batch (payload, key, headers, overhead), uncompressed. */
@@ -89,6 +90,8 @@ export class MessageBuilder {
   /** Header values that repeat (stream names) are made once. */
   private readonly streamHeaders = new Map<string, Buffer>()
   private nextSlot = randomInt(0, 0x7fffffff)
+  /** The key's UTF-8 bytes, for its hash (no Buffer per record). */
+  private scratch = Buffer.allocUnsafe(256)
 
   constructor(config: Pick<KafkaSinkConfig, 'key' | 'headers'>) {
     this.key = config.key !== undefined && config.key !== '' ? new RecordTemplate(config.key) : undefined
@@ -106,32 +109,33 @@ export class MessageBuilder {
     let stream = this.streamHeaders.get(record.stream)
     if (!stream) this.streamHeaders.set(record.stream, (stream = Buffer.from(record.stream)))
     const type = contentTypeBytes(record)
-    const headers: Record<string, Buffer> = { stream, 'content-type': type }
+    const headers: Record<string, Buffer | string> = { stream, 'content-type': type }
     let bytes =
       record.payload.length + RECORD_OVERHEAD_BYTES + BUILTIN_HEADER_BYTES + stream.length + type.length
     if (record.id !== undefined) {
-      const id = Buffer.from(record.id)
-      headers['record-id'] = id
-      bytes += id.length
+      headers['record-id'] = record.id
+      bytes += Buffer.byteLength(record.id)
     }
     for (const h of this.headers) {
-      const value = h.constant ?? Buffer.from(h.template.render(record))
+      const value = h.constant ?? h.template.render(record)
       if (value.length === 0) continue
       headers[h.name] = value
-      bytes += h.nameBytes + value.length // a replaced built-in is counted twice: a harmless overestimate
+      // A replaced built-in is counted twice: a harmless overestimate.
+      bytes += h.nameBytes + (typeof value === 'string' ? Buffer.byteLength(value) : value.length)
     }
-    const keyText = this.key?.render(record)
-    const key = keyText ? Buffer.from(keyText) : null
-    if (key) bytes += key.length
-    return {
-      key,
-      value: record.payload,
-      headers,
-      timestamp: String(record.receivedAtMs),
-      route: key ? murmur2(key) : 0,
-      bytes,
-      index,
+    const key = this.key?.render(record) || null
+    let route = 0
+    if (key !== null) {
+      let length = this.scratch.write(key)
+      if (length > this.scratch.length - 4) {
+        // Possibly cut short: UTF-8 needs at most 3 bytes per UTF-16 unit.
+        this.scratch = Buffer.allocUnsafe(key.length * 3 + 4)
+        length = this.scratch.write(key)
+      }
+      route = murmur2(this.scratch, length)
+      bytes += length
     }
+    return { key, value: record.payload, headers, timestamp: record.receivedAtMs, route, bytes, index }
   }
 
   /**
@@ -172,11 +176,11 @@ export function partitionOf(route: number, partitions: number): number {
  * Kafka's murmur2 (`org.apache.kafka.common.utils.Utils.murmur2`), which picks the partition of a keyed
  * record in Java's default partitioner, kafkajs' DefaultPartitioner and librdkafka's murmur2_random.
  * kafkajs and @platformatic/kafka compute it with Long or BigInt objects per 4 bytes; this is the same
- * function on 32-bit integers (murmur2.test.ts checks it against both on random keys).
+ * function on 32-bit integers (messages.test.ts checks it against both on random keys), over the first
+ * `length` bytes of `data`.
  * https://github.com/apache/kafka/blob/3.9/clients/src/main/java/org/apache/kafka/common/utils/Utils.java
  */
-export function murmur2(data: Uint8Array): number {
-  const length = data.length
+export function murmur2(data: Uint8Array, length = data.length): number {
   const m = 0x5bd1e995
   let h = 0x9747b28c ^ length
   const whole = length & ~3

@@ -60,12 +60,14 @@ export type WorkerReply =
 export function packMessages(messages: readonly OutgoingMessage[]): ArrayBuffer {
   const names = new Map<string, number>()
   const nameBytes: Buffer[] = []
+  // Text (keys, some header values) is reserved at 3 bytes per UTF-16 unit, UTF-8's most, and written once.
   let size = 4 + 1
   for (const m of messages) {
-    size += 4 + m.value.length + 4 + (m.key ? m.key.length : 0) + 8 + 4 + 1
+    size += 4 + m.value.length + 4 + (m.key === null ? 0 : m.key.length * 3) + 8 + 4 + 1
     const headers = m.headers
     for (const name in headers) {
-      size += 1 + 4 + headers[name]!.length
+      const value = headers[name]!
+      size += 1 + 4 + (typeof value === 'string' ? value.length * 3 : value.length)
       if (!names.has(name)) {
         if (names.size === 255) throw new RangeError('more than 255 distinct header names in one send')
         names.set(name, names.size)
@@ -89,15 +91,10 @@ export function packMessages(messages: readonly OutgoingMessage[]): ArrayBuffer 
     view.setUint32(o, m.value.length, true)
     buf.set(m.value, o + 4)
     o += 4 + m.value.length
-    if (m.key) {
-      view.setInt32(o, m.key.length, true)
-      buf.set(m.key, o + 4)
-      o += 4 + m.key.length
-    } else {
-      view.setInt32(o, -1, true)
-      o += 4
-    }
-    view.setFloat64(o, +m.timestamp, true)
+    if (m.key === null) view.setInt32(o, -1, true)
+    else view.setInt32(o, buf.write(m.key, o + 4), true)
+    o += 4 + Math.max(0, view.getInt32(o, true))
+    view.setFloat64(o, m.timestamp, true)
     view.setInt32(o + 8, m.route, true)
     const countAt = o + 12
     o += 13
@@ -106,9 +103,10 @@ export function packMessages(messages: readonly OutgoingMessage[]): ArrayBuffer 
     for (const name in headers) {
       const value = headers[name]!
       buf[o] = names.get(name)!
-      view.setUint32(o + 1, value.length, true)
-      buf.set(value, o + 5)
-      o += 5 + value.length
+      const length =
+        typeof value === 'string' ? buf.write(value, o + 5) : (buf.set(value, o + 5), value.length)
+      view.setUint32(o + 1, length, true)
+      o += 5 + length
       count++
     }
     buf[countAt] = count
