@@ -1,6 +1,7 @@
-// Producer throughput and CPU cost of kafkajs 2.2.4 (streamgate's default client) against @platformatic/kafka
-// 1.35, plus streamgate's kafka sink itself (kafkajs underneath, `sink` below), on the same workload and broker (the test broker of scripts/backends, KAFKA_BROKERS or
-// 127.0.0.1:19092; start it with `npm run backends:up`).
+// Producer throughput and CPU cost of kafkajs 2.2.4 against @platformatic/kafka 1.35, used bare and through
+// streamgate's kafka sink (`sink-kafkajs`, `sink-platformatic`: the sink's two clients), on the same workload
+// and broker (the test broker of scripts/backends, KAFKA_BROKERS or 127.0.0.1:19092; start it with
+// `npm run backends:up`). bench/kafka-lane.ts measures the whole delivery lane of a running gateway instead.
 //
 //   npx tsx bench/kafka-clients.ts [--records 200000] [--batch 1000] [--runs 3]
 //
@@ -8,7 +9,8 @@
 // the kafka sink sends them: one batch of 1,000 at a time, awaited before the next, acks=-1, idempotent
 // producer, a key and the sink's three headers per message, to a fresh 4-partition topic; gzip and none.
 // Every (client, compression, run) is its own child process, so CPU time (user + system, from
-// process.cpuUsage, including zlib's thread pool) belongs to that client alone; connecting and one warm-up
+// process.cpuUsage, including zlib's thread pool and the platformatic client's worker thread) belongs to
+// that client alone; connecting and one warm-up
 // batch are excluded. The broker runs on the same machine and competes for its cores: compare the clients
 // with each other, not with figures from elsewhere. After each run the topic's offsets are checked: every
 // record must be stored. Prints the median of the runs.
@@ -22,7 +24,7 @@ import type { SinkRecord } from '../src/records/record.js'
 import { createKafkaSink } from '../src/sinks/kafka/sink.js'
 import { createLogger } from '../src/telemetry/logger.js'
 
-type Client = 'kafkajs' | 'platformatic' | 'sink'
+type Client = 'kafkajs' | 'platformatic' | 'sink-kafkajs' | 'sink-platformatic'
 type Compression = 'gzip' | 'none'
 
 interface RunResult {
@@ -141,8 +143,8 @@ async function runChild(
       for (const b of batches) await send(b)
     }
     close = () => producer.disconnect()
-  } else if (client === 'sink') {
-    // streamgate's kafka sink (kafkajs underneath): the same records as SinkRecords; the sink renders the
+  } else if (client === 'sink-kafkajs' || client === 'sink-platformatic') {
+    // streamgate's kafka sink with either client: the same records as SinkRecords; the sink renders the
     // key from the record and adds the three headers itself.
     const sink = createKafkaSink(
       'bench',
@@ -154,7 +156,7 @@ async function runChild(
         acks: -1,
         idempotent: true,
         compression,
-        client: 'kafkajs',
+        client: client === 'sink-kafkajs' ? 'kafkajs' : 'platformatic',
         producers: 1,
         clientId: 'bench-sink',
         timeoutMs: 30_000,
@@ -279,10 +281,12 @@ async function main(): Promise<void> {
   const combos: [Client, Compression][] = [
     ['kafkajs', 'gzip'],
     ['platformatic', 'gzip'],
-    ['sink', 'gzip'],
+    ['sink-kafkajs', 'gzip'],
+    ['sink-platformatic', 'gzip'],
     ['kafkajs', 'none'],
     ['platformatic', 'none'],
-    ['sink', 'none'],
+    ['sink-kafkajs', 'none'],
+    ['sink-platformatic', 'none'],
   ]
   const sample = workload(1000)
   const avg = sample.reduce((s, m) => s + m.value.length, 0) / sample.length

@@ -304,6 +304,11 @@ export const SCENARIOS: readonly Scenario[] = [
     { sink: 'kafka', optIn: true },
   ),
   azionNdjson(
+    'azion-ndjson-2000-kafka-platformatic',
+    `azion-ndjson-2000 delivered to real Kafka by client platformatic (zstd, 4 producers; acks -1, idempotent; needs the backends)`,
+    { sink: 'kafka-platformatic', optIn: true },
+  ),
+  azionNdjson(
     'azion-ndjson-2000-s3',
     `azion-ndjson-2000 delivered to S3 (MinIO; gzip NDJSON objects rolled every 2 s; needs the backends)`,
     { sink: 's3', optIn: true },
