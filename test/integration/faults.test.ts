@@ -34,6 +34,8 @@ import { HttpTargetMock } from '../support/mocks/http-target.js'
 const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js')
 const backends = inject('backends')
 const brokers = backends.KAFKA_BROKERS
+/** The kafka sink's client under test: STREAMGATE_TEST_KAFKA_CLIENT=platformatic runs these with the other one. */
+const kafkaClient = process.env.STREAMGATE_TEST_KAFKA_CLIENT === 'platformatic' ? 'platformatic' : 'kafkajs'
 const s3 = {
   endpoint: backends.S3_ENDPOINT,
   region: backends.S3_REGION,
@@ -334,6 +336,7 @@ describe('fault injection', () => {
           sinks: {
             kafka: {
               type: 'kafka',
+              client: kafkaClient,
               brokers,
               topic,
               maxBatchRecords: 200,
@@ -450,7 +453,7 @@ describe('fault injection', () => {
       const circuit = { failureThreshold: 3, openMs: 1000, maxOpenMs: 4000 }
       const gw = await startGateway({
         sinks: {
-          kafka: { type: 'kafka', brokers, topic, retry, circuit, timeoutMs: 10_000 },
+          kafka: { type: 'kafka', client: kafkaClient, brokers, topic, retry, circuit, timeoutMs: 10_000 },
           lake: {
             type: 's3',
             bucket,

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { transientError } from '../../errors.js'
+import type { Logger } from '../../telemetry/logger.js'
 import {
   CONNECTION_TIMEOUT_MS,
   REQUEST_TIMEOUT_MARGIN_MS,
@@ -32,13 +33,20 @@ import {
 //  - partitions: its default partitioner hashes keys to other partitions than Java and kafkajs
 //    (murmur2 >>> 0 instead of & 0x7fffffff), so every message carries its partition from messages.ts.
 
+/** How long close() waits for the worker to close its connections before stopping the thread. */
+const CLOSE_GRACE_MS = 5_000
+
 const WORKER_FILE = new URL(
   import.meta.url.endsWith('.ts') ? './platformatic-worker.ts' : './platformatic-worker.js',
   import.meta.url,
 )
 
-export function createPlatformaticClient(settings: KafkaClientSettings): KafkaClient {
-  return new PlatformaticClient(settings)
+/** `workerFile`: tests run a stand-in worker; the sink never passes one. */
+export function createPlatformaticClient(
+  settings: KafkaClientSettings,
+  workerFile: URL = WORKER_FILE,
+): KafkaClient {
+  return new PlatformaticClient(settings, workerFile)
 }
 
 type Pending = { resolve(value: unknown): void; reject(err: unknown): void }
@@ -48,12 +56,17 @@ type Body<O extends Op> = Omit<Extract<WorkerRequest, { op: O }>, 'id' | 'op'>
 
 class PlatformaticClient implements KafkaClient {
   readonly producers: number
+  private readonly logger: Logger
   private readonly workerSettings: WorkerSettings
   private thread: { worker: Worker; pending: Map<number, Pending> } | undefined
   private nextId = 1
   private closed = false
 
-  constructor(settings: KafkaClientSettings) {
+  constructor(
+    settings: KafkaClientSettings,
+    private readonly workerFile: URL,
+  ) {
+    this.logger = settings.logger
     this.producers = settings.producers
     this.workerSettings = {
       clientId: settings.clientId,
@@ -103,8 +116,14 @@ class PlatformaticClient implements KafkaClient {
     this.closed = true
     const worker = this.thread?.worker
     if (!worker) return
-    // The worker finishes its queued sends and closes its connections; then the thread is stopped.
-    await this.call('close', {}).catch(() => undefined)
+    // The worker finishes its queued sends and closes its connections; then the thread is stopped. A
+    // close that hangs (a broker gone without a word) does not hold up shutdown beyond the grace.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      this.call('close', {}).catch(() => undefined),
+      new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
+    ])
+    clearTimeout(timer)
     await worker.terminate()
   }
 
@@ -121,11 +140,8 @@ class PlatformaticClient implements KafkaClient {
   }
 
   private start(): { worker: Worker; pending: Map<number, Pending> } {
-    const worker = new Worker(WORKER_FILE, {
+    const worker = new Worker(this.workerFile, {
       workerData: { mark: WORKER_MARK, settings: this.workerSettings },
-      // The client's own logging (the `debug` package) stays off; errors come back as answers.
-      stdout: false,
-      stderr: false,
     })
     worker.unref()
     const thread = { worker, pending: new Map<number, Pending>() }
@@ -143,8 +159,20 @@ class PlatformaticClient implements KafkaClient {
       for (const call of thread.pending.values()) call.reject(error)
       thread.pending.clear()
     }
-    worker.on('error', (err: Error) => fail(err.message))
-    worker.on('exit', (code) => fail(`exit code ${code}`))
+    let reported = false
+    const report = (fields: object): void => {
+      if (reported || this.closed) return
+      reported = true
+      this.logger.error(fields, 'kafka client worker thread stopped; the next call starts a new one')
+    }
+    worker.on('error', (err: Error) => {
+      report({ err: err.message })
+      fail(err.message)
+    })
+    worker.on('exit', (code) => {
+      report({ code })
+      fail(`exit code ${code}`)
+    })
     return thread
   }
 }
