@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util'
 import { Kafka, logLevel } from 'kafkajs'
 import { freePort } from '../scripts/backends/daemon.js'
 import { hasExited, makeTempDir, removeTempDir, stopChild, track } from './processes.js'
-import { cpuSeconds, processTree, waitForIdle } from './proc-stats.js'
+import { RssSampler, cpuSeconds, processTree, waitForIdle } from './proc-stats.js'
 import { findScenario } from './scenarios.js'
 import { lazyBackends } from './sinks.js'
 
@@ -53,6 +53,8 @@ interface RunResult {
   drainMs: number
   cpuS: number
   stored: number
+  /** Highest RSS of the gateway during the drain. */
+  peakRss: number
 }
 
 function parseVariant(spec: string): Variant {
@@ -196,6 +198,7 @@ async function oneRun(
     if (before !== requests * perRequest)
       throw new Error(`lag ${before} before the drain, expected ${requests * perRequest}`)
     const cpu0 = cpuSeconds(pids)
+    const rss = new RssSampler(pids)
     const t0 = performance.now()
     const resumed = await fetch(`${base}/api/v1/streams/${STREAM}`, {
       method: 'PATCH',
@@ -214,10 +217,11 @@ async function oneRun(
     }
     const drainMs = performance.now() - t0
     const cpuS = cpuSeconds(pids) - cpu0
+    const peakRss = rss.stop()
     // The gateway's own view: every record acknowledged (lag 0); and no more in the topic than were sent.
     for (let deadline = Date.now() + 30_000; (await lag()) !== 0; await sleep(100))
       if (Date.now() > deadline) throw new Error('the topic is complete but the lane still has a lag')
-    return { drainMs, cpuS, stored: await stored() }
+    return { drainMs, cpuS, stored: await stored(), peakRss }
   } finally {
     if (gateway) await stopChild(gateway)
     await admin.deleteTopics({ topics: [topic] }).catch(() => undefined)
@@ -286,7 +290,7 @@ async function main(): Promise<void> {
             .toString()
             .padStart(
               7,
-            )} records/CPU-s  (drain ${(r.drainMs / 1000).toFixed(1)} s, CPU ${r.cpuS.toFixed(2)} s, load ${load})`,
+            )} records/CPU-s  (drain ${(r.drainMs / 1000).toFixed(1)} s, CPU ${r.cpuS.toFixed(2)} s, peak RSS ${Math.round(r.peakRss / 2 ** 20)} MB, load ${load})`,
         )
       }
     }
@@ -294,13 +298,14 @@ async function main(): Promise<void> {
     removeTempDir(snapshots)
     await backends.close()
   }
-  console.log('\nvariant                   records/s   records/CPU-s   (medians)')
+  console.log('\nvariant                   records/s   records/CPU-s   peak RSS   (medians)')
   for (const v of variants) {
     const rs = results.get(v.label)!
     const rate = median(rs.map((r) => records / (r.drainMs / 1000)))
     const perCpu = median(rs.map((r) => records / r.cpuS))
+    const rss = median(rs.map((r) => r.peakRss))
     console.log(
-      `${v.label.padEnd(24)} ${String(Math.round(rate)).padStart(10)}   ${String(Math.round(perCpu)).padStart(13)}`,
+      `${v.label.padEnd(24)} ${String(Math.round(rate)).padStart(10)}   ${String(Math.round(perCpu)).padStart(13)}   ${String(Math.round(rss / 2 ** 20)).padStart(5)} MB`,
     )
   }
 }
