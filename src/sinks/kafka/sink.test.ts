@@ -151,6 +151,23 @@ describe.each(['kafkajs', 'platformatic'] as const)('kafka sink without a broker
     for (const spy of consoleCalls) expect(spy).not.toHaveBeenCalled()
   })
 
+  it('fails a write that went out as several sends as one transient failure when no broker answers', async () => {
+    const sink = createKafkaSink(
+      'k',
+      config({ client, brokers: `127.0.0.1:${await closedPort()}`, producers: 2, key: '{{k}}' }),
+      silent,
+      { produceChunkBytes: 200 },
+    )
+    // Chunks of about two records, their keys spread over two producers: several sends, each of which fails.
+    const batch = Array.from({ length: 12 }, (_, i) => record(`{"k":"key-${i}","pad":"${'x'.repeat(60)}"}`))
+    const err = await sink.write(batch, AbortSignal.timeout(30_000)).then(
+      (r) => r,
+      (e: SinkError) => e,
+    )
+    expect(err).toMatchObject({ reason: 'unreachable', retriable: true })
+    await sink.close()
+  })
+
   it('rejects at once when the signal is already aborted', async () => {
     const sink = createKafkaSink('k', config({ client }), silent)
     const controller = new AbortController()

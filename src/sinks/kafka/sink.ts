@@ -162,9 +162,13 @@ class KafkaSink implements Sink {
     const results = await Promise.all([...byTopic].map(([topic, group]) => this.sendTopic(topic, group)))
     for (const r of results) failed.push(...r)
     if (failed.length === batch.length && failed.length > 0) {
-      // Nothing went out. One cause for all (the broker is unreachable): the whole write failed.
+      // Nothing went out, for one transient cause (the broker is unreachable, credentials refused): the
+      // whole write failed, so the delivery layer reports it as the sink's last error and the circuit
+      // counts it. Each send of a split write fails with its own error object: they are compared by what
+      // they mean. Permanent failures stay per record (each record may be dead-lettered for its own reason).
       const first = failed[0]!.error
-      if (failed.every((f) => f.error === first)) throw first
+      if (first.retriable && failed.every((f) => f.error.retriable && f.error.reason === first.reason))
+        throw first
     }
     return failed.length === 0 ? ALL_WRITTEN : { failed }
   }
