@@ -1,13 +1,14 @@
 // The kafka sink against the real single-node broker of scripts/backends/kafka.ts (auto.create.topics.enable
 // is off there, so a missing topic is a real failure). Every test uses its own topics.
 import { randomUUID } from 'node:crypto'
-import { Kafka, logLevel, type Admin, type KafkaMessage } from 'kafkajs'
+import type { Admin, KafkaMessage } from 'kafkajs'
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest'
 import type { KafkaSinkConfig } from '../../src/config/types.js'
 import type { SinkError } from '../../src/errors.js'
 import { deliver } from '../../src/pipeline/delivery.js'
 import { parseDeadLetter } from '../../src/records/dead-letter.js'
 import type { SinkRecord } from '../../src/records/record.js'
+import { kafkajs } from '../../src/sinks/kafka/kafkajs-client.js'
 import { murmur2, partitionOf } from '../../src/sinks/kafka/messages.js'
 import { createKafkaSink, KAFKA_MAX_RECORD_BYTES, type KafkaSinkOptions } from '../../src/sinks/kafka/sink.js'
 import type { Sink, WriteResult } from '../../src/sinks/sink.js'
@@ -19,6 +20,8 @@ import { send } from '../support/http.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
 
 const brokers = inject('backends').KAFKA_BROKERS
+// kafkajs as the sink loads it (with its linear message grouping, kafkajs-client.ts), for the test's consumer.
+const { Kafka, logLevel } = kafkajs()
 /**
  * Every test runs once per client. STREAMGATE_TEST_KAFKA_CLIENTS=platformatic (or kafkajs) runs one only.
  */
