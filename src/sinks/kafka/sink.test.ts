@@ -149,7 +149,7 @@ describe.each(['kafkajs', 'platformatic'] as const)('kafka sink without a broker
       reason: 'closed',
     })
     for (const spy of consoleCalls) expect(spy).not.toHaveBeenCalled()
-  })
+  }, 60_000)
 
   it('fails a write that went out as several sends as one transient failure when no broker answers', async () => {
     const sink = createKafkaSink(
@@ -166,7 +166,7 @@ describe.each(['kafkajs', 'platformatic'] as const)('kafka sink without a broker
     )
     expect(err).toMatchObject({ reason: 'unreachable', retriable: true })
     await sink.close()
-  })
+  }, 60_000)
 
   it('rejects at once when the signal is already aborted', async () => {
     const sink = createKafkaSink('k', config({ client }), silent)
