@@ -5,7 +5,7 @@ import type { KafkaSinkConfig } from '../../config/types.js'
 
 // Record-batch compression per client. What it costs per record decides whether a lane keeps up (measured in
 // bench/RESULTS.md, "Kafka lane"): gzip at its default level is the dearest; with zstd the lane delivered
-// 1.3-1.5x the records per gateway CPU-second of gzip, and with platformatic zstd, lz4, snappy and none were
+// 1.25-1.45x the records per gateway CPU-second of gzip, and with platformatic zstd, lz4, snappy and none were
 // within the noise of each other (the rest of the lane, not the codec, is then what costs).
 //
 // kafkajs: gzip is bundled and runs on libuv's thread pool (async zlib). zstd comes from node:zlib, also
