@@ -164,6 +164,9 @@ export class StreamLog {
 
   private async writeLoop(): Promise<void> {
     try {
+      // Appends made in the same tick join the first write: a request's records and its dead letters are
+      // two frames, one writev and one fdatasync (the loop used to take the queue before the second came).
+      await Promise.resolve()
       while (this.queue.length > 0) {
         const batch = this.queue
         this.queue = []
