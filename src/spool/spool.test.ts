@@ -96,3 +96,18 @@ describe('Spool.append', () => {
     expect(await recordsIn(dir)).toEqual(['a', 'b'])
   })
 })
+
+describe('spool.tailCacheBytes', () => {
+  it('reaches every stream log: 0 keeps no frame in memory, the default keeps them', async () => {
+    const off = await Spool.open({ ...config(), dir: join(dir, 'off'), tailCacheBytes: 0 }, logger)
+    const on = await Spool.open({ ...config(), dir: join(dir, 'on') }, logger)
+    try {
+      for (const spool of [off, on]) await spool.append('s', [rec('a')], [], 1)
+      expect((await off.stream('s')).log.tailCache.frames).toBe(0)
+      expect((await on.stream('s')).log.tailCache.frames).toBe(1)
+    } finally {
+      await off.close()
+      await on.close()
+    }
+  })
+})
