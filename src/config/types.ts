@@ -40,6 +40,8 @@ export interface SpoolConfig {
   maxBytes: number
   fsync: 'always' | number
   segmentBytes: number
+  /** In-memory tail of each stream log for caught-up lanes (schema default 16 MiB; 0 = off). */
+  tailCacheBytes?: number
 }
 
 export type FilterConfig =

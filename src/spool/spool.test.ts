@@ -1,7 +1,8 @@
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { open, type FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import type { SinkRecord } from '../records/record.js'
 import { createLogger } from '../telemetry/logger.js'
 import { Spool } from './spool.js'
@@ -69,5 +70,44 @@ describe('Spool.collect', () => {
     expect(log.bytes).toBe(0)
     expect(log.nextSeq).toBe(2)
     await spool.close()
+  })
+})
+
+describe('Spool.append', () => {
+  it("writes a request's records and dead letters with one writev and one fdatasync", async () => {
+    const probe = join(dir, 'probe')
+    writeFileSync(probe, '')
+    const handle = await open(probe, 'r')
+    const proto = Object.getPrototypeOf(handle) as FileHandle
+    await handle.close()
+    const spool = await Spool.open(config(), logger)
+    const writev = vi.spyOn(proto, 'writev')
+    const datasync = vi.spyOn(proto, 'datasync')
+    try {
+      await spool.append('s', [rec('a'), rec('b')], [rec('invalid')], 1)
+      expect(writev).toHaveBeenCalledTimes(1)
+      expect(datasync).toHaveBeenCalledTimes(1)
+      expect(writev.mock.calls[0]![0]).toHaveLength(2)
+    } finally {
+      writev.mockRestore()
+      datasync.mockRestore()
+      await spool.close()
+    }
+    expect(await recordsIn(dir)).toEqual(['a', 'b'])
+  })
+})
+
+describe('spool.tailCacheBytes', () => {
+  it('reaches every stream log: 0 keeps no frame in memory, the default keeps them', async () => {
+    const off = await Spool.open({ ...config(), dir: join(dir, 'off'), tailCacheBytes: 0 }, logger)
+    const on = await Spool.open({ ...config(), dir: join(dir, 'on') }, logger)
+    try {
+      for (const spool of [off, on]) await spool.append('s', [rec('a')], [], 1)
+      expect((await off.stream('s')).log.tailCache.frames).toBe(0)
+      expect((await on.stream('s')).log.tailCache.frames).toBe(1)
+    } finally {
+      await off.close()
+      await on.close()
+    }
   })
 })

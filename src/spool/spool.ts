@@ -169,6 +169,7 @@ export class Spool {
     const log = await StreamLog.open(dir, id, {
       segmentBytes: this.config.segmentBytes,
       fsync: this.config.fsync,
+      tailCacheBytes: this.config.tailCacheBytes,
     })
     const r = log.recovery
     if (r.corruptFrames > 0 || r.truncatedBytes > 0)

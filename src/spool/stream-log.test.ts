@@ -198,6 +198,119 @@ describe('StreamLog', () => {
   })
 })
 
+describe('StreamLog tail cache', () => {
+  const options = { segmentBytes: 1024 * 1024, fsync: 'always' as const }
+
+  /**
+   * Breaks the CRC of every frame in the segment files (lengths stay, so a reader skips each one as corrupt):
+   * only frames still in memory can be read.
+   */
+  const corruptSegments = (): void => {
+    for (const name of segments()) {
+      const file = join(dir, name)
+      const bytes = readFileSync(file)
+      for (let o = 0; o + 8 <= bytes.length; o += 8 + bytes.readUInt32LE(o)) bytes[o + 4]! ^= 0xff
+      writeFileSync(file, bytes)
+    }
+  }
+
+  it('a caught-up reader takes frames from memory, never from the segment file', async () => {
+    const log = await StreamLog.open(dir, 's', options)
+    await log.append(FrameKind.Records, [rec('a', { id: '1' }), rec('b')], 5)
+    await log.append(FrameKind.Records, [rec('c', { fields: { k: 'v' } })], 6)
+    expect(log.tailCache.frames).toBe(2)
+    corruptSegments()
+    const reader = log.reader({ seq: 1, index: 1 })
+    const first = await reader.next()
+    expect(first?.skip).toBe(1)
+    expect(first?.frame).toMatchObject({ seq: 1, kind: FrameKind.Records, receivedAtMs: 5 })
+    expect(first?.frame.records).toEqual([
+      { stream: 's', payload: Buffer.from('a'), receivedAtMs: 5, id: '1' },
+      { stream: 's', payload: Buffer.from('b'), receivedAtMs: 5 },
+    ])
+    const second = await reader.next()
+    expect(second?.frame.records).toEqual([
+      { stream: 's', payload: Buffer.from('c'), receivedAtMs: 6, fields: { k: 'v' } },
+    ])
+    expect(await reader.next()).toBeUndefined()
+    expect(reader.corruptFrames).toBe(0)
+    await reader.close()
+    await log.abandon()
+  })
+
+  it('after a restart the cache is empty and frames are read (and checked) from the file', async () => {
+    const log = await StreamLog.open(dir, 's', options)
+    await log.append(FrameKind.Records, [rec('kept')], 1)
+    await log.abandon()
+    const again = await StreamLog.open(dir, 's', options)
+    expect(again.tailCache).toEqual({ frames: 0, bytes: 0 })
+    expect(await readAll(again, { seq: 1, index: 0 })).toEqual(['kept'])
+    await again.append(FrameKind.Records, [rec('new')], 1)
+    corruptSegments()
+    // The old frame is gone from disk (read as corrupt), the new one is still served from memory.
+    const reader = again.reader({ seq: 1, index: 0 })
+    const next = await reader.next()
+    expect(next?.frame.records.map((r) => r.payload.toString())).toEqual(['new'])
+    expect(reader.corruptFrames).toBe(1)
+    await reader.close()
+    await again.abandon()
+  })
+
+  it('keeps at most tailCacheBytes, evicting the oldest frames; a lagging reader reads them from disk', async () => {
+    const frameBytes = encodeFrame(FrameKind.Records, 1, 1, [rec('x'.repeat(100))]).length
+    const log = await StreamLog.open(dir, 's', { ...options, tailCacheBytes: frameBytes * 3 })
+    for (let i = 0; i < 10; i++) await log.append(FrameKind.Records, [rec(`${i}`.repeat(100))], 1)
+    expect(log.tailCache).toEqual({ frames: 3, bytes: frameBytes * 3 })
+    expect((await readAll(log, { seq: 1, index: 0 })).map((r) => r[0])).toEqual(
+      Array.from({ length: 10 }, (_, i) => `${i}`),
+    )
+    corruptSegments()
+    expect((await readAll(log, { seq: 1, index: 0 })).map((r) => r[0])).toEqual(['7', '8', '9'])
+    await log.abandon()
+  })
+
+  it('a frame larger than the cache is not cached; tailCacheBytes 0 turns the cache off', async () => {
+    const off = await StreamLog.open(join(dir, 'off'), 's', { ...options, tailCacheBytes: 0 })
+    await off.append(FrameKind.Records, [rec('a')], 1)
+    expect(off.tailCache).toEqual({ frames: 0, bytes: 0 })
+    await off.close()
+    const small = await StreamLog.open(join(dir, 'small'), 's', { ...options, tailCacheBytes: 64 })
+    await small.append(FrameKind.Records, [rec('y'.repeat(100))], 1)
+    await small.append(FrameKind.Records, [rec('z')], 1)
+    expect(small.tailCache.frames).toBe(1)
+    expect(await readAll(small, { seq: 1, index: 0 })).toEqual(['y'.repeat(100), 'z'])
+    await small.close()
+  })
+
+  it('forgets the frames of deleted segments, and serves the frames appended after a drain', async () => {
+    const log = await StreamLog.open(dir, 's', { segmentBytes: 200, fsync: 'always' })
+    for (let i = 0; i < 10; i++)
+      await log.append(FrameKind.Records, [rec(`record-${i}-${'x'.repeat(80)}`)], 1)
+    expect(log.tailCache.frames).toBe(10)
+    await log.deleteBefore(6)
+    expect(log.tailCache.frames).toBe(log.nextSeq - log.firstSeq)
+    await log.deleteBefore(log.nextSeq)
+    expect(log.tailCache).toEqual({ frames: 0, bytes: 0 })
+    await log.append(FrameKind.Records, [rec('after-drain')], 1)
+    corruptSegments()
+    expect(await readAll(log, { seq: log.firstSeq, index: 0 })).toEqual(['after-drain'])
+    await log.abandon()
+  })
+
+  it('a write that fails caches nothing, and the reader never sees its frames', async () => {
+    const log = await StreamLog.open(dir, 's', options)
+    await log.append(FrameKind.Records, [rec('ok')], 1)
+    await log.deleteBefore(1) // nothing consumed: keeps everything
+    // Make the segment file unwritable for the next append: the active handle is closed under it.
+    const active = (log as unknown as { active: { close(): Promise<void> } }).active
+    await active.close()
+    await expect(log.append(FrameKind.Records, [rec('failed')], 1)).rejects.toThrow()
+    expect(log.tailCache.frames).toBe(1)
+    expect(await readAll(log, { seq: 1, index: 0 })).toEqual(['ok'])
+    await log.abandon()
+  })
+})
+
 /**
  * Model-based test: random appends, lane reads with acknowledgements, cursor saves, crashes (with and
  * without a torn write) and reopens, checked against an in-memory model. The invariant is the spool's

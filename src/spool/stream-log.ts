@@ -43,7 +43,19 @@ export interface LogOptions {
   fsync: 'always' | number
   /** Inspect only (spool stats while a gateway runs): recovery reports damage but changes no file. */
   readOnly?: boolean
+  /**
+   * Bytes of the most recently written frames kept in memory for readers (TAIL_CACHE_BYTES by default; 0 =
+   * none). A caught-up lane takes its frames from here instead of reading them back from the segment file.
+   */
+  tailCacheBytes?: number
 }
+
+/**
+ * Default of LogOptions.tailCacheBytes: a few of the largest request frames (an emnify bulk is ~15 MB), so a
+ * lane that keeps up never reads the file, while a lane that falls further behind than this reads from disk
+ * as before (the cache is a shortcut, never the only copy: frames enter it after their write completed).
+ */
+export const TAIL_CACHE_BYTES = 16 * 1024 * 1024
 
 export interface RecoveryReport {
   segments: number
@@ -83,12 +95,15 @@ export class StreamLog {
   private closed = false
   recovery: RecoveryReport = { segments: 0, frames: 0, records: 0, corruptFrames: 0, truncatedBytes: 0 }
   readonly index = new FrameIndex()
+  private readonly tail: TailCache
 
   private constructor(
     readonly dir: string,
     readonly stream: string,
     private readonly options: LogOptions,
-  ) {}
+  ) {
+    this.tail = new TailCache(options.readOnly ? 0 : (options.tailCacheBytes ?? TAIL_CACHE_BYTES))
+  }
 
   /** Opens (creating if needed) and recovers the log in `dir`. */
   static async open(dir: string, stream: string, options: LogOptions): Promise<StreamLog> {
@@ -149,6 +164,9 @@ export class StreamLog {
 
   private async writeLoop(): Promise<void> {
     try {
+      // Appends made in the same tick join the first write: a request's records and its dead letters are
+      // two frames, one writev and one fdatasync (the loop used to take the queue before the second came).
+      await Promise.resolve()
       while (this.queue.length > 0) {
         const batch = this.queue
         this.queue = []
@@ -170,6 +188,12 @@ export class StreamLog {
           }
           if (this.options.fsync === 'always') await this.active!.datasync()
           else this.dirty = true
+          // Readers see the frames from here on (segment.bytes); the caught-up ones take them from memory.
+          let offset = segment.bytes
+          for (const frame of buffers) {
+            this.tail.add(segment, offset, frame)
+            offset += frame.length
+          }
           segment.bytes += total
           this.queuedBytes -= total
           for (const p of batch) p.resolve()
@@ -263,6 +287,16 @@ export class StreamLog {
     return { segment: this.segments[found]!, index: found }
   }
 
+  /** @internal for LogReader: the frame written at `offset` of `segment`, when it is still in memory. */
+  cachedFrame(segment: Segment, offset: number): Buffer | undefined {
+    return this.tail.get(segment, offset)
+  }
+
+  /** Frames and bytes held in memory for readers (tests, diagnostics). */
+  get tailCache(): { frames: number; bytes: number } {
+    return { frames: this.tail.frames, bytes: this.tail.bytes }
+  }
+
   /** @internal for LogReader */
   segmentAt(index: number): Segment | undefined {
     return this.segments[index]
@@ -317,7 +351,10 @@ export class StreamLog {
         if (err.code !== 'ENOENT') throw err
       })
     }
-    if (doomed.length > 0) this.index.dropBefore(this.segments[0]?.firstSeq ?? seq)
+    if (doomed.length > 0) {
+      this.index.dropBefore(this.segments[0]?.firstSeq ?? seq)
+      this.tail.dropSegments(doomed)
+    }
     return freed
   }
 
@@ -326,6 +363,7 @@ export class StreamLog {
     this.closed = true
     clearInterval(this.fsyncTimer)
     while (this.writing) await this.writing.catch(() => undefined)
+    this.tail.clear()
     await this.active?.close().catch(() => undefined)
     this.active = undefined
   }
@@ -334,6 +372,7 @@ export class StreamLog {
     this.closed = true
     clearInterval(this.fsyncTimer)
     while (this.writing) await this.writing
+    this.tail.clear()
     if (this.active) {
       await this.active.datasync()
       await this.active.close()
@@ -436,7 +475,12 @@ export class LogReader {
         await this.openSegment(nextSegment)
         continue
       }
-      const frameBuf = await this.readFrameAt(this.offset, segment.bytes)
+      // A frame this process wrote recently is still in memory: no read, no CRC (these are the bytes that
+      // were written, and checked by nothing else either until a restart reads them back from the file).
+      const cached = this.log.cachedFrame(segment, this.offset)
+      const frameBuf = cached
+        ? { buf: cached, start: 0, length: cached.length, ok: true }
+        : await this.readFrameAt(this.offset, segment.bytes)
       if (!frameBuf) return undefined
       const { buf, start, length, ok } = frameBuf
       this.offset += length
@@ -516,6 +560,77 @@ export class LogReader {
 }
 
 const READ_AHEAD_BYTES = 1024 * 1024
+
+/**
+ * The most recently written frames by (segment, file offset), oldest evicted first once `maxBytes` is
+ * exceeded. Holds only frames whose write completed (they are on disk too); decoded payloads are views into
+ * these buffers, which nothing writes to after encodeFrame.
+ */
+class TailCache {
+  private readonly bySegment = new Map<Segment, Map<number, Buffer>>()
+  /** Insertion order for eviction: [segment, offset, bytes] from `head` on. */
+  private order: { segment: Segment; offset: number; bytes: number }[] = []
+  private head = 0
+  bytes = 0
+  frames = 0
+
+  constructor(private readonly maxBytes: number) {}
+
+  add(segment: Segment, offset: number, frame: Buffer): void {
+    if (frame.length > this.maxBytes) return
+    let frames = this.bySegment.get(segment)
+    if (!frames) {
+      frames = new Map()
+      this.bySegment.set(segment, frames)
+    }
+    frames.set(offset, frame)
+    this.order.push({ segment, offset, bytes: frame.length })
+    this.bytes += frame.length
+    this.frames++
+    while (this.bytes > this.maxBytes && this.evictOldest());
+  }
+
+  get(segment: Segment, offset: number): Buffer | undefined {
+    return this.bySegment.get(segment)?.get(offset)
+  }
+
+  dropSegments(segments: readonly Segment[]): void {
+    for (const segment of segments) {
+      const frames = this.bySegment.get(segment)
+      if (!frames) continue
+      for (const frame of frames.values()) this.bytes -= frame.length
+      this.frames -= frames.size
+      this.bySegment.delete(segment)
+    }
+    this.order = this.order.slice(this.head).filter((e) => this.bySegment.has(e.segment))
+    this.head = 0
+  }
+
+  clear(): void {
+    this.bySegment.clear()
+    this.order = []
+    this.head = 0
+    this.bytes = 0
+    this.frames = 0
+  }
+
+  private evictOldest(): boolean {
+    const entry = this.order[this.head++]
+    if (!entry) return false
+    const frames = this.bySegment.get(entry.segment)
+    if (frames?.delete(entry.offset)) {
+      this.bytes -= entry.bytes
+      this.frames--
+      if (frames.size === 0) this.bySegment.delete(entry.segment)
+    }
+    // Compact the eviction queue once its consumed head dominates it.
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head)
+      this.head = 0
+    }
+    return true
+  }
+}
 
 async function syncDir(dir: string): Promise<void> {
   const handle = await open(dir, 'r')

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs'
-import { describe, expect, it } from 'vitest'
+import { Counter } from 'prom-client'
+import { describe, expect, it, vi } from 'vitest'
 import { Metrics } from './metrics.js'
 
 const VERSION = (
@@ -84,5 +85,61 @@ describe('Metrics figures', () => {
     text = await m.registry.metrics()
     expect(text).not.toContain('streamgate_stream_degraded{stream="a"}')
     expect(text).toContain('streamgate_stream_degraded{stream="b"} 1')
+  })
+})
+
+describe('Metrics per request', () => {
+  const counts = (accepted: number, invalid = 0) => ({
+    received: accepted + invalid,
+    accepted,
+    filtered: 0,
+    duplicates: 0,
+    rejected: { invalid },
+  })
+
+  it("counting a request hashes no labels: prom-client's counters are handed the sums at scrape time", async () => {
+    // prom-client's constructor sets inc = incWithoutExemplar on each counter: spy on it before they exist.
+    const inc = vi.spyOn(Counter.prototype, 'incWithoutExemplar' as keyof Counter)
+    const m = new Metrics({ defaultMetrics: false })
+    try {
+      for (let i = 0; i < 1000; i++) {
+        m.ingestCounts('a', counts(2))
+        m.ingestCounts('b', counts(1, i % 2))
+        m.ingestAnswered('a', 200, 0.001)
+        m.httpAnswered('ingest', i % 10 === 0 ? 400 : 200)
+        m.sinkDelivered('file', 3, 0.001)
+      }
+      expect(inc).not.toHaveBeenCalled()
+      const text = await m.registry.metrics()
+      // One call per series that counted something, not one per request.
+      expect(inc.mock.calls.length).toBe(9)
+      expect(text).toContain('streamgate_records_received_total{stream="a"} 2000')
+      expect(text).toContain('streamgate_records_accepted_total{stream="a"} 2000')
+      expect(text).toContain('streamgate_records_received_total{stream="b"} 1500')
+      expect(text).toContain('streamgate_records_accepted_total{stream="b"} 1000')
+      expect(text).toContain('streamgate_records_rejected_total{stream="b",reason="invalid"} 500')
+      expect(text).not.toContain('streamgate_records_rejected_total{stream="a"')
+      expect(text).not.toContain('streamgate_records_filtered_total{')
+      expect(text).toContain('streamgate_ingest_requests_total{stream="a",status="200"} 1000')
+      expect(text).toContain('streamgate_http_responses_total{route="ingest",status="200"} 900')
+      expect(text).toContain('streamgate_http_responses_total{route="ingest",status="400"} 100')
+      expect(text).toContain('streamgate_sink_records_delivered_total{sink="file"} 3000')
+      expect(text).toContain('streamgate_ingest_request_duration_seconds_count{stream="a"} 1000')
+      // Counted after a scrape: added to what was already handed over, never counted twice.
+      m.ingestCounts('a', counts(5))
+      const again = await m.registry.metrics()
+      expect(again).toContain('streamgate_records_accepted_total{stream="a"} 2005')
+      expect(again).toContain('streamgate_records_accepted_total{stream="b"} 1000')
+      expect(inc.mock.calls.length).toBe(9 + 2)
+      const json = await m.registry.getSingleMetric('streamgate_records_accepted_total')!.get()
+      expect(json.values).toEqual(
+        expect.arrayContaining([
+          { labels: { stream: 'a' }, value: 2005 },
+          { labels: { stream: 'b' }, value: 1000 },
+        ]),
+      )
+    } finally {
+      inc.mockRestore()
+    }
   })
 })

@@ -1,5 +1,12 @@
 import { readFileSync } from 'node:fs'
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import {
+  Counter,
+  Gauge,
+  Histogram,
+  Registry,
+  collectDefaultMetrics,
+  type CounterConfiguration,
+} from 'prom-client'
 
 export interface SpoolFigures {
   bytes: number
@@ -20,6 +27,59 @@ const VERSION = ((): string => {
   }
 })()
 
+/** One child of a BoundCounter: its labels and what it counted since prom-client last collected. */
+interface CounterChild {
+  readonly labels: Record<string, string | number>
+  pending: number
+}
+
+/**
+ * A labelled counter whose children are bound once per label values (a stream, a sink, a stream and a
+ * status): inc() adds to the child's own number, and prom-client receives the sums when it collects (each
+ * scrape, each `get()`), so a request costs no label hashing. prom-client's own `labels()` binds only the
+ * label object: each of its inc() calls still hashes and validates the labels.
+ */
+class BoundCounter {
+  readonly counter: Counter
+  private readonly children = new Map<string, Map<string | number, CounterChild>>()
+  private readonly names: readonly string[]
+
+  constructor(config: Omit<CounterConfiguration<string>, 'collect'>) {
+    this.names = config.labelNames ?? []
+    this.counter = new Counter({ ...config, collect: () => this.flush() })
+  }
+
+  /** The child of these label values (in labelNames order), created on first use. */
+  child(a: string, b: string | number = ''): CounterChild {
+    let inner = this.children.get(a)
+    if (!inner) {
+      inner = new Map()
+      this.children.set(a, inner)
+    }
+    let child = inner.get(b)
+    if (!child) {
+      const labels: Record<string, string | number> = { [this.names[0]!]: a }
+      if (this.names.length > 1) labels[this.names[1]!] = b
+      child = { labels, pending: 0 }
+      inner.set(b, child)
+    }
+    return child
+  }
+
+  inc(a: string, b?: string | number, n = 1): void {
+    this.child(a, b).pending += n
+  }
+
+  private flush(): void {
+    for (const inner of this.children.values())
+      for (const child of inner.values())
+        if (child.pending !== 0) {
+          this.counter.inc(child.labels, child.pending)
+          child.pending = 0
+        }
+  }
+}
+
 /**
  * Every metric of the gateway, behind named functions so that counting happens in one place. One Metrics
  * per process (tests make their own, so registries never collide). Label values are stream and sink names
@@ -35,37 +95,37 @@ const VERSION = ((): string => {
 export class Metrics {
   readonly registry = new Registry()
 
-  private readonly received = new Counter({
+  private readonly received = new BoundCounter({
     name: 'streamgate_records_received_total',
     help: 'Records framed from ingest requests.',
     labelNames: ['stream'],
     registers: [this.registry],
   })
-  private readonly accepted = new Counter({
+  private readonly accepted = new BoundCounter({
     name: 'streamgate_records_accepted_total',
     help: 'Records accepted for delivery.',
     labelNames: ['stream'],
     registers: [this.registry],
   })
-  private readonly rejected = new Counter({
+  private readonly rejected = new BoundCounter({
     name: 'streamgate_records_rejected_total',
     help: 'Records not accepted, by reason (invalid, dropped, …).',
     labelNames: ['stream', 'reason'],
     registers: [this.registry],
   })
-  private readonly filtered = new Counter({
+  private readonly filtered = new BoundCounter({
     name: 'streamgate_records_filtered_total',
     help: 'Records removed by stream filters.',
     labelNames: ['stream'],
     registers: [this.registry],
   })
-  private readonly duplicates = new Counter({
+  private readonly duplicates = new BoundCounter({
     name: 'streamgate_records_duplicate_total',
     help: 'Records dropped as duplicates by stream dedupe.',
     labelNames: ['stream'],
     registers: [this.registry],
   })
-  private readonly requests = new Counter({
+  private readonly requests = new BoundCounter({
     name: 'streamgate_ingest_requests_total',
     help: 'Ingest requests by stream and status code.',
     labelNames: ['stream', 'status'],
@@ -84,7 +144,7 @@ export class Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20],
     registers: [this.registry],
   })
-  private readonly httpResponses = new Counter({
+  private readonly httpResponses = new BoundCounter({
     name: 'streamgate_http_responses_total',
     help: 'HTTP answers by route group and status code.',
     labelNames: ['route', 'status'],
@@ -95,7 +155,7 @@ export class Metrics {
     help: 'Ingest requests being processed.',
     registers: [this.registry],
   })
-  private readonly delivered = new Counter({
+  private readonly delivered = new BoundCounter({
     name: 'streamgate_sink_records_delivered_total',
     help: 'Records a sink acknowledged.',
     labelNames: ['sink'],
@@ -251,20 +311,23 @@ export class Metrics {
       rejected: Record<string, number>
     },
   ): void {
-    if (counts.received) this.received.inc({ stream }, counts.received)
-    if (counts.accepted) this.accepted.inc({ stream }, counts.accepted)
-    if (counts.filtered) this.filtered.inc({ stream }, counts.filtered)
-    if (counts.duplicates) this.duplicates.inc({ stream }, counts.duplicates)
-    for (const [reason, n] of Object.entries(counts.rejected)) if (n) this.rejected.inc({ stream, reason }, n)
+    if (counts.received) this.received.inc(stream, undefined, counts.received)
+    if (counts.accepted) this.accepted.inc(stream, undefined, counts.accepted)
+    if (counts.filtered) this.filtered.inc(stream, undefined, counts.filtered)
+    if (counts.duplicates) this.duplicates.inc(stream, undefined, counts.duplicates)
+    for (const reason in counts.rejected) {
+      const n = counts.rejected[reason]
+      if (n) this.rejected.inc(stream, reason, n)
+    }
   }
 
   ingestAnswered(stream: string, status: number, seconds: number): void {
-    this.requests.inc({ stream, status })
+    this.requests.inc(stream, status)
     this.latency.observe({ stream }, seconds)
   }
 
   httpAnswered(route: string, status: number): void {
-    this.httpResponses.inc({ route, status })
+    this.httpResponses.inc(route, status)
   }
 
   /** The client closed the connection before its body was complete: nobody receives an answer. */
@@ -277,7 +340,7 @@ export class Metrics {
   }
 
   sinkDelivered(sink: string, records: number, seconds: number): void {
-    if (records) this.delivered.inc({ sink }, records)
+    if (records) this.delivered.inc(sink, undefined, records)
     this.sinkWrite.observe({ sink }, seconds)
     this.sinkUp.set({ sink }, 1)
   }
