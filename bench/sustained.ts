@@ -843,11 +843,18 @@ function lagSeries(p: Phase): string[] {
   }
   const lastDuring = during[during.length - 1]
   if (lastDuring !== undefined && picked[picked.length - 1] !== lastDuring) picked.push(lastDuring)
-  return p.lanes.map(
-    (l) =>
-      `   ${l.sink} lag at ${picked.map((s) => `${((s.t - t0) / 1000).toFixed(0)}s`).join(' ')}:\n` +
-      `   ${' '.repeat(l.sink.length)}         ${picked.map((s) => formatRecords(s.lag[l.sink] ?? 0)).join(' ')}`,
-  )
+  const times = picked.map((s) => `${((s.t - t0) / 1000).toFixed(0)}s`)
+  const width = (values: string[]): number[] =>
+    values.map((v, i) => Math.max(v.length, times[i]?.length ?? 0))
+  return p.lanes.flatMap((l) => {
+    const values = picked.map((s) => formatRecords(s.lag[l.sink] ?? 0))
+    const w = width(values)
+    const row = (cells: string[]): string => cells.map((c, i) => c.padStart(w[i] ?? 0)).join(' ')
+    return [
+      `   ${l.sink} lag, time: ${row(times)}`,
+      `   ${' '.repeat(l.sink.length)}   records: ${row(values)}`,
+    ]
+  })
 }
 
 export function sustainedReport(results: readonly SustainedResult[]): string {
