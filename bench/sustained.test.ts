@@ -123,17 +123,23 @@ describe('judging a lane', () => {
 })
 
 describe('the rate search', () => {
-  it('halves until a rate holds, then bisects towards the ceiling', () => {
-    expect(nextRate(0, 16, 8, false)).toBe(4)
-    expect(nextRate(4, 8, 4, true)).toBe(6)
-    expect(nextRate(0, 12, 2, true)).toBe(7)
-    expect(nextRate(7, 12, 7, true)).toBe(10)
-    expect(nextRate(7, 10, 10, false)).toBe(9)
+  it('doubles while rates hold and no rate has failed, up to the cap', () => {
+    expect(nextRate(0, Infinity, 4, true, 48)).toBe(8)
+    expect(nextRate(8, Infinity, 8, true, 48)).toBe(16)
+    expect(nextRate(32, Infinity, 32, true, 48)).toBe(48)
   })
 
-  it('stops when the bracket is closed', () => {
-    expect(nextRate(9, 10, 9, true)).toBeUndefined()
-    expect(nextRate(0, 2, 1, false)).toBeUndefined()
+  it('halves until a rate holds, then bisects between the highest that held and the lowest that failed', () => {
+    expect(nextRate(0, 8, 8, false, 48)).toBe(4)
+    expect(nextRate(4, 8, 4, true, 48)).toBe(6)
+    expect(nextRate(8, 16, 16, false, 48)).toBe(12)
+    expect(nextRate(12, 16, 12, true, 48)).toBe(14)
+  })
+
+  it('stops when the bracket is closed or the cap is reached', () => {
+    expect(nextRate(9, 10, 9, true, 48)).toBeUndefined()
+    expect(nextRate(0, 1, 1, false, 48)).toBeUndefined()
+    expect(nextRate(48, Infinity, 48, true, 48)).toBeUndefined()
   })
 })
 

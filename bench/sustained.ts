@@ -505,27 +505,38 @@ async function runPhase(
 }
 
 /**
- * Steps fixed-rate runs towards the highest request rate whose phase is sustainable: halving from `firstReqPerS`
- * until one holds, then bisecting between the highest rate that held and the lowest that did not. `ceiling`
- * (req/s, the full-load rate) starts as the rate that did not hold: a fixed rate above what the gateway answers
- * at full load cannot be kept, and the full-load run only gets here when it was not sustainable itself.
+ * Steps fixed-rate runs towards the highest request rate whose phase is sustainable: from half the full-load
+ * rate, doubling while rates hold and halving while they do not, then bisecting between the highest rate that
+ * held (`lo`) and the lowest that did not (`hi`, Infinity until one failed). The full-load rate is no ceiling:
+ * a closed loop of many connections can starve delivery (and answer fewer requests/s) where an open loop at a
+ * higher rate does not. `cap` bounds the doubling.
  */
-export function nextRate(lo: number, hi: number, rate: number, held: boolean): number | undefined {
-  const next = lo > 0 ? Math.round((lo + hi) / 2) : held ? Math.round((rate + hi) / 2) : Math.floor(rate / 2)
+export function nextRate(
+  lo: number,
+  hi: number,
+  rate: number,
+  held: boolean,
+  cap: number,
+): number | undefined {
+  const bisect = Math.round((lo + hi) / 2)
+  const next = Math.min(
+    cap,
+    held ? (hi === Infinity ? rate * 2 : bisect) : lo === 0 ? Math.floor(rate / 2) : bisect,
+  )
   return next > lo && next < hi && next !== rate && next >= 1 ? next : undefined
 }
 
 async function searchSustainable(
   r: Runner,
-  firstReqPerS: number,
-  ceiling: number,
+  fullReqPerS: number,
   durationS: number,
 ): Promise<{ probes: Phase[]; best: Phase | undefined }> {
   const probes: Phase[] = []
   let best: Phase | undefined
   let lo = 0
-  let hi = Math.max(2, Math.ceil(ceiling))
-  let rate: number | undefined = Math.min(hi - 1, Math.max(1, Math.round(firstReqPerS)))
+  let hi = Infinity
+  const cap = Math.max(4, 4 * Math.ceil(fullReqPerS))
+  let rate: number | undefined = Math.max(1, Math.round(fullReqPerS / 2))
   for (let step = 0; step < r.options.steps && rate !== undefined; step++) {
     const phase = await runPhase(
       r,
@@ -540,7 +551,7 @@ async function searchSustainable(
     } else {
       hi = rate
     }
-    rate = nextRate(lo, hi, rate, phase.sustainable)
+    rate = nextRate(lo, hi, rate, phase.sustainable, cap)
   }
   return { probes, best }
 }
@@ -692,7 +703,6 @@ export async function runSustainedScenario(
       })
       log(`   warm-up: ${formatInt(warm.requests / warm.durationS)} req/s`)
     }
-    const perReq = scenario.recordsPerRequest
     if (kind === 'sustained') {
       const full = await runPhase(
         r,
@@ -702,7 +712,6 @@ export async function runSustainedScenario(
       )
       result.full = full
       result.phases.push(full)
-      const ceiling = full.reqPerS
       if (full.lanes.every((l) => l.bounded)) {
         // Delivery kept up with everything the gateway accepted: the full-load rate is sustainable.
         result.best = full
@@ -711,9 +720,7 @@ export async function runSustainedScenario(
           'every lane kept up at full load: the sustainable rate is the full-load delivered rate',
         )
       } else {
-        // Start where delivery was before any collapse: the first half's delivered rate at full load.
-        const first = Math.min(...full.lanes.map((l) => l.firstHalfPerS)) / perReq
-        const search = await searchSustainable(r, first, ceiling, options.durationS)
+        const search = await searchSustainable(r, full.reqPerS, options.durationS)
         result.probes = search.probes
         result.phases.push(...search.probes)
         if (search.best !== undefined) {
@@ -750,16 +757,14 @@ export async function runSustainedScenario(
       )
       result.full = burst
       result.phases.push(burst)
-      const ceiling = burst.reqPerS
-      const first = Math.min(...burst.lanes.map((l) => l.deliveredPerS)) / perReq
-      const search = await searchSustainable(r, first, ceiling, options.durationS)
+      const search = await searchSustainable(r, burst.reqPerS, options.durationS)
       result.probes = search.probes
       result.phases.push(...search.probes)
       if (search.best !== undefined) {
         result.best = search.best
         result.sustainableRecordsPerS = Math.min(...search.best.lanes.map((l) => l.deliveredPerS))
       }
-      const half = Math.max(1, Math.round(ceiling / 2))
+      const half = Math.max(1, Math.round(burst.reqPerS / 2))
       const halfLoad = await runPhase(
         r,
         `half of full-load ingest: fixed ${half} req/s`,
