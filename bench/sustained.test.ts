@@ -190,21 +190,35 @@ describe('analysePhase', () => {
     expect(p.okP99Ms).toBe(400)
   })
 
-  it('finds acknowledged records a lane never delivered, and counts refusals', () => {
-    const stuck = snap(12_000, 80_000, 70_000, 10_000)
+  it('finds acknowledged records a drained lane never delivered, and counts refusals', () => {
+    const drained = snap(12_000, 80_000, 70_000, 0)
     const p = analysePhase({
       ...base,
       load: load(40, 4, 10),
-      samples: [...samples, stuck],
-      final: stuck,
-      drainMs: { out: undefined },
+      samples: [...samples, drained],
+      final: drained,
+      drainMs: { out: 2_000 },
     })
     // 36 requests answered 2xx × 2,000 = 72,000 acknowledged; 70,000 delivered
     expect(p.acknowledged).toBe(72_000)
     expect(p.missing).toEqual([{ sink: 'out', records: 2_000 }])
+    expect(p.undrained).toEqual([])
     expect(p.refused503).toBe(4)
     expect(p.refusalP99Ms).toBe(3)
     expect(p.notSustainable).toMatch(/10 % of requests refused/)
+  })
+
+  it('a drain given up is reported as such, not as lost records', () => {
+    const stuck = snap(12_000, 80_000, 70_000, 10_000)
+    const p = analysePhase({
+      ...base,
+      load: load(40, 0, 10),
+      samples: [...samples, stuck],
+      final: stuck,
+      drainMs: { out: undefined },
+    })
+    expect(p.missing).toEqual([])
+    expect(p.undrained).toEqual([{ sink: 'out', lag: 10_000 }])
   })
 
   it('a rate the gateway did not keep up with is not sustainable', () => {
