@@ -647,8 +647,8 @@ export async function runSustainedScenario(
   if (sinkTypes.some((s) => s !== 'file')) {
     const up = await backendsUp()
     if (typeof up === 'string') {
-      result.skipped = `${up}: skipped (benches do not start the shared backends for this scenario)`
-      log(`   !! ${result.skipped}`)
+      result.skipped = `${up}; this scenario never starts or stops the shared backends`
+      log(`   !! skipped: ${result.skipped}`)
       return result
     }
     env = up
