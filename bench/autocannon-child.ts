@@ -7,7 +7,7 @@
 
 import { readFileSync } from 'node:fs'
 import autocannon, { type Result } from 'autocannon'
-import type { AutocannonRun, ChildMessage, ParentMessage } from './load.js'
+import type { AutocannonRun, ChildMessage, ParentMessage, StatusLatency } from './load.js'
 
 const bodies = new Map<string, Buffer>()
 
@@ -20,9 +20,31 @@ function bodyOf(file: string): Buffer {
   return body
 }
 
-function run(options: AutocannonRun): Promise<Result> {
+/** Nearest-rank percentile of sorted values. */
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0
+}
+
+function summariseByStatus(times: Map<number, number[]>): Record<string, StatusLatency> {
+  const out: Record<string, StatusLatency> = {}
+  for (const [status, values] of times) {
+    const sorted = values.sort((a, b) => a - b)
+    out[String(status)] = {
+      count: sorted.length,
+      p50: percentile(sorted, 50),
+      p99: percentile(sorted, 99),
+      max: sorted[sorted.length - 1] ?? 0,
+    }
+  }
+  return out
+}
+
+function run(options: AutocannonRun): Promise<{ result: Result; byStatus?: Record<string, StatusLatency> }> {
+  // Per-status times come from the instance's 'response' event (status, bytes, ms since the request was sent).
+  const times = new Map<number, number[]>()
   return new Promise((resolve, reject) => {
-    autocannon(
+    const instance = autocannon(
       {
         url: options.url,
         method: 'POST',
@@ -33,8 +55,21 @@ function run(options: AutocannonRun): Promise<Result> {
         timeout: options.timeoutS,
         ...(options.overallRate !== undefined ? { overallRate: options.overallRate } : {}),
       },
-      (err, result) => (err ? reject(err) : resolve(result)),
+      (err, result) =>
+        err
+          ? reject(err)
+          : resolve({
+              result,
+              ...(options.byStatus === true ? { byStatus: summariseByStatus(times) } : {}),
+            }),
     )
+    if (options.byStatus === true) {
+      instance.on('response', (_client, status, _bytes, ms) => {
+        let list = times.get(status)
+        if (list === undefined) times.set(status, (list = []))
+        list.push(ms)
+      })
+    }
   })
 }
 
@@ -44,7 +79,8 @@ function send(message: ChildMessage): void {
 
 process.on('message', (message: ParentMessage) => {
   run(message.options).then(
-    (result) => send({ kind: 'result', id: message.id, result }),
+    ({ result, byStatus }) =>
+      send({ kind: 'result', id: message.id, result, ...(byStatus !== undefined ? { byStatus } : {}) }),
     (err: unknown) => send({ kind: 'error', id: message.id, message: (err as Error).message }),
   )
 })

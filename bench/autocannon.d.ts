@@ -35,6 +35,11 @@ declare module 'autocannon' {
   }
   export interface Instance {
     stop(): void
+    /** One answer: its status, bytes and the time since the request was sent (ms). */
+    on(
+      event: 'response',
+      listener: (client: unknown, statusCode: number, resBytes: number, responseTimeMs: number) => void,
+    ): Instance
   }
   function autocannon(options: Options, done: (err: Error | null, result: Result) => void): Instance
   export default autocannon

@@ -20,6 +20,16 @@ export interface LoadSpec {
   durationS: number
   /** Fixed total request rate (autocannon only). Without it: as fast as the server answers (closed loop). */
   overallRate?: number
+  /** Also report latency per status code (autocannon only): how fast refusals (503) are, apart from 200s. */
+  byStatus?: boolean
+}
+
+/** Latency of the answers with one status code (ms, autocannon's per-response times). */
+export interface StatusLatency {
+  count: number
+  p50: number
+  p99: number
+  max: number
 }
 
 export interface LoadResult {
@@ -33,6 +43,8 @@ export interface LoadResult {
   errors: number
   errorDetail: string
   latencyMs: { p50: number; p99: number; max: number; mean: number }
+  /** With `byStatus`: latency per status code ("200", "503", …). */
+  byStatus?: Record<string, StatusLatency>
 }
 
 export interface LoadGenerator {
@@ -108,6 +120,7 @@ class Wrk implements LoadGenerator {
 
   async run(spec: LoadSpec): Promise<LoadResult> {
     if (spec.overallRate !== undefined) throw new Error('wrk cannot hold a fixed rate; use autocannon')
+    if (spec.byStatus === true) throw new Error('wrk cannot time answers per status; use autocannon')
     const script = join(this.workDir, `wrk-${this.scripts++}.lua`)
     const headerLines = Object.entries({ 'content-type': 'application/json', ...spec.headers })
       .map(([k, v]) => `wrk.headers[${luaString(k)}] = ${luaString(v)}`)
@@ -165,12 +178,13 @@ export interface AutocannonRun {
   durationS: number
   timeoutS: number
   overallRate?: number
+  byStatus?: boolean
 }
 
 export type ParentMessage = { kind: 'run'; id: number; options: AutocannonRun }
 export type ChildMessage =
   | { kind: 'ready' }
-  | { kind: 'result'; id: number; result: AutocannonResult }
+  | { kind: 'result'; id: number; result: AutocannonResult; byStatus?: Record<string, StatusLatency> }
   | { kind: 'error'; id: number; message: string }
 
 class Autocannon implements LoadGenerator {
@@ -180,7 +194,10 @@ class Autocannon implements LoadGenerator {
   private nextId = 0
   private readonly pending = new Map<
     number,
-    { resolve: (r: AutocannonResult) => void; reject: (e: Error) => void }
+    {
+      resolve: (r: { result: AutocannonResult; byStatus?: Record<string, StatusLatency> }) => void
+      reject: (e: Error) => void
+    }
   >()
 
   private start(): Promise<void> {
@@ -197,8 +214,12 @@ class Autocannon implements LoadGenerator {
         if (message.kind === 'ready') return resolve()
         const waiter = this.pending.get(message.id)
         this.pending.delete(message.id)
-        if (message.kind === 'result') waiter?.resolve(message.result)
-        else waiter?.reject(new Error(`autocannon: ${message.message}`))
+        if (message.kind === 'result') {
+          waiter?.resolve({
+            result: message.result,
+            ...(message.byStatus !== undefined ? { byStatus: message.byStatus } : {}),
+          })
+        } else waiter?.reject(new Error(`autocannon: ${message.message}`))
       })
       child.once('exit', (code) => {
         const err = new Error(`autocannon child exited (${code})`)
@@ -215,7 +236,10 @@ class Autocannon implements LoadGenerator {
     this.ready ??= this.start()
     await this.ready
     const id = this.nextId++
-    const result = await new Promise<AutocannonResult>((resolve, reject) => {
+    const { result, byStatus } = await new Promise<{
+      result: AutocannonResult
+      byStatus?: Record<string, StatusLatency>
+    }>((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
       const message: ParentMessage = {
         kind: 'run',
@@ -228,6 +252,7 @@ class Autocannon implements LoadGenerator {
           durationS: spec.durationS,
           timeoutS: 10,
           ...(spec.overallRate !== undefined ? { overallRate: spec.overallRate } : {}),
+          ...(spec.byStatus === true ? { byStatus: true } : {}),
         },
       }
       this.child?.send(message)
@@ -254,6 +279,7 @@ class Autocannon implements LoadGenerator {
         max: result.latency.max,
         mean: result.latency.mean,
       },
+      ...(byStatus !== undefined ? { byStatus } : {}),
     }
   }
 

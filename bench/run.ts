@@ -6,9 +6,10 @@
 //
 //   npm run bench -- [--scenario NAME[,NAME]] [--duration S] [--connections N] [--rounds N] [--warmup S]
 //                    [--generator auto|wrk|autocannon] [--install-wrk] [--threads N]
-//                    [--half-load] [--rate R] [--json FILE] [--profile DIR]
+//                    [--half-load] [--rate R] [--json FILE] [--profile DIR] [--steps N] [--gateway-config JSON]
 //
-// See bench/README.md for what the numbers mean.
+// Scenarios of kind sustained/fanout (bench/sustained.ts) run without a baseline: long runs whose figures are
+// delivery against acceptance. See bench/README.md for what the numbers mean.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -33,6 +34,12 @@ import { RssSampler, cpuSeconds, hwmBytes, processTree, waitForIdle } from './pr
 import { freePort } from '../scripts/backends/daemon.js'
 import { lazyBackends, sinkConfig, type Backends } from './sinks.js'
 import { SCENARIOS, findScenario, type Scenario } from './scenarios.js'
+import {
+  runSustainedScenario,
+  sustainedFailures,
+  sustainedReport,
+  type SustainedResult,
+} from './sustained.js'
 
 const REPO = resolve(new URL('..', import.meta.url).pathname)
 type TargetName = 'streamgate' | 'baseline'
@@ -48,8 +55,8 @@ const HELP = `usage: npm run bench -- [options]
                            )
                              .map((s) => s.name)
                              .join(', ')}
-  --duration S             seconds of load per measured run (default 10)
-  --connections N          concurrent keep-alive connections (default 16)
+  --duration S             seconds of load per measured run (default 10; sustained/fanout: 60 per phase)
+  --connections N          concurrent keep-alive connections (default 16; sustained/fanout: 32)
   --rounds N               measured runs per target, alternating order; medians are reported (default 2)
   --warmup S               seconds of unmeasured load per target before the rounds (default 2)
   --generator G            auto | wrk | autocannon (default auto: wrk if installed)
@@ -60,6 +67,9 @@ const HELP = `usage: npm run bench -- [options]
   --json FILE              also write the raw results as JSON
   --profile DIR            run streamgate with --cpu-prof into DIR and print its top self-time functions
                            (profiling slows streamgate: do not quote those ratios)
+  --steps N                sustained/fanout: fixed-rate runs in the search for the sustainable rate (default 4)
+  --gateway-config JSON    sustained/fanout: merged over the generated streamgate config, e.g.
+                           '{"spool":{"maxBytes":268435456}}' or a later build's admission-control keys
 `
 
 interface Options {
@@ -75,6 +85,9 @@ interface Options {
   rate: number | undefined
   json: string | undefined
   profileDir: string | undefined
+  /** --duration / --connections / --steps as given (sustained scenarios have their own defaults). */
+  given: { durationS: number | undefined; connections: number | undefined; steps: number | undefined }
+  gatewayConfig: Record<string, unknown> | undefined
 }
 
 function positive(name: string, value: string | undefined, fallback: number, integer = true): number {
@@ -104,6 +117,8 @@ function parseOptions(argv: string[]): Options | undefined {
       rate: { type: 'string' },
       json: { type: 'string' },
       profile: { type: 'string' },
+      steps: { type: 'string' },
+      'gateway-config': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -137,7 +152,28 @@ function parseOptions(argv: string[]): Options | undefined {
     rate: values.rate === undefined ? undefined : positive('rate', values.rate, 0, false),
     json: values.json,
     profileDir: values.profile === undefined ? undefined : resolve(values.profile),
+    given: {
+      durationS: values.duration === undefined ? undefined : positive('duration', values.duration, 10, false),
+      connections:
+        values.connections === undefined ? undefined : positive('connections', values.connections, 16),
+      steps: values.steps === undefined ? undefined : positive('steps', values.steps, 3),
+    },
+    gatewayConfig: gatewayConfigOption(values['gateway-config']),
   }
+}
+
+function gatewayConfigOption(value: string | undefined): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch (err) {
+    throw new UsageError(`--gateway-config must be JSON: ${(err as Error).message}`)
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError('--gateway-config must be a JSON object')
+  }
+  return parsed as Record<string, unknown>
 }
 
 // ---- targets -------------------------------------------------------------------------------------------
@@ -894,6 +930,21 @@ function snapshotBuild(dir: string): string {
   return join(dir, 'dist', 'cli.js')
 }
 
+/** What the sustained/fanout section of the report measured, and how it judges lag. */
+function sustainedHeader(source: { commit: string; dirtySrcFiles: number }, options: Options): string {
+  return [
+    `SUSTAINED LOAD — source: ${source.commit}${source.dirtySrcFiles > 0 ? ` + ${source.dirtySrcFiles} uncommitted src/schemas changes` : ''}; ` +
+      `generator: autocannon (child process); ${options.given.durationS ?? 60} s per phase, ` +
+      `${options.given.connections ?? 32} connections at full load; machine ${JSON.stringify(machine())}`,
+    'accepted: streamgate_records_accepted_total; delivered: streamgate_sink_records_delivered_total (per lane);',
+    "lag: streamgate_sink_lag_records, scraped every 1 s; lag at end in records / seconds of that lane's delivery;",
+    'lag growth: least-squares slope of the lag over the second half; lag bounded = growth ≤ 5 % of accepted rec/s',
+    "and lag at end ≤ 5 s of delivery; drain: from the end of the load until the lane's lag was 0;",
+    '503 p99 / 2xx p99: answer latency by status (autocannon, per response); sustainable rate: delivered rec/s of',
+    'the highest fixed rate at which every lane stayed bounded, ≥ 99 % of answers were 2xx and the rate was kept.',
+  ].join('\n')
+}
+
 // ---- main ----------------------------------------------------------------------------------------------
 
 function chooseGenerator(options: Options): GeneratorName {
@@ -932,7 +983,27 @@ async function main(): Promise<number> {
     const baselineScript = transpileBaseline(workDir)
     const gatewayCli = snapshotBuild(join(workDir, 'build'))
     const results: ScenarioResult[] = []
+    const sustained: SustainedResult[] = []
     for (const [index, scenario] of options.scenarios.entries()) {
+      if (scenario.kind !== undefined) {
+        sustained.push(
+          await runSustainedScenario(
+            scenario,
+            {
+              durationS: options.given.durationS ?? 60,
+              connections: options.given.connections ?? 32,
+              steps: options.given.steps ?? 4,
+              warmupS: options.warmupS,
+              gatewayConfig: options.gatewayConfig,
+            },
+            fixedRateGenerator(),
+            gatewayCli,
+            backends,
+            log,
+          ),
+        )
+        continue
+      }
       results.push(
         await runScenario(
           scenario,
@@ -946,17 +1017,27 @@ async function main(): Promise<number> {
         ),
       )
     }
-    process.stdout.write(`\n${report(results, generatorName, options, source)}\n`)
+    if (results.length > 0) process.stdout.write(`\n${report(results, generatorName, options, source)}\n`)
+    if (sustained.length > 0) {
+      process.stdout.write(
+        `\n${sustainedHeader(source, options)}\n${sustainedReport(sustained)}\n` +
+          (sustainedFailures(sustained).length > 0
+            ? `\nRUNS WITH ERRORS:\n${sustainedFailures(sustained)
+                .map((f) => `  - ${f}`)
+                .join('\n')}\n`
+            : ''),
+      )
+    }
     log(`bench: done in ${((Date.now() - started.getTime()) / 1000).toFixed(0)} s`)
     if (options.json !== undefined) {
       const { scenarios: _scenarios, ...rest } = options
       writeFileSync(
         options.json,
-        `${JSON.stringify({ date: started.toISOString(), machine: machine(), source, generator: generatorName, options: rest, results }, null, 2)}\n`,
+        `${JSON.stringify({ date: started.toISOString(), machine: machine(), source, generator: generatorName, options: rest, results, sustained }, null, 2)}\n`,
       )
       log(`bench: raw results in ${options.json}`)
     }
-    return failuresOf(results).length > 0 ? 1 : 0
+    return failuresOf(results).length + sustainedFailures(sustained).length > 0 ? 1 : 0
   } finally {
     await generator.close()
     if (fixed !== undefined && fixed !== generator) await fixed.close()

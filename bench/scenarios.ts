@@ -28,6 +28,13 @@ export interface Scenario {
   readonly sink?: BenchSink
   /** Run only when named with --scenario (it needs the backends), not in the default set. */
   readonly optIn?: boolean
+  /**
+   * Not a baseline comparison but a sustained-load run of bench/sustained.ts: `sustained` (full load, the
+   * sustainable rate, 2× overload) or `fanout` (a burst, the highest rate with bounded lag on every lane).
+   */
+  readonly kind?: 'sustained' | 'fanout'
+  /** Several sinks on the one stream (one lane each), instead of `sink`. */
+  readonly fanOut?: readonly BenchSink[]
 }
 
 const EMNIFY_TOKEN = 'bench-emnify-token'
@@ -247,7 +254,13 @@ const EMNIFY_BULK = 3000
 function azionNdjson(
   name: string,
   description: string,
-  variant: { stream?: Record<string, unknown>; sink?: BenchSink; optIn?: boolean } = {},
+  variant: {
+    stream?: Record<string, unknown>
+    sink?: BenchSink
+    optIn?: boolean
+    kind?: Scenario['kind']
+    fanOut?: readonly BenchSink[]
+  } = {},
 ): Scenario {
   return {
     name,
@@ -260,6 +273,23 @@ function azionNdjson(
     generate: () => Buffer.from(azionRecords(AZION_BATCH).join('\n')),
     ...(variant.sink !== undefined ? { sink: variant.sink } : {}),
     ...(variant.optIn !== undefined ? { optIn: variant.optIn } : {}),
+    ...(variant.kind !== undefined ? { kind: variant.kind } : {}),
+    ...(variant.fanOut !== undefined ? { fanOut: variant.fanOut } : {}),
+  }
+}
+
+/** The Azion JSON-array batch: the same records as azion-ndjson-2000, as `[rec,rec,…]`. */
+function azionArray(name: string, description: string, kind?: Scenario['kind']): Scenario {
+  return {
+    name,
+    description,
+    streamId: 'azion-array',
+    stream: azionStream(',', '[$dataset]'),
+    headers: { 'x-azion-key': AZION_KEY },
+    recordsPerRequest: AZION_BATCH,
+    baselineParse: { kind: 'json' },
+    generate: () => Buffer.from(`[${azionRecords(AZION_BATCH).join(',')}]`),
+    ...(kind !== undefined ? { kind, optIn: true } : {}),
   }
 }
 
@@ -283,16 +313,10 @@ export const SCENARIOS: readonly Scenario[] = [
     'azion-ndjson-2000',
     `Azion template 86, ${AZION_BATCH} records as NDJSON (payloadFormat "$dataset", separator "\\n"), ~1 MB`,
   ),
-  {
-    name: 'azion-array-2000',
-    description: `the same ${AZION_BATCH} records as a JSON array (payloadFormat "[$dataset]", separator ","), ~1 MB`,
-    streamId: 'azion-array',
-    stream: azionStream(',', '[$dataset]'),
-    headers: { 'x-azion-key': AZION_KEY },
-    recordsPerRequest: AZION_BATCH,
-    baselineParse: { kind: 'json' },
-    generate: () => Buffer.from(`[${azionRecords(AZION_BATCH).join(',')}]`),
-  },
+  azionArray(
+    'azion-array-2000',
+    `the same ${AZION_BATCH} records as a JSON array (payloadFormat "[$dataset]", separator ","), ~1 MB`,
+  ),
   azionNdjson(
     'azion-ndjson-2000-direct',
     `azion-ndjson-2000 with durability: none (no spool: answered once the file sink wrote the records)`,
@@ -328,6 +352,21 @@ export const SCENARIOS: readonly Scenario[] = [
     baselineParse: { kind: 'json' },
     generate: () => emnifyUsageBody(EMNIFY_BULK),
   },
+  azionNdjson(
+    'sustained',
+    `sustained load: azion-ndjson-2000 batches, fsync'd spool, file sink; full load, the sustainable rate, 2× overload`,
+    { kind: 'sustained' },
+  ),
+  azionArray(
+    'sustained-array',
+    `sustained load with the JSON-array form of the batch (azion-array-2000), fsync'd spool, file sink`,
+    'sustained',
+  ),
+  azionNdjson(
+    'fanout',
+    `fan-out: azion-ndjson-2000 batches to Kafka and S3 at once (real broker and MinIO; needs the backends up)`,
+    { kind: 'fanout', fanOut: ['kafka', 's3'], optIn: true },
+  ),
 ]
 
 export function findScenario(name: string): Scenario | undefined {

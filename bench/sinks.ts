@@ -4,7 +4,13 @@
 
 import { randomUUID } from 'node:crypto'
 import { join } from 'node:path'
-import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3'
+import {
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3'
 import { Kafka, logLevel } from 'kafkajs'
 import { backendsAnswer, readBackendsEnv, startAll, type BackendsEnv } from '../scripts/backends/index.js'
 
@@ -40,12 +46,16 @@ export function lazyBackends(log: (line: string) => void): Backends {
   }
 }
 
-/** The `sinks.out` config of a run, creating the Kafka topic or the S3 bucket it writes to. */
+/**
+ * The `sinks.out` config of a run, creating the Kafka topic or the S3 bucket it writes to. `bucket` names the
+ * S3 bucket (default: the shared `streamgate-bench`, objects under the scenario's prefix).
+ */
 export async function sinkConfig(
   sink: BenchSink,
   dir: string,
   scenario: string,
   backends: Backends,
+  bucket = 'streamgate-bench',
 ): Promise<Record<string, unknown>> {
   if (sink === 'file') return { type: 'file', dir: join(dir, 'out') }
   const env = await backends.env()
@@ -72,7 +82,6 @@ export async function sinkConfig(
     return { type: 'kafka', brokers: env.KAFKA_BROKERS.split(','), topic, ...fast }
   }
   const credentials = { accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY }
-  const bucket = 'streamgate-bench'
   const client = new S3Client({
     endpoint: env.S3_ENDPOINT,
     region: env.S3_REGION,
@@ -97,5 +106,54 @@ export async function sinkConfig(
     credentials,
     key: `${scenario}/{{uuid}}.ndjson.gz`,
     maxObjectAgeMs: 2000,
+  }
+}
+
+/**
+ * Removes what a run wrote to the shared backends: the Kafka topic of a `kafka` sink config, the objects and
+ * the bucket of an `s3` one (only a bucket the run created for itself: `ownBucket`). Best effort: a failure is
+ * returned as text for the log, never thrown.
+ */
+export async function removeSinkData(
+  config: Record<string, unknown>,
+  env: BackendsEnv,
+  ownBucket: boolean,
+): Promise<string | undefined> {
+  try {
+    if (config.type === 'kafka') {
+      const admin = new Kafka({
+        clientId: 'streamgate-bench',
+        brokers: env.KAFKA_BROKERS.split(','),
+        logLevel: logLevel.NOTHING,
+      }).admin()
+      await admin.connect()
+      try {
+        await admin.deleteTopics({ topics: [String(config.topic)], timeout: 30_000 })
+      } finally {
+        await admin.disconnect()
+      }
+    } else if (config.type === 's3' && ownBucket) {
+      const bucket = String(config.bucket)
+      const client = new S3Client({
+        endpoint: env.S3_ENDPOINT,
+        region: env.S3_REGION,
+        forcePathStyle: true,
+        credentials: { accessKeyId: env.S3_ACCESS_KEY_ID, secretAccessKey: env.S3_SECRET_ACCESS_KEY },
+      })
+      try {
+        for (;;) {
+          const page = await client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1000 }))
+          const keys = (page.Contents ?? []).flatMap((o) => (o.Key === undefined ? [] : [{ Key: o.Key }]))
+          if (keys.length === 0) break
+          await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys } }))
+        }
+        await client.send(new DeleteBucketCommand({ Bucket: bucket }))
+      } finally {
+        client.destroy()
+      }
+    }
+    return undefined
+  } catch (err) {
+    return `could not remove the ${String(config.type)} data of the run: ${(err as Error).message}`
   }
 }
