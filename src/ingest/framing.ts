@@ -1,4 +1,4 @@
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import { JsonScanError, nestsDeeper, splitOn, splitTopLevel, type Span } from '../records/json-scan.js'
 import type { StreamConfig } from '../config/types.js'
 import {
@@ -266,15 +266,9 @@ class JsonSpans implements FramedBody {
       (value === null || typeof value !== 'object' || Array.isArray(value))
     ) {
       this.verifyFrom(i + 1)
-      throw new ProblemError(
-        400,
-        'invalid-body',
-        'Body cannot be framed',
-        `element ${i + 1} is not a JSON object; ${this.objectsExpectation}`,
-        {
-          errors: [{ index: i, pointer: '', message: 'must be an object' }],
-        },
-      )
+      throw problem('invalid-body', `element ${i + 1} is not a JSON object; ${this.objectsExpectation}`, {
+        errors: [{ index: i, pointer: '', message: 'must be an object' }],
+      })
     }
     const bytes = this.body.subarray(start, end)
     // JSON.parse itself copes with any depth; the limit keeps deep records from recursive code downstream.
@@ -296,15 +290,9 @@ class JsonSpans implements FramedBody {
       return JSON.parse(text)
     } catch (err) {
       const where = this.unit === 'body' ? 'the body' : `${this.unit} ${this.position(i)}`
-      throw new ProblemError(
-        400,
-        'invalid-json',
-        'Body cannot be framed',
-        `${where} is not valid JSON: ${(err as Error).message}`,
-        {
-          errors: [{ index: this.unit === 'body' ? 0 : i, pointer: '', message: 'not valid JSON' }],
-        },
-      )
+      throw problem('invalid-json', `${where} is not valid JSON: ${(err as Error).message}`, {
+        errors: [{ index: this.unit === 'body' ? 0 : i, pointer: '', message: 'not valid JSON' }],
+      })
     }
   }
 
@@ -459,7 +447,7 @@ function scan(fn: () => Span[], offsetBase: number, expectation: string): Span[]
 }
 
 function badBody(what: string, expectation: string): ProblemError {
-  return new ProblemError(400, 'invalid-body', 'Body cannot be framed', `${what}; ${expectation}`)
+  return problem('invalid-body', `${what}; ${expectation}`)
 }
 
 function isWs(b: number): boolean {

@@ -7,7 +7,7 @@ import type {
   SinkConfig,
   StreamStatusId,
 } from '../config/types.js'
-import { ProblemError, type SinkError } from '../errors.js'
+import { problem, type SinkError } from '../errors.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import type { SinkRecord } from '../records/record.js'
 import { createSink } from '../sinks/registry.js'
@@ -416,27 +416,15 @@ export class Gateway {
     } catch (err) {
       if (err instanceof SpoolFullError) {
         this.deps.metrics.spoolRefused(stream.id)
-        throw new ProblemError(
-          503,
-          'spool-full',
-          'Spool full',
-          'the spool is full; records are being delivered, retry shortly',
-          {
-            headers: { 'retry-after': '30' },
-          },
-        )
+        throw problem('spool-full', 'the spool is full; records are being delivered, retry shortly', {
+          headers: { 'retry-after': '30' },
+        })
       }
       this.deps.logger.error({ err, stream: stream.id }, 'spool append failed')
-      throw new ProblemError(
-        503,
-        'spool-unavailable',
-        'Spool unavailable',
-        'records could not be stored durably; retry shortly',
-        {
-          headers: { 'retry-after': '10' },
-          cause: err,
-        },
-      )
+      throw problem('spool-unavailable', 'records could not be stored durably; retry shortly', {
+        headers: { 'retry-after': '10' },
+        cause: err,
+      })
     }
     if (outcome.deadLetters.length > 0)
       this.deps.metrics.deadLetter(stream.id, 'invalid', outcome.deadLetters.length)
@@ -448,10 +436,8 @@ export class Gateway {
     const open = stream.config.sinks.map((n) => this.circuits.get(n)).filter((c) => c?.state === 'open')
     if (outcome.records.length > 0 && open.length > 0) {
       const retryAfter = Math.max(1, Math.ceil(Math.max(...open.map((c) => c!.remainingMs)) / 1000))
-      throw new ProblemError(
-        503,
+      throw problem(
         'sink-unavailable',
-        'Records could not be delivered',
         `stream ${stream.id} delivers synchronously (durability: none) and a sink's circuit breaker is open`,
         { headers: { 'retry-after': String(retryAfter) } },
       )
@@ -485,10 +471,8 @@ export class Gateway {
         { stream: stream.id, err: (failed.reason as Error).message },
         'direct delivery did not complete in time',
       )
-      throw new ProblemError(
-        503,
+      throw problem(
         'sink-unavailable',
-        'Records could not be delivered',
         `stream ${stream.id} delivers synchronously (durability: none) and a sink did not acknowledge within ${DIRECT_DELIVERY_TIMEOUT_MS / 1000} s`,
         { headers: { 'retry-after': '10' } },
       )

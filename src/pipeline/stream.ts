@@ -1,6 +1,6 @@
 import { streamDedupe } from '../config/load.js'
 import type { DedupeConfig, StreamConfig } from '../config/types.js'
-import { ProblemError, type ProblemFieldError } from '../errors.js'
+import { problem, ProblemError, type ProblemFieldError } from '../errors.js'
 import {
   compileTemplate,
   templateKeys,
@@ -215,10 +215,8 @@ export class StreamRuntime {
       this.drift.flush()
     }
     if (problems) {
-      throw new ProblemError(
-        422,
+      throw problem(
         'invalid-records',
-        'Records failed validation',
         `${invalidCount} of ${framed.length} records are invalid; nothing was accepted (validation: reject)`,
         { errors: problems },
       )
