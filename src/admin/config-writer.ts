@@ -10,7 +10,7 @@ import type { GatewayConfig } from '../config/types.js'
 import { problem, ProblemError } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import type { Logger } from '../telemetry/logger.js'
-import { dryBuild, validateLiteralConfig } from './candidate.js'
+import { checkCandidate } from './candidate.js'
 
 // Every management-API write goes through here, one at a time: the candidate config is built from the
 // latest effective config inside the critical section, validated as a whole with the config file's
@@ -86,10 +86,8 @@ export class ConfigWriter {
     if (change.definition === null) delete objects[change.name]
     else setOwn(objects, change.name, change.definition)
 
-    const { config: next, issues } = validateLiteralConfig(candidate)
+    const { config: next, issues } = await checkCandidate(candidate, current)
     if (!next) throw invalid(issues, change)
-    const buildIssues = await dryBuild(next, current)
-    if (buildIssues.length > 0) throw invalid(buildIssues, change)
 
     const previous = this.state.overlay
     const overlay = withEntry(previous, this.state.fileConfig, change.kind, change.name, next)

@@ -7,6 +7,7 @@ import type {
   SinkConfig,
   StreamStatusId,
 } from '../config/types.js'
+import { ConfigError } from '../config/load.js'
 import { problem, type SinkError } from '../errors.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import type { SinkRecord } from '../records/record.js'
@@ -20,6 +21,7 @@ import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
 import { CircuitBreaker } from './circuit.js'
+import { componentIssue } from './config-check.js'
 import {
   DEDUPE_SNAPSHOT_FILE,
   loadDedupeSnapshot,
@@ -70,6 +72,14 @@ function seconds(ms: number): number {
 
 function zeroCounts(): StreamCounts {
   return { received: 0, accepted: 0, rejected: 0, filtered: 0, duplicates: 0 }
+}
+
+function asConfigError<T>(at: string, build: () => T): T {
+  try {
+    return build()
+  } catch (err) {
+    throw new ConfigError([componentIssue(at, err)])
+  }
 }
 
 function withoutStatus(stream: StreamConfig): Omit<StreamConfig, 'status'> {
@@ -147,12 +157,21 @@ export class Gateway {
     readonly spool: Spool,
     private readonly deps: GatewayDeps,
   ) {
+    // The config was checked (src/pipeline/config-check.ts); should a component refuse it anyway, the
+    // refusal is a config error at its path, never a stack trace.
     for (const [name, sinkConfig] of Object.entries(this.sinkConfigs())) {
-      this.sinks.set(name, createSink(name, sinkConfig, { logger: deps.logger.child({ sink: name }) }))
+      const sink = asConfigError(`sinks.${name}`, () =>
+        createSink(name, sinkConfig, { logger: deps.logger.child({ sink: name }) }),
+      )
+      this.sinks.set(name, sink)
       this.circuits.set(name, this.newCircuit(name, sinkConfig))
     }
     for (const [id, streamConfig] of Object.entries(config.streams)) {
-      this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators, this.runtimeOptions(id)))
+      const runtime = asConfigError(
+        `streams.${id}`,
+        () => new StreamRuntime(id, streamConfig, this.validators, this.runtimeOptions(id)),
+      )
+      this.streams.set(id, runtime)
       this.states.set(id, { status: 4, counts: zeroCounts() })
     }
     this.sampler = setInterval(() => this.sampleLags(performance.now()), config.health.sampleIntervalMs)

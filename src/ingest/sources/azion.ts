@@ -1,0 +1,42 @@
+import type { ConfigIssue } from '../../config/load.js'
+import { headerPairs } from '../../config/headers.js'
+import { compileTemplate, TemplateError } from '../azion-template.js'
+import { findAzionTemplate } from '../azion-templates.js'
+import type { Source } from './source.js'
+
+/** Azion Data Stream sends up to 5 custom headers [AZ-HTTP]. */
+export const AZION_MAX_HEADERS = 5
+
+/** Azion Data Stream's HTTP POST endpoint: payload_format around $dataset [AZ-REF "Payload"]. */
+export const azionSource: Source<'azion'> = {
+  type: 'azion',
+  ownKeys: ['template', 'templateModel', 'dataSource', 'domainIds'],
+  check(stream, at) {
+    const issues: ConfigIssue[] = []
+    if (stream.template === undefined && stream.templateModel === undefined)
+      issues.push({
+        path: at,
+        message: 'an azion stream needs "template" (a built-in id) or "templateModel"',
+      })
+    if (stream.template !== undefined && stream.templateModel !== undefined)
+      issues.push({ path: at, message: 'set either "template" or "templateModel", not both' })
+    if (stream.template !== undefined && !findAzionTemplate(stream.template))
+      issues.push({ path: `${at}.template`, message: `unknown Azion template ${stream.template}` })
+    if (stream.templateModel !== undefined) {
+      try {
+        compileTemplate(stream.templateModel)
+      } catch (err) {
+        if (!(err instanceof TemplateError)) throw err
+        issues.push({ path: `${at}.templateModel`, message: err.message })
+      }
+    }
+    if (!stream.payloadFormat.includes('$dataset'))
+      issues.push({ path: `${at}.payloadFormat`, message: 'must contain $dataset' })
+    if (headerPairs(stream.auth.headers).length > AZION_MAX_HEADERS)
+      issues.push({
+        path: `${at}.auth.headers`,
+        message: `Azion sends at most ${AZION_MAX_HEADERS} custom headers`,
+      })
+    return issues
+  },
+}
