@@ -42,25 +42,7 @@ export interface IngestCounts {
   duplicates: number
 }
 
-const DEFAULT_CONTENT_TYPES = [
-  'application/json',
-  'application/x-ndjson',
-  'application/ndjson',
-  'application/jsonl',
-  'application/jsonlines',
-  'application/x-jsonlines',
-  'application/octet-stream',
-  'application/*+json',
-  'text/*',
-]
-
 const ACCEPTED_CONTENT_TYPES_MAX = 32
-
-/**
- * Vendor sources frame by their own rules (SPEC section 3) and neither emnify nor Azion documents the
- * Content-Type it sends (vendor-formats.md §5), so their streams accept any unless `contentTypes` is set.
- */
-const ANY_CONTENT_TYPE_SOURCES: ReadonlySet<string> = new Set(['emnify', 'azion'])
 
 /**
  * GET and HEAD are availability probes: vendors check an endpoint before and while streaming (Azion probes
@@ -260,10 +242,8 @@ export class IngestHandler {
       const rate = stream.config.rateLimit
       http = {
         auth: compileAuth(stream.config.auth),
-        contentTypes: (
-          stream.config.contentTypes ??
-          (ANY_CONTENT_TYPE_SOURCES.has(stream.config.source) ? undefined : DEFAULT_CONTENT_TYPES)
-        )?.map((t) => t.toLowerCase()),
+        // Without `contentTypes`, what the source accepts (src/ingest/sources/; vendor sources: any).
+        contentTypes: (stream.config.contentTypes ?? stream.source.contentTypes)?.map((t) => t.toLowerCase()),
         acceptedContentTypes: new Set(),
         allow: [...new Set([...stream.methods, ...PROBE_METHODS])].join(', '),
         ...(rate ? { limiter: new RecordRateLimiter(rate.recordsPerSecond, rate.burstRecords) } : {}),

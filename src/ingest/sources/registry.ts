@@ -1,11 +1,13 @@
 import type { ConfigIssue } from '../../config/load.js'
 import type { GatewayConfig, SourceType, StreamConfig } from '../../config/types.js'
+import type { CompiledTemplate } from '../azion-template.js'
+import type { Framer, RecordFramer } from '../framing.js'
 import { azionSource } from './azion.js'
 import { emnifySource } from './emnify.js'
 import { jsonSource } from './json.js'
 import { linesSource } from './lines.js'
 import { ndjsonSource } from './ndjson.js'
-import type { Source } from './source.js'
+import type { Source, SourceFraming } from './source.js'
 
 /** Every source type maps to its module; a missing type fails the build (`satisfies`). */
 export const SOURCES = {
@@ -18,6 +20,16 @@ export const SOURCES = {
 
 export function sourceOf(type: SourceType): Source {
   return SOURCES[type]
+}
+
+/** A stream's body framer (the one its source frames with). */
+export function createFramer(stream: StreamConfig, framing: SourceFraming = {}): Framer {
+  return sourceOf(stream.source).framer(stream, framing)
+}
+
+/** A stream's framer of records given alone (dead-letter replays). */
+export function createRecordFramer(stream: StreamConfig, template?: CompiledTemplate): RecordFramer {
+  return sourceOf(stream.source).recordFramer(stream, template)
 }
 
 /** A stream's source problems: keys of another source, then what its own source finds. */
