@@ -1,5 +1,8 @@
 import { defineConfig } from 'vitest/config'
 
+/** Tests that drive a browser or an external tool: a project of their own, so unit and http runs stay fast. */
+const BROWSER_AND_TOOLS = ['test/http/ui.test.ts', 'test/http/schemathesis.test.ts']
+
 export default defineConfig({
   test: {
     projects: [
@@ -15,6 +18,16 @@ export default defineConfig({
           // In-process gateways over real loopback sockets; no external backends needed.
           name: 'http',
           include: ['test/http/**/*.test.ts', 'test/conformance/**/*.test.ts'],
+          exclude: BROWSER_AND_TOOLS,
+          testTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          // The status page in a real browser (playwright-core + chromium) and schemathesis against the
+          // management API: slow, and they install tools on first use; `vitest run` still runs them.
+          name: 'browser',
+          include: BROWSER_AND_TOOLS,
           testTimeout: 60_000,
         },
       },

@@ -5,15 +5,14 @@ import { ConfigWriter, type ApiState } from './admin/config-writer.js'
 import { LoginThrottle } from './admin/login-throttle.js'
 import { templatesRoutes } from './admin/templates.js'
 import { uiRoutes } from './admin/ui.js'
-import { ProblemError } from './errors.js'
-import { problemAnswer, type HeaderMap, type IngestHandler } from './http/ingest.js'
+import { problem, ProblemError } from './errors.js'
+import { problemAnswer } from './http/ingest.js'
 import type { Gateway } from './pipeline/gateway.js'
 import type { Logger } from './telemetry/logger.js'
 import type { Metrics } from './telemetry/metrics.js'
 
 export interface AppDeps {
   gateway: Gateway
-  ingest: IngestHandler
   metrics: Metrics
   logger: Logger
   /** Extra readiness checks (spool writable, …); the gateway's draining state is always checked. */
@@ -22,7 +21,7 @@ export interface AppDeps {
   apiState?: ApiState
   /**
    * What this app serves besides /healthz and /readyz (default: everything, one listener). `ingest`:
-   * /ingest/*; `admin`: /api/v1 and /ui; `metrics`: /metrics. Each surface is served by exactly one app
+   * /ingest/* (answered by the listener before the app, src/http/server.ts); `admin`: /api/v1 and /ui; `metrics`: /metrics. Each surface is served by exactly one app
    * (src/main.ts), so the admin surface's ConfigWriter and login throttle exist once per process.
    */
   surfaces?: readonly Surface[]
@@ -56,9 +55,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   app.get('/readyz', async (c) => {
     const reason = deps.gateway.isDraining ? 'draining' : await deps.ready?.()
     if (reason !== undefined) {
-      const answer = problemAnswer(
-        new ProblemError(503, 'not-ready', 'Not ready', reason, { headers: { 'retry-after': '5' } }),
-      )
+      const answer = problemAnswer(problem('not-ready', reason, { headers: { 'retry-after': '5' } }))
       return c.body(answer.body, 503, answer.headers)
     }
     return c.json({ status: 'ready' })
@@ -80,23 +77,6 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return c.body(body, 200, { 'content-type': contentType })
     })
   }
-
-  if (surfaces.has('ingest'))
-    app.all('/ingest/:stream', async (c) => {
-      const headers: HeaderMap = {}
-      c.req.raw.headers.forEach((value, key) => {
-        headers[key] = value
-      })
-      const body = c.req.raw.body ?? emptyBody()
-      const answer = await deps.ingest.handle({
-        streamId: c.req.param('stream'),
-        method: c.req.method,
-        headers,
-        remoteAddress: c.env?.incoming?.socket?.remoteAddress ?? '127.0.0.1',
-        body,
-      })
-      return c.body(answer.body, answer.status as 200, answer.headers)
-    })
 
   if (surfaces.has('admin')) {
     app.route('/api/v1', templatesRoutes())
@@ -120,9 +100,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
   }
 
   app.notFound((c) => {
-    const answer = problemAnswer(
-      new ProblemError(404, 'not-found', 'Not found', `no route for ${c.req.method} ${c.req.path}`),
-    )
+    const answer = problemAnswer(problem('not-found', `no route for ${c.req.method} ${c.req.path}`))
     return c.body(answer.body, 404, answer.headers)
   })
 
@@ -132,9 +110,7 @@ export function createApp(deps: AppDeps): Hono<Env> {
       return c.body(answer.body, answer.status as 400, answer.headers)
     }
     deps.logger.error({ err, path: c.req.path }, 'request failed')
-    const answer = problemAnswer(
-      new ProblemError(500, 'internal', 'Internal error', 'the request could not be processed'),
-    )
+    const answer = problemAnswer(problem('internal', 'the request could not be processed'))
     return c.body(answer.body, 500, answer.headers)
   })
 
@@ -148,5 +124,3 @@ export function routeGroup(path: string): string {
   if (path.startsWith('/ui')) return 'ui'
   return 'other'
 }
-
-async function* emptyBody(): AsyncIterable<Uint8Array> {}

@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
-import { ConfigError, formatIssues, loadConfigFile } from './config/load.js'
+import { ConfigError, formatIssues } from './config/load.js'
 import { CONNECT_USAGE, runConnect } from './connect/cli.js'
 import { start, StartupError } from './main.js'
+import { loadCheckedConfig } from './pipeline/config-check.js'
 import { replayDeadLetters } from './pipeline/replay.js'
 import { formatStats, spoolStats } from './spool/inspect.js'
 import { SpoolLockedError, spoolOwner } from './spool/lock.js'
@@ -9,7 +10,7 @@ import { createLogger } from './telemetry/logger.js'
 
 const USAGE = `usage:
   streamgate serve [--config FILE] [--port N]   run the gateway (default config/streamgate.yaml)
-  streamgate check-config FILE                  validate a config file; exit 1 and list every error
+  streamgate check-config FILE                  check a config file as serve would; exit 1 and list every error
   streamgate spool stats [--config FILE] [--json]
                                                 bytes, records and lag per stream and sink; the owner
   streamgate spool replay-dead-letter STREAM [--config FILE]
@@ -24,7 +25,7 @@ export async function runCli(argv: string[]): Promise<number> {
         args: rest,
         options: { config: { type: 'string', short: 'c' }, port: { type: 'string', short: 'p' } },
       })
-      const config = loadConfigFile(values.config ?? 'config/streamgate.yaml')
+      const config = await loadCheckedConfig(values.config ?? 'config/streamgate.yaml')
       const port = values.port !== undefined ? Number(values.port) : undefined
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
         process.stderr.write(`--port must be an integer 0-65535, got ${values.port}\n`)
@@ -40,7 +41,7 @@ export async function runCli(argv: string[]): Promise<number> {
         return 2
       }
       try {
-        loadConfigFile(file)
+        await loadCheckedConfig(file)
         process.stdout.write(`${file}: ok\n`)
         return 0
       } catch (err) {
@@ -74,7 +75,7 @@ async function runSpool(args: string[]): Promise<number> {
     allowPositionals: true,
     options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
   })
-  const config = loadConfigFile(values.config ?? 'config/streamgate.yaml')
+  const config = await loadCheckedConfig(values.config ?? 'config/streamgate.yaml')
   if (sub === 'stats') {
     const stats = await spoolStats(config.spool)
     if (values.json) {

@@ -32,18 +32,7 @@ export class ProblemError extends Error {
   readonly headers: Record<string, string>
   readonly extra: Record<string, unknown>
 
-  constructor(
-    status: number,
-    slug: string,
-    title: string,
-    detail: string,
-    options: {
-      errors?: ProblemFieldError[]
-      headers?: Record<string, string>
-      extra?: Record<string, unknown>
-      cause?: unknown
-    } = {},
-  ) {
+  constructor(status: number, slug: string, title: string, detail: string, options: ProblemOptions = {}) {
     super(detail, { cause: options.cause })
     this.name = 'ProblemError'
     this.status = status
@@ -66,6 +55,80 @@ export class ProblemError extends Error {
     if (this.errors) body.errors = this.errors
     return body
   }
+}
+
+/** What a problem answer carries besides its kind and detail. */
+export interface ProblemOptions {
+  errors?: ProblemFieldError[]
+  headers?: Record<string, string>
+  extra?: Record<string, unknown>
+  cause?: unknown
+}
+
+interface ProblemKindSpec {
+  status: number
+  title: string
+  /** The problem type's short name when it is not the kind itself. */
+  slug?: string
+}
+
+/**
+ * Every refusal the gateway answers with, and its HTTP status and title: the one place statuses are chosen
+ * (SPEC's status table). Code below the HTTP layer throws a kind (`problem('spool-full', …)`), never a status.
+ */
+export const PROBLEM_KINDS = {
+  // ingest (SPEC section 2, in the order the checks run)
+  'unknown-stream': { status: 404, title: 'Unknown stream' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed' },
+  'forbidden-source': { status: 403, title: 'Forbidden' },
+  unauthorized: { status: 401, title: 'Unauthorized' },
+  'body-too-large': { status: 413, title: 'Body too large' },
+  'body-timeout': { status: 408, title: 'Request timeout' },
+  'unsupported-media-type': { status: 415, title: 'Unsupported Content-Type' },
+  'unsupported-encoding': { status: 415, title: 'Unsupported Content-Encoding' },
+  'corrupt-encoding': { status: 400, title: 'Corrupt body encoding' },
+  'invalid-utf8': { status: 400, title: 'Invalid UTF-8' },
+  'invalid-body': { status: 400, title: 'Body cannot be framed' },
+  'invalid-json': { status: 400, title: 'Body cannot be framed' },
+  'invalid-records': { status: 422, title: 'Records failed validation' },
+  'rate-limited': { status: 429, title: 'Rate limit exceeded' },
+  aborted: { status: 400, title: 'Request aborted' },
+  overloaded: { status: 503, title: 'Too many requests in flight' },
+  'shutting-down': { status: 503, title: 'Shutting down' },
+  'spool-full': { status: 503, title: 'Spool full' },
+  'spool-unavailable': { status: 503, title: 'Spool unavailable' },
+  'sink-unavailable': { status: 503, title: 'Records could not be delivered' },
+  // the listener (before any route)
+  'invalid-request': { status: 400, title: 'Bad request' },
+  'malformed-request': { status: 400, title: 'Malformed HTTP request', slug: 'bad-request' },
+  'request-timeout': { status: 408, title: 'Request timeout' },
+  'headers-timeout': { status: 408, title: 'Request timeout' },
+  'headers-too-large': { status: 431, title: 'Request headers too large' },
+  'chunk-extensions-too-large': { status: 413, title: 'Chunk extensions too large' },
+  'not-found': { status: 404, title: 'Not found' },
+  'not-ready': { status: 503, title: 'Not ready' },
+  internal: { status: 500, title: 'Internal error' },
+  // the management API
+  'bad-request': { status: 400, title: 'Bad request' },
+  'payload-too-large': { status: 413, title: 'Payload too large' },
+  'too-many-failed-logins': { status: 429, title: 'Too many failed logins' },
+  'unknown-sink': { status: 404, title: 'Unknown sink' },
+  'unknown-template': { status: 404, title: 'Unknown template' },
+  'stream-exists': { status: 409, title: 'Already exists' },
+  'sink-exists': { status: 409, title: 'Already exists' },
+  'stream-has-records': { status: 409, title: 'Records still waiting' },
+  'sink-in-use': { status: 409, title: 'Sink in use' },
+  'not-saved': { status: 503, title: 'Change not saved' },
+  'apply-failed': { status: 500, title: 'Change not applied' },
+  'vendor-error': { status: 502, title: 'The vendor refused' },
+} as const satisfies Record<string, ProblemKindSpec>
+
+export type ProblemKind = keyof typeof PROBLEM_KINDS
+
+/** A problem of a kind from PROBLEM_KINDS: its status and title come from the table. */
+export function problem(kind: ProblemKind, detail: string, options: ProblemOptions = {}): ProblemError {
+  const spec: ProblemKindSpec = PROBLEM_KINDS[kind]
+  return new ProblemError(spec.status, spec.slug ?? kind, spec.title, detail, options)
 }
 
 /**

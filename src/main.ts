@@ -85,7 +85,6 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   const ingest = new IngestHandler(gateway, config.server, metrics, logger)
   const deps: AppDeps = {
     gateway,
-    ingest,
     metrics,
     logger,
     apiState: api.state,

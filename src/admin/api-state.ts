@@ -10,7 +10,7 @@ import {
 } from '../config/store.js'
 import type { GatewayConfig } from '../config/types.js'
 import type { Logger } from '../telemetry/logger.js'
-import { dryBuild, validateLiteralConfig } from './candidate.js'
+import { checkCandidate } from './candidate.js'
 import type { ApiState } from './config-writer.js'
 
 /**
@@ -35,10 +35,9 @@ export async function openApiState(
   const names = (kind: keyof ApiOverlay): string[] => Object.keys(overlay[kind])
   if (names('streams').length === 0 && names('sinks').length === 0) return alone
 
-  const { config, issues } = validateLiteralConfig(applyOverlay(fileConfig, overlay))
-  const problems = config ? await dryBuild(config, fileConfig) : issues
-  if (!config || problems.length > 0) {
-    await reject(file, logger, { issues: formatIssues(problems).split('\n') })
+  const { config, issues } = await checkCandidate(applyOverlay(fileConfig, overlay), fileConfig)
+  if (!config) {
+    await reject(file, logger, { issues: formatIssues(issues).split('\n') })
     return alone
   }
   for (const path of shadowedFileChanges(fileConfig, overlay))

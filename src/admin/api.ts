@@ -1,6 +1,6 @@
 import { Hono, type Context } from 'hono'
 import type { GatewayConfig } from '../config/types.js'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import { connectRoutes } from '../connect/routes.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import type { Logger } from '../telemetry/logger.js'
@@ -114,10 +114,8 @@ export function managementRoutes({ gateway, writer, throttle, logger, ingestPort
       knownStream(current, id)
       const pending = gateway.pendingRecords(id)
       if (pending > 0 && !force)
-        throw new ProblemError(
-          409,
+        throw problem(
           'stream-has-records',
-          'Records still waiting',
           `stream ${JSON.stringify(id)} has ${pending} records in the spool that its sinks have not received yet; ` +
             'resume it and let them drain, or DELETE with ?force=true (the records then stay in the spool and are ' +
             'delivered only if a stream of the same id is created again)',
@@ -185,10 +183,8 @@ export function managementRoutes({ gateway, writer, throttle, logger, ingestPort
       knownSink(current, name)
       const users = streamsUsing(current, name)
       if (users.length > 0)
-        throw new ProblemError(
-          409,
+        throw problem(
           'sink-in-use',
-          'Sink in use',
           `sink ${JSON.stringify(name)} is used by stream${users.length === 1 ? '' : 's'} ${users.map((u) => JSON.stringify(u)).join(', ')} ` +
             '(as a sink or as the dead-letter sink); change or delete those first',
           { extra: { streams: users } },
@@ -216,15 +212,9 @@ export function managementRoutes({ gateway, writer, throttle, logger, ingestPort
   }
   for (const [path, allow] of Object.entries(allowed))
     app.all(path, (c) => {
-      throw new ProblemError(
-        405,
-        'method-not-allowed',
-        'Method not allowed',
-        `${c.req.path} accepts ${allow}`,
-        {
-          headers: { allow },
-        },
-      )
+      throw problem('method-not-allowed', `${c.req.path} accepts ${allow}`, {
+        headers: { allow },
+      })
     })
 
   return app
@@ -277,36 +267,20 @@ function checkName(value: unknown, key: 'id' | 'name', reserved: readonly string
 
 function knownStream(config: GatewayConfig, id: string): string {
   if (!Object.hasOwn(config.streams, id))
-    throw new ProblemError(
-      404,
-      'unknown-stream',
-      'Unknown stream',
-      `no stream ${JSON.stringify(id)} is configured`,
-    )
+    throw problem('unknown-stream', `no stream ${JSON.stringify(id)} is configured`)
   return id
 }
 
 function knownSink(config: GatewayConfig, name: string): string {
   if (!Object.hasOwn(config.sinks, name))
-    throw new ProblemError(
-      404,
-      'unknown-sink',
-      'Unknown sink',
-      `no sink ${JSON.stringify(name)} is configured`,
-    )
+    throw problem('unknown-sink', `no sink ${JSON.stringify(name)} is configured`)
   return name
 }
 
-function exists(what: string, name: string, location: string): ProblemError {
-  return new ProblemError(
-    409,
-    `${what}-exists`,
-    'Already exists',
-    `a ${what} ${JSON.stringify(name)} exists already`,
-    {
-      headers: { location },
-    },
-  )
+function exists(what: 'stream' | 'sink', name: string, location: string): ProblemError {
+  return problem(`${what}-exists`, `a ${what} ${JSON.stringify(name)} exists already`, {
+    headers: { location },
+  })
 }
 
 function forceParam(c: Context): boolean {

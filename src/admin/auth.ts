@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { Context, MiddlewareHandler } from 'hono'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { LoginThrottle } from './login-throttle.js'
 
@@ -34,10 +34,8 @@ export function requireToken(check: TokenCheck): MiddlewareHandler {
     const address = remoteAddress(c)
     const wait = check.throttle?.retryAfterSeconds(address) ?? 0
     if (wait > 0)
-      throw new ProblemError(
-        429,
+      throw problem(
         'too-many-failed-logins',
-        'Too many failed logins',
         `too many wrong ${check.what} tokens from this address; try again in ${wait} s`,
         { headers: { 'retry-after': String(wait) } },
       )
@@ -69,7 +67,7 @@ function sameSecret(given: string, expected: string): boolean {
 }
 
 function unauthorized(detail: string, challenge: string): ProblemError {
-  return new ProblemError(401, 'unauthorized', 'Unauthorized', detail, {
+  return problem('unauthorized', detail, {
     headers: { 'www-authenticate': challenge },
   })
 }

@@ -7,10 +7,10 @@ import {
   type OverlayKind,
 } from '../config/store.js'
 import type { GatewayConfig } from '../config/types.js'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import type { Logger } from '../telemetry/logger.js'
-import { dryBuild, validateLiteralConfig } from './candidate.js'
+import { checkCandidate } from './candidate.js'
 
 // Every management-API write goes through here, one at a time: the candidate config is built from the
 // latest effective config inside the critical section, validated as a whole with the config file's
@@ -86,10 +86,8 @@ export class ConfigWriter {
     if (change.definition === null) delete objects[change.name]
     else setOwn(objects, change.name, change.definition)
 
-    const { config: next, issues } = validateLiteralConfig(candidate)
+    const { config: next, issues } = await checkCandidate(candidate, current)
     if (!next) throw invalid(issues, change)
-    const buildIssues = await dryBuild(next, current)
-    if (buildIssues.length > 0) throw invalid(buildIssues, change)
 
     const previous = this.state.overlay
     const overlay = withEntry(previous, this.state.fileConfig, change.kind, change.name, next)
@@ -98,10 +96,8 @@ export class ConfigWriter {
         await writeOverlay(this.state.file, overlay)
       } catch (err) {
         this.logger.error({ err, file: this.state.file }, 'could not save a management API change')
-        throw new ProblemError(
-          503,
+        throw problem(
           'not-saved',
-          'Change not saved',
           `the change could not be saved (${(err as NodeJS.ErrnoException).code ?? 'error'}); nothing was changed`,
           { headers: { 'retry-after': '10' }, cause: err },
         )
@@ -123,15 +119,9 @@ export class ConfigWriter {
       await this.gateway.apply(current).catch((e: unknown) => {
         this.logger.error({ err: e }, 'could not re-apply the previous config')
       })
-      throw new ProblemError(
-        500,
-        'apply-failed',
-        'Change not applied',
-        'the change could not be applied; nothing was changed',
-        {
-          cause: err,
-        },
-      )
+      throw problem('apply-failed', 'the change could not be applied; nothing was changed', {
+        cause: err,
+      })
     }
     this.state.overlay = overlay
     // One line per change (never the definition: it holds secrets).

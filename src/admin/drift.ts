@@ -1,5 +1,5 @@
 import type { Hono } from 'hono'
-import { ProblemError } from '../errors.js'
+import { problem } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import type { DriftReport } from '../pipeline/drift.js'
 import type { StreamRuntime } from '../pipeline/stream.js'
@@ -55,12 +55,6 @@ function driftView(id: string, runtime: StreamRuntime): DriftView {
 
 function runtimeOf(gateway: Gateway, id: string): StreamRuntime {
   const runtime = Object.hasOwn(gateway.config.streams, id) ? gateway.streams.get(id) : undefined
-  if (!runtime)
-    throw new ProblemError(
-      404,
-      'unknown-stream',
-      'Unknown stream',
-      `no stream ${JSON.stringify(id)} is configured`,
-    )
+  if (!runtime) throw problem('unknown-stream', `no stream ${JSON.stringify(id)} is configured`)
   return runtime
 }

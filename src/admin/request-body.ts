@@ -1,5 +1,5 @@
 import type { Context } from 'hono'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import { isPlainObject } from './merge-patch.js'
 
 /** Largest management-API request body: a stream or sink definition is a few KiB. */
@@ -16,10 +16,8 @@ export async function readJsonObject(c: Context): Promise<Record<string, unknown
   if (type !== undefined && type !== '') {
     const media = type.split(';')[0]!.trim().toLowerCase()
     if (!JSON_TYPE.test(media))
-      throw new ProblemError(
-        415,
+      throw problem(
         'unsupported-media-type',
-        'Unsupported Content-Type',
         `Content-Type "${media}" is not accepted; send application/json (or application/merge-patch+json)`,
       )
   }
@@ -87,14 +85,9 @@ async function drain(reader: ReadableStreamDefaultReader<Uint8Array> | undefined
 }
 
 function tooLarge(): ProblemError {
-  return new ProblemError(
-    413,
-    'payload-too-large',
-    'Payload too large',
-    `management API bodies are limited to ${MAX_API_BODY_BYTES} bytes`,
-  )
+  return problem('payload-too-large', `management API bodies are limited to ${MAX_API_BODY_BYTES} bytes`)
 }
 
 export function badRequest(detail: string, errors?: { pointer: string; message: string }[]): ProblemError {
-  return new ProblemError(400, 'bad-request', 'Bad request', detail, errors ? { extra: { errors } } : {})
+  return problem('bad-request', detail, errors ? { extra: { errors } } : {})
 }

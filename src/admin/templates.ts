@@ -1,5 +1,5 @@
 import { Hono } from 'hono'
-import { ProblemError } from '../errors.js'
+import { problem } from '../errors.js'
 import { AZION_TEMPLATES, findAzionTemplate, type AzionTemplate } from '../ingest/azion-templates.js'
 
 // GET /api/v1/templates and /api/v1/templates/{id}: the built-in Azion templates, in the shape of Azion's
@@ -39,13 +39,7 @@ export function templatesRoutes(): Hono {
     const raw = c.req.param('id')
     const id = /^\d+$/.test(raw) ? Number(raw) : NaN
     const template = Number.isSafeInteger(id) ? findAzionTemplate(id) : undefined
-    if (!template)
-      throw new ProblemError(
-        404,
-        'unknown-template',
-        'Unknown template',
-        `no built-in template ${JSON.stringify(raw)}`,
-      )
+    if (!template) throw problem('unknown-template', `no built-in template ${JSON.stringify(raw)}`)
     return c.json({ results: view(template), schema_version: SCHEMA_VERSION })
   })
   return app

@@ -3,16 +3,12 @@ import { dirname, isAbsolute, relative, resolve, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import { parse as parseYaml } from 'yaml'
-import { compileTemplate, TemplateError } from '../ingest/azion-template.js'
-import { findAzionTemplate } from '../ingest/azion-templates.js'
 import { exposureIssues } from './exposure.js'
+import { headerPairs } from './headers.js'
 import { interpolate, type InterpolationError } from './interpolate.js'
 import { configPath } from './paths.js'
 import { sinkIssues } from './sink-checks.js'
 import type { DedupeConfig, GatewayConfig, ServerConfig, StreamConfig } from './types.js'
-
-/** Azion Data Stream sends up to 5 custom headers [AZ-HTTP]. */
-const AZION_MAX_HEADERS = 5
 
 /**
  * Body limit of an emnify stream that sets no `maxBodyBytes`. A webhook bulk holds up to 10,000 records (the
@@ -90,6 +86,13 @@ export interface ValidateOptions {
   env?: NodeJS.ProcessEnv
   /** Directory that relative `schema` files are resolved against (the config file's directory). */
   baseDir?: string
+  /**
+   * What the components (sources) find wrong in a config that passed the schema, reported with the
+   * cross-reference issues. Config sits at the bottom of the import graph, so the layer that knows the
+   * components passes them in (src/pipeline/config-check.ts); left out, only the schema and the
+   * cross-references are checked.
+   */
+  componentIssues?: (config: GatewayConfig) => ConfigIssue[]
 }
 
 /** Interpolates, validates and normalises a parsed config document. Never throws on bad input. */
@@ -105,6 +108,7 @@ export function validateConfig(
   if (issues.length > 0) return { issues }
   const config = doc as GatewayConfig
   issues.push(...semanticIssues(config, options.baseDir ?? process.cwd()))
+  if (options.componentIssues) issues.push(...options.componentIssues(config))
   issues.push(...exposureIssues(config, raw))
   if (issues.length > 0) return { issues }
   for (const stream of Object.values(config.streams))
@@ -117,20 +121,27 @@ export function parseConfigText(text: string): unknown {
   return parseYaml(text, { uniqueKeys: true }) as unknown
 }
 
-export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+/** A config file's document, parsed but not validated (src/pipeline/config-check.ts checks it). */
+export function readConfigFile(file: string): unknown {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
   } catch (err) {
     throw new ConfigError([{ path: '(file)', message: (err as Error).message }], file)
   }
-  let raw: unknown
   try {
-    raw = parseConfigText(text)
+    return parseConfigText(text)
   } catch (err) {
     throw new ConfigError([{ path: '(syntax)', message: (err as Error).message.split('\n')[0]! }], file)
   }
-  const { config, issues } = validateConfig(raw, { env, baseDir: dirname(resolve(file)) })
+}
+
+/**
+ * Schema and cross-references only, without the components' checks: the CLI and the gateway load files
+ * through src/pipeline/config-check.ts loadCheckedConfig, which checks everything `serve` would refuse.
+ */
+export function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): GatewayConfig {
+  const { config, issues } = validateConfig(readConfigFile(file), { env, baseDir: dirname(resolve(file)) })
   if (!config) throw new ConfigError(issues, file)
   return config
 }
@@ -195,31 +206,6 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
           message: 'the dead-letter sink cannot also be a delivery sink',
         })
     }
-    if (stream.source === 'azion') {
-      if (stream.template === undefined && stream.templateModel === undefined)
-        issues.push({
-          path: at,
-          message: 'an azion stream needs "template" (a built-in id) or "templateModel"',
-        })
-      if (stream.template !== undefined && stream.templateModel !== undefined)
-        issues.push({ path: at, message: 'set either "template" or "templateModel", not both' })
-      if (stream.template !== undefined && !findAzionTemplate(stream.template))
-        issues.push({ path: `${at}.template`, message: `unknown Azion template ${stream.template}` })
-      if (stream.templateModel !== undefined) {
-        try {
-          compileTemplate(stream.templateModel)
-        } catch (err) {
-          if (!(err instanceof TemplateError)) throw err
-          issues.push({ path: `${at}.templateModel`, message: err.message })
-        }
-      }
-      if (!stream.payloadFormat.includes('$dataset'))
-        issues.push({ path: `${at}.payloadFormat`, message: 'must contain $dataset' })
-    } else {
-      for (const key of ['template', 'templateModel', 'dataSource', 'domainIds'] as const)
-        if (stream[key] !== undefined)
-          issues.push({ path: `${at}.${key}`, message: 'only applies to source azion' })
-    }
     // Built-in emnify schemas and Azion presets describe what vendors send (their records grow): only a
     // contract the user wrote can refuse fields it does not know.
     if (
@@ -239,23 +225,12 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
         issues.push({ path: `${at}.schema`, message: `cannot read JSON Schema: ${schemaFileProblem(err)}` })
       }
     }
-    // emnify's API form ["name:value"] is normalised to a map after validation.
-    const headers = Array.isArray(stream.auth.headers)
-      ? stream.auth.headers.map(
-          (h) => [h.slice(0, h.indexOf(':')).trim(), h.slice(h.indexOf(':') + 1).trim()] as const,
-        )
-      : Object.entries(stream.auth.headers ?? {})
-    for (const [name, value] of headers)
+    for (const [name, value] of headerPairs(stream.auth.headers))
       if (value === '')
         issues.push({
           path: `${at}.auth.headers.${name}`,
           message: 'is empty (is its environment variable set?)',
         })
-    if (headers.length > AZION_MAX_HEADERS && stream.source === 'azion')
-      issues.push({
-        path: `${at}.auth.headers`,
-        message: `Azion sends at most ${AZION_MAX_HEADERS} custom headers`,
-      })
     for (const [i, cidr] of (stream.auth.allowCidrs ?? []).entries())
       if (!isCidr(cidr))
         issues.push({ path: `${at}.auth.allowCidrs[${i}]`, message: `not a CIDR: "${cidr}"` })
@@ -343,14 +318,8 @@ function isCidr(text: string): boolean {
 }
 
 function normaliseStream(stream: StreamConfig, baseDir: string): void {
-  if (Array.isArray(stream.auth.headers)) {
-    // emnify's webhook credentials list headers as "name:value" strings.
-    const map: Record<string, string> = {}
-    for (const entry of stream.auth.headers) {
-      const colon = entry.indexOf(':')
-      map[entry.slice(0, colon).trim()] = entry.slice(colon + 1).trim()
-    }
-    stream.auth.headers = map
-  }
+  // emnify's webhook credentials list headers as "name:value" strings; from here on they are a map.
+  if (Array.isArray(stream.auth.headers))
+    stream.auth.headers = Object.fromEntries(headerPairs(stream.auth.headers))
   if (stream.schema !== undefined) stream.schema = resolve(baseDir, stream.schema)
 }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { validateWithComponents } from '../pipeline/config-check.js'
 import { validateConfig } from './load.js'
 
 // `unknownFields: reject` needs a contract the user wrote: built-in emnify schemas and Azion presets describe
@@ -10,8 +11,9 @@ const config = (stream: Record<string, unknown>): unknown => ({
   streams: { s: { sinks: ['out'], ...stream } },
 })
 
+// With the sources' checks (an unknown Azion template is the azion source's to find).
 const issuesOf = (stream: Record<string, unknown>): string[] =>
-  validateConfig(config(stream), { env: {} }).issues.map((i) => `${i.path}: ${i.message}`)
+  validateWithComponents(config(stream), { env: {} }).issues.map((i) => `${i.path}: ${i.message}`)
 
 describe('unknownFields', () => {
   it('defaults to drift', () => {

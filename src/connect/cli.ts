@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
-import { ConfigError, loadConfigFile } from '../config/load.js'
+import { ConfigError } from '../config/load.js'
+import { loadCheckedConfig } from '../pipeline/config-check.js'
 import { ProblemError } from '../errors.js'
 import { CliSinkStore, effectiveConfig } from './config-store.js'
 import type { ConnectContext } from './context.js'
@@ -57,7 +58,7 @@ export async function runConnect(argv: string[]): Promise<number> {
     return fail(`usage:\n${CONNECT_USAGE}`, 2)
 
   try {
-    const fileConfig = loadConfigFile(values.config ?? 'config/streamgate.yaml')
+    const fileConfig = await loadCheckedConfig(values.config ?? 'config/streamgate.yaml')
     const { config, warnings } = await effectiveConfig(fileConfig)
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`)
     const ctx: ConnectContext = {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
 import type { GatewayConfig, StreamConfig } from '../config/types.js'
+import { headerPairs as parseHeaderPairs } from '../config/headers.js'
 import type { RequestRecord, Vendor } from './vendor-http.js'
 import { ConnectProblem, isObject } from './vendor-http.js'
 
@@ -17,15 +18,9 @@ import { ConnectProblem, isObject } from './vendor-http.js'
 
 export type HeaderPairs = [name: string, value: string][]
 
-/** The stream's auth headers as (name, value) pairs in their configured order. */
+/** The stream's auth headers as (name, value) pairs in their configured order (parsed in config/headers.ts). */
 export function headerPairs(headers: StreamConfig['auth']['headers']): HeaderPairs {
-  if (!headers) return []
-  if (Array.isArray(headers))
-    return headers.map((h) => {
-      const colon = h.indexOf(':')
-      return [h.slice(0, colon).trim(), h.slice(colon + 1).trim()]
-    })
-  return Object.entries(headers)
+  return parseHeaderPairs(headers)
 }
 
 /** A header as the vendor shows it: the value undefined when it is masked or left out. */

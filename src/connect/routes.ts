@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono'
 import type { ConfigWriter } from '../admin/config-writer.js'
 import { badRequest, readJsonObject } from '../admin/request-body.js'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import type { Logger } from '../telemetry/logger.js'
 import { writerStore } from './config-store.js'
@@ -136,15 +136,9 @@ export function connectRoutes({ gateway, writer, env = process.env, logger }: Co
   }
   for (const [path, allow] of Object.entries(allowed))
     app.all(path, (c) => {
-      throw new ProblemError(
-        405,
-        'method-not-allowed',
-        'Method not allowed',
-        `${c.req.path} accepts ${allow}`,
-        {
-          headers: { allow },
-        },
-      )
+      throw problem('method-not-allowed', `${c.req.path} accepts ${allow}`, {
+        headers: { allow },
+      })
     })
   return app
 }
@@ -167,7 +161,7 @@ export function problemOf(err: unknown): unknown {
   if (err instanceof ConnectProblem)
     return new ProblemError(err.status, err.slug, TITLES[err.status] ?? 'Cannot connect', err.message)
   if (err instanceof VendorError)
-    return new ProblemError(502, 'vendor-error', 'The vendor refused', err.message, {
+    return problem('vendor-error', err.message, {
       extra: {
         vendor: err.vendor,
         call: err.call,
@@ -206,10 +200,5 @@ async function optionalBody(c: Context, keys: readonly (keyof ConnectBody)[]): P
 }
 
 function notFound(what: 'stream' | 'sink', name: string): ProblemError {
-  return new ProblemError(
-    404,
-    `unknown-${what}`,
-    `Unknown ${what}`,
-    `no ${what} ${JSON.stringify(name)} is configured`,
-  )
+  return problem(`unknown-${what}`, `no ${what} ${JSON.stringify(name)} is configured`)
 }

@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { BlockList, isIPv4, isIPv6 } from 'node:net'
 import type { HmacConfig, StreamConfig } from '../config/types.js'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 
 // Push authentication as the vendors do it: custom headers with shared values (emnify webhook headers
 // "name:value" [EM-OAS], Azion's up to 5 custom headers [AZ-HTTP]), an optional HMAC over the raw body, and
@@ -19,7 +19,7 @@ export interface CompiledAuth {
 }
 
 const unauthorized = (detail: string): ProblemError =>
-  new ProblemError(401, 'unauthorized', 'Unauthorized', detail, { headers: { 'www-authenticate': 'Header' } })
+  problem('unauthorized', detail, { headers: { 'www-authenticate': 'Header' } })
 
 export function compileAuth(auth: StreamConfig['auth']): CompiledAuth {
   const expected = Object.entries((auth.headers ?? {}) as Record<string, string>).map(([name, value]) => ({
@@ -40,12 +40,7 @@ export function compileAuth(auth: StreamConfig['auth']): CompiledAuth {
             ? blockList.check(address, 'ipv4')
             : isIPv6(address) && blockList.check(address, 'ipv6'))
         if (!allowed)
-          throw new ProblemError(
-            403,
-            'forbidden-source',
-            'Forbidden',
-            'the source address is not in the allow-list of this stream',
-          )
+          throw problem('forbidden-source', 'the source address is not in the allow-list of this stream')
       }
       // Check every header even after a mismatch, so timing does not tell which header was wrong.
       let ok = true

@@ -1,7 +1,7 @@
 import { isUtf8 } from 'node:buffer'
 import { promisify } from 'node:util'
 import * as zlib from 'node:zlib'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 
 // Reading and decoding a request body within a byte limit that holds both on the wire and after
 // decompression: a 10 KB gzip bomb that inflates to gigabytes stops at the limit (zlib's maxOutputLength),
@@ -13,24 +13,16 @@ const inflateRaw = promisify(zlib.inflateRaw)
 const brotli = promisify(zlib.brotliDecompress)
 
 export function tooLarge(limit: number, what: string): ProblemError {
-  return new ProblemError(
-    413,
-    'body-too-large',
-    'Body too large',
-    `${what} is larger than the limit of ${limit} bytes`,
-    {
-      headers: { connection: 'close' },
-      extra: { limitBytes: limit },
-    },
-  )
+  return problem('body-too-large', `${what} is larger than the limit of ${limit} bytes`, {
+    headers: { connection: 'close' },
+    extra: { limitBytes: limit },
+  })
 }
 
 /** 408 for a body that stalled: the connection is closed (the rest of the body may still come). */
 export function bodyTimedOut(idleMs: number): ProblemError {
-  return new ProblemError(
-    408,
+  return problem(
     'body-timeout',
-    'Request timeout',
     `the request body stalled: nothing arrived for ${idleMs} ms (server.bodyTimeoutMs)`,
     { headers: { connection: 'close' } },
   )
@@ -136,10 +128,8 @@ export async function decodeBody(
           body = await brotli(body, options)
           break
         default:
-          throw new ProblemError(
-            415,
+          throw problem(
             'unsupported-encoding',
-            'Unsupported Content-Encoding',
             `Content-Encoding "${coding}" is not supported; use gzip, deflate, br or identity`,
             { headers: { 'accept-encoding': 'gzip, deflate, br' } },
           )
@@ -148,12 +138,7 @@ export async function decodeBody(
       if (err instanceof ProblemError) throw err
       if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE' || err instanceof RangeError)
         throw tooLarge(limit, 'the decompressed body')
-      throw new ProblemError(
-        400,
-        'corrupt-encoding',
-        'Corrupt body encoding',
-        `the ${coding} body cannot be decoded: ${(err as Error).message}`,
-      )
+      throw problem('corrupt-encoding', `the ${coding} body cannot be decoded: ${(err as Error).message}`)
     }
   }
   return body
@@ -161,8 +146,7 @@ export async function decodeBody(
 
 /** Rejects invalid UTF-8 (400) and strips a UTF-8 byte order mark. */
 export function checkText(body: Buffer): Buffer {
-  if (!isUtf8(body))
-    throw new ProblemError(400, 'invalid-utf8', 'Invalid UTF-8', 'the body is not valid UTF-8 text')
+  if (!isUtf8(body)) throw problem('invalid-utf8', 'the body is not valid UTF-8 text')
   if (body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf) return body.subarray(3)
   return body
 }

@@ -1,6 +1,6 @@
 import { streamBodyLimit } from '../config/load.js'
 import type { ServerConfig } from '../config/types.js'
-import { ProblemError, type ProblemBody } from '../errors.js'
+import { problem, type ProblemBody, ProblemError } from '../errors.js'
 import type { Gateway } from '../pipeline/gateway.js'
 import { RecordRateLimiter } from '../pipeline/rate-limit.js'
 import type { StreamRuntime } from '../pipeline/stream.js'
@@ -42,25 +42,7 @@ export interface IngestCounts {
   duplicates: number
 }
 
-const DEFAULT_CONTENT_TYPES = [
-  'application/json',
-  'application/x-ndjson',
-  'application/ndjson',
-  'application/jsonl',
-  'application/jsonlines',
-  'application/x-jsonlines',
-  'application/octet-stream',
-  'application/*+json',
-  'text/*',
-]
-
 const ACCEPTED_CONTENT_TYPES_MAX = 32
-
-/**
- * Vendor sources frame by their own rules (SPEC section 3) and neither emnify nor Azion documents the
- * Content-Type it sends (vendor-formats.md §5), so their streams accept any unless `contentTypes` is set.
- */
-const ANY_CONTENT_TYPE_SOURCES: ReadonlySet<string> = new Set(['emnify', 'azion'])
 
 /**
  * GET and HEAD are availability probes: vendors check an endpoint before and while streaming (Azion probes
@@ -100,10 +82,8 @@ export class IngestHandler {
     const stream = this.gateway.streams.get(input.streamId)
     if (!stream) {
       const answer = problemAnswer(
-        new ProblemError(
-          404,
+        problem(
           'unknown-stream',
-          'Unknown stream',
           input.streamId === ''
             ? 'the path names no stream; POST to /ingest/<stream-id>'
             : `no stream ${quoteId(input.streamId)} is configured`,
@@ -151,26 +131,14 @@ export class IngestHandler {
   private async ingest(stream: StreamRuntime, input: IngestInput): Promise<IngestCounts> {
     const http = this.httpOf(stream)
     if (!stream.methods.has(input.method))
-      throw new ProblemError(
-        405,
-        'method-not-allowed',
-        'Method not allowed',
-        `stream ${stream.id} accepts ${http.allow}`,
-        {
-          headers: { allow: http.allow },
-        },
-      )
+      throw problem('method-not-allowed', `stream ${stream.id} accepts ${http.allow}`, {
+        headers: { allow: http.allow },
+      })
     if (this.gateway.isDraining) throw shuttingDown()
     if (this.inFlight > this.server.maxInFlightRequests)
-      throw new ProblemError(
-        503,
-        'overloaded',
-        'Too many requests in flight',
-        'streamgate is at its in-flight request limit',
-        {
-          headers: { 'retry-after': '1' },
-        },
-      )
+      throw problem('overloaded', 'streamgate is at its in-flight request limit', {
+        headers: { 'retry-after': '1' },
+      })
     http.auth.checkRequest(input.headers, input.remoteAddress)
     const limit = streamBodyLimit(stream.config, this.server)
     const declared = first(input.headers['content-length'])
@@ -200,10 +168,8 @@ export class IngestHandler {
     if (http.limiter && outcome.records.length > 0) {
       const wait = http.limiter.take(outcome.records.length)
       if (wait > 0)
-        throw new ProblemError(
-          429,
+        throw problem(
           'rate-limited',
-          'Rate limit exceeded',
           `stream ${stream.id} accepts ${stream.config.rateLimit!.recordsPerSecond} records/s`,
           {
             headers: { 'retry-after': String(wait) },
@@ -258,24 +224,14 @@ export class IngestHandler {
     )
       return {
         ...problemAnswer(
-          new ProblemError(
-            400,
-            'aborted',
-            'Request aborted',
-            'the client closed the connection before the body was complete',
-          ),
+          problem('aborted', 'the client closed the connection before the body was complete'),
           `/ingest/${stream.id}`,
         ),
         aborted: true,
       }
     this.logger.error({ err, stream: stream.id, method: input.method }, 'ingest failed unexpectedly')
     return problemAnswer(
-      new ProblemError(
-        500,
-        'internal',
-        'Internal error',
-        'the request could not be processed; nothing was acknowledged',
-      ),
+      problem('internal', 'the request could not be processed; nothing was acknowledged'),
       `/ingest/${stream.id}`,
     )
   }
@@ -286,10 +242,8 @@ export class IngestHandler {
       const rate = stream.config.rateLimit
       http = {
         auth: compileAuth(stream.config.auth),
-        contentTypes: (
-          stream.config.contentTypes ??
-          (ANY_CONTENT_TYPE_SOURCES.has(stream.config.source) ? undefined : DEFAULT_CONTENT_TYPES)
-        )?.map((t) => t.toLowerCase()),
+        // Without `contentTypes`, what the source accepts (src/ingest/sources/; vendor sources: any).
+        contentTypes: (stream.config.contentTypes ?? stream.source.contentTypes)?.map((t) => t.toLowerCase()),
         acceptedContentTypes: new Set(),
         allow: [...new Set([...stream.methods, ...PROBE_METHODS])].join(', '),
         ...(rate ? { limiter: new RecordRateLimiter(rate.recordsPerSecond, rate.burstRecords) } : {}),
@@ -341,10 +295,8 @@ function checkContentType(header: string | undefined, allowed: readonly string[]
     return false
   })
   if (!ok)
-    throw new ProblemError(
-      415,
+    throw problem(
       'unsupported-media-type',
-      'Unsupported Content-Type',
       `Content-Type "${media}" is not accepted; send JSON, NDJSON or text`,
       {
         extra: { accepted: allowed },
@@ -353,15 +305,9 @@ function checkContentType(header: string | undefined, allowed: readonly string[]
 }
 
 function shuttingDown(): ProblemError {
-  return new ProblemError(
-    503,
-    'shutting-down',
-    'Shutting down',
-    'streamgate is shutting down; retry shortly',
-    {
-      headers: { 'retry-after': '5', connection: 'close' },
-    },
-  )
+  return problem('shutting-down', 'streamgate is shutting down; retry shortly', {
+    headers: { 'retry-after': '5', connection: 'close' },
+  })
 }
 
 function first(value: string | string[] | undefined): string | undefined {

@@ -11,7 +11,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { getRequestListener, RequestError } from '@hono/node-server'
 import type { ServerConfig } from '../config/types.js'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import { logAccess, requestIdOf, type Logger, type RefusalLog } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { problemAnswer, type IngestHandler } from './ingest.js'
@@ -96,17 +96,8 @@ export function createAppListener(
 function adapterErrorAnswer(err: unknown): Response {
   const answer =
     err instanceof RequestError
-      ? problemAnswer(
-          new ProblemError(
-            400,
-            'invalid-request',
-            'Bad request',
-            `the request cannot be routed: ${err.message}`,
-          ),
-        )
-      : problemAnswer(
-          new ProblemError(500, 'internal', 'Internal error', 'the request could not be processed'),
-        )
+      ? problemAnswer(problem('invalid-request', `the request cannot be routed: ${err.message}`))
+      : problemAnswer(problem('internal', 'the request could not be processed'))
   return new Response(answer.body, { status: answer.status, headers: answer.headers })
 }
 
@@ -292,39 +283,23 @@ function clientProblem(
   switch (err.code) {
     case 'ERR_HTTP_REQUEST_TIMEOUT':
       return headersReceived
-        ? new ProblemError(
-            408,
+        ? problem(
             'request-timeout',
-            'Request timeout',
             `the request was not received completely within ${config.requestTimeoutMs} ms (server.requestTimeoutMs)`,
           )
-        : new ProblemError(
-            408,
+        : problem(
             'headers-timeout',
-            'Request timeout',
             `the request headers were not received completely within ${Math.min(config.headersTimeoutMs, config.requestTimeoutMs)} ms (server.headersTimeoutMs)`,
           )
     case 'HPE_HEADER_OVERFLOW':
-      return new ProblemError(
-        431,
-        'headers-too-large',
-        'Request headers too large',
-        'the request headers are larger than the server accepts',
-      )
+      return problem('headers-too-large', 'the request headers are larger than the server accepts')
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return new ProblemError(
-        413,
+      return problem(
         'chunk-extensions-too-large',
-        'Chunk extensions too large',
         'the chunked body carries more chunk-extension data than the server accepts',
       )
     default:
-      return new ProblemError(
-        400,
-        'bad-request',
-        'Malformed HTTP request',
-        `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`,
-      )
+      return problem('malformed-request', `the request is not valid HTTP/1.1 (${err.code ?? 'parse error'})`)
   }
 }
 

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest'
 import type { StreamConfig } from '../config/types.js'
 import { ProblemError } from '../errors.js'
 import { compileTemplate, templateRecordCheck } from './azion-template.js'
-import { createFramer, createRecordFramer, type FramedBody } from './framing.js'
+import type { FramedBody } from './framing.js'
+import { createFramer, createRecordFramer } from './sources/registry.js'
 
 // Framing edges: records nested deeper than the stream's maxJsonDepth are framed but marked invalid (every
 // source that carries JSON, whichever scan found the record), and 400 messages count from 1.
@@ -76,7 +77,7 @@ describe('nesting depth limit', () => {
               '{"time":"$time","client":"$client","configuration":"$global_id","edgeFunctionID":"$edge_function_id","requestID":"$request_id","messageSource":"$message_source","logLevel":"$log_level","logMessage":"$log_message"}',
             )
           : undefined
-      const framed = createFramer(config, template)(Buffer.from(body))
+      const framed = createFramer(config, { template })(Buffer.from(body))
       expect(
         limits(framed).map((l) => (l === 'ok' ? l : 'too deep')),
         `${config.source} ${body}`,
@@ -92,11 +93,10 @@ describe('nesting depth limit', () => {
 
   it('the Azion fast path still proves flat records, and the limit applies to the ones it does not prove', () => {
     const template = compileTemplate('{"a":"$a","b":"$b"}')
-    const framer = createFramer(
-      stream({ source: 'azion', maxJsonDepth: 1 }),
+    const framer = createFramer(stream({ source: 'azion', maxJsonDepth: 1 }), {
       template,
-      templateRecordCheck([template]),
-    )
+      proven: templateRecordCheck([template]),
+    })
     const framed = framer(Buffer.from('{"a":"x","b":"y"}\n{"a":"x","b":{"c":1}}\n'))
     expect(framed.record(0).proven).toBe(true)
     expect(framed.record(1).overLimit).toBe('nesting depth exceeds 1')
@@ -138,7 +138,7 @@ describe('400 messages count from 1', () => {
 
   it('Azion JSON records are named by their position', () => {
     const template = compileTemplate('{"a":"$a"}')
-    const framer = createFramer(stream({ source: 'azion' }), template)
+    const framer = createFramer(stream({ source: 'azion' }), { template })
     expect(problemOf(() => limits(framer(Buffer.from('{"a":"1"}\n{"a":')))).message).toMatch(
       /^record 2 is not valid JSON/,
     )

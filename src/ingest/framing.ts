@@ -1,4 +1,4 @@
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import { JsonScanError, nestsDeeper, splitOn, splitTopLevel, type Span } from '../records/json-scan.js'
 import type { StreamConfig } from '../config/types.js'
 import {
@@ -79,65 +79,57 @@ export function unescapeSeparator(text: string): string {
   )
 }
 
+/** Frames one record given alone (a dead-letter replay). */
+export type RecordFramer = (raw: Buffer) => FramedRecord
+
+// The building blocks each source (src/ingest/sources/) frames with. A source picks the rule its vendor
+// documents; the rules themselves (exact bytes, 400s naming the line, element or byte) live here.
+
 /**
- * `proven` (Azion JSON templates only): a byte-level check that proves a record valid JSON *and* valid for
- * the stream's validator. A record it proves is not parsed (`proven: true`, no `value`), so the caller must
- * pass it only when nothing else needs the parsed value (no filters). Records it does not prove are parsed
- * as usual, which raises the usual 400.
+ * A JSON document: an array of records or a single one. `objectsOnly` (emnify): every record must be an
+ * object, and the 400's detail ends with `expectation`.
  */
-export function createFramer(stream: StreamConfig, template?: CompiledTemplate, proven?: RecordScan): Framer {
-  const maxDepth = stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
-  switch (stream.source) {
-    case 'emnify':
-      return (body) =>
-        frameJsonDocument(
-          body,
-          'an emnify body must be a JSON array of records or a single record object',
-          true,
-          maxDepth,
-        )
-    case 'json':
-      return (body) =>
-        frameJsonDocument(body, 'the body must be a JSON array or a JSON value', false, maxDepth)
-    case 'ndjson':
-      return (body) =>
-        new JsonSpans(body, splitOn(body, 0, body.length, NEWLINE_BYTES), 'line', {
-          splitOnNewline: true,
-          maxDepth,
-          depthScanned: false,
-        })
-    case 'lines': {
-      const separator = Buffer.from(unescapeSeparator(stream.logLineSeparator))
-      return (body) =>
-        new TextSpans(body, splitOn(body, 0, body.length, separator), (bytes) => ({
-          bytes,
-          value: bytes.toString('utf8'),
-        }))
-    }
-    case 'azion':
-      if (!template) throw new Error('an azion stream needs a compiled template')
-      return azionFramer(stream, template, maxDepth, proven)
+export function jsonDocumentFramer(expectation: string, objectsOnly: boolean, maxDepth: number): Framer {
+  return (body) => frameJsonDocument(body, expectation, objectsOnly, maxDepth)
+}
+
+/** One JSON value per line ("\n" or "\r\n"); empty lines skipped. */
+export function ndjsonFramer(maxDepth: number): Framer {
+  return (body) =>
+    new JsonSpans(body, splitOn(body, 0, body.length, NEWLINE_BYTES), 'line', {
+      splitOnNewline: true,
+      maxDepth,
+      depthScanned: false,
+    })
+}
+
+/** Text split on the separator (config escapes such as "\\n" allowed); each piece a string record. */
+export function linesFramer(separatorText: string): Framer {
+  const separator = Buffer.from(unescapeSeparator(separatorText))
+  return (body) =>
+    new TextSpans(body, splitOn(body, 0, body.length, separator), (bytes) => ({
+      bytes,
+      value: bytes.toString('utf8'),
+    }))
+}
+
+/** A text record replayed alone keeps its text. */
+export const textRecordFramer: RecordFramer = (raw) => ({ bytes: raw, value: raw.toString('utf8') })
+
+/** An Azion text-template record replayed alone is parsed back into its fields. */
+export function templateRecordFramer(template: Extract<CompiledTemplate, { kind: 'text' }>): RecordFramer {
+  return (raw) => {
+    const parsed = template.parse(raw.toString('utf8'))
+    if (isTemplateMismatch(parsed)) return { bytes: raw, value: undefined, mismatch: parsed.mismatch }
+    return { bytes: raw, value: parsed, fields: parsed }
   }
 }
 
 /**
- * Frames one record given alone (replaying a dead letter): JSON sources parse it, `lines` keeps the text,
- * Azion text templates parse it back into fields. A record that no longer parses comes back with a
- * `mismatch`, so validation dead-letters it again rather than failing the whole replay.
+ * A JSON record replayed alone. One that no longer parses comes back with a `mismatch`, so validation
+ * dead-letters it again rather than failing the whole replay.
  */
-export function createRecordFramer(
-  stream: StreamConfig,
-  template?: CompiledTemplate,
-): (raw: Buffer) => FramedRecord {
-  if (stream.source === 'lines') return (raw) => ({ bytes: raw, value: raw.toString('utf8') })
-  if (stream.source === 'azion' && template?.kind === 'text')
-    return (raw) => {
-      const parsed = template.parse(raw.toString('utf8'))
-      if (isTemplateMismatch(parsed)) return { bytes: raw, value: undefined, mismatch: parsed.mismatch }
-      return { bytes: raw, value: parsed, fields: parsed }
-    }
-  const maxDepth = stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
-  const objectsOnly = stream.source === 'emnify'
+export function jsonRecordFramer(maxDepth: number, objectsOnly: boolean): RecordFramer {
   return (raw) => {
     const text = raw.toString('utf8')
     let value: unknown
@@ -157,6 +149,11 @@ export function createRecordFramer(
       return { bytes: raw, value: undefined, mismatch: 'must be an object', unframed: true }
     return { bytes: oneLine(raw), value }
   }
+}
+
+/** The nesting depth a stream's JSON records may have. */
+export function maxDepthOf(stream: StreamConfig): number {
+  return stream.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH
 }
 
 function depthMessage(maxDepth: number): string {
@@ -203,7 +200,7 @@ interface JsonSpansOptions {
   depthScanned: boolean
   /** Set for emnify: every element must be an object (this text ends the 400's detail). */
   objectsExpectation?: string
-  /** Records this check proves valid are not parsed (see createFramer). */
+  /** Records this check proves valid are not parsed (see azionFramer). */
   proven?: RecordScan
 }
 
@@ -266,15 +263,9 @@ class JsonSpans implements FramedBody {
       (value === null || typeof value !== 'object' || Array.isArray(value))
     ) {
       this.verifyFrom(i + 1)
-      throw new ProblemError(
-        400,
-        'invalid-body',
-        'Body cannot be framed',
-        `element ${i + 1} is not a JSON object; ${this.objectsExpectation}`,
-        {
-          errors: [{ index: i, pointer: '', message: 'must be an object' }],
-        },
-      )
+      throw problem('invalid-body', `element ${i + 1} is not a JSON object; ${this.objectsExpectation}`, {
+        errors: [{ index: i, pointer: '', message: 'must be an object' }],
+      })
     }
     const bytes = this.body.subarray(start, end)
     // JSON.parse itself copes with any depth; the limit keeps deep records from recursive code downstream.
@@ -296,15 +287,9 @@ class JsonSpans implements FramedBody {
       return JSON.parse(text)
     } catch (err) {
       const where = this.unit === 'body' ? 'the body' : `${this.unit} ${this.position(i)}`
-      throw new ProblemError(
-        400,
-        'invalid-json',
-        'Body cannot be framed',
-        `${where} is not valid JSON: ${(err as Error).message}`,
-        {
-          errors: [{ index: this.unit === 'body' ? 0 : i, pointer: '', message: 'not valid JSON' }],
-        },
-      )
+      throw problem('invalid-json', `${where} is not valid JSON: ${(err as Error).message}`, {
+        errors: [{ index: this.unit === 'body' ? 0 : i, pointer: '', message: 'not valid JSON' }],
+      })
     }
   }
 
@@ -366,7 +351,14 @@ function oneLine(bytes: Buffer): Buffer {
   return copy
 }
 
-function azionFramer(
+/**
+ * Azion: payload_format around $dataset, records joined by log_line_separator [AZ-REF "Payload"]. `proven`
+ * (JSON templates only): a byte-level check that proves a record valid JSON *and* valid for the stream's
+ * validator. A record it proves is not parsed (`proven: true`, no `value`), so the caller must pass it only
+ * when nothing else needs the parsed value (no filters). Records it does not prove are parsed as usual,
+ * which raises the usual 400.
+ */
+export function azionFramer(
   stream: StreamConfig,
   template: CompiledTemplate,
   maxDepth: number,
@@ -459,7 +451,7 @@ function scan(fn: () => Span[], offsetBase: number, expectation: string): Span[]
 }
 
 function badBody(what: string, expectation: string): ProblemError {
-  return new ProblemError(400, 'invalid-body', 'Body cannot be framed', `${what}; ${expectation}`)
+  return problem('invalid-body', `${what}; ${expectation}`)
 }
 
 function isWs(b: number): boolean {

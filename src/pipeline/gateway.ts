@@ -7,7 +7,8 @@ import type {
   SinkConfig,
   StreamStatusId,
 } from '../config/types.js'
-import { ProblemError, type SinkError } from '../errors.js'
+import { ConfigError } from '../config/load.js'
+import { problem, type SinkError } from '../errors.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import type { SinkRecord } from '../records/record.js'
 import { createSink } from '../sinks/registry.js'
@@ -20,6 +21,7 @@ import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
 import { CircuitBreaker } from './circuit.js'
+import { componentIssue } from './config-check.js'
 import {
   DEDUPE_SNAPSHOT_FILE,
   loadDedupeSnapshot,
@@ -70,6 +72,14 @@ function seconds(ms: number): number {
 
 function zeroCounts(): StreamCounts {
   return { received: 0, accepted: 0, rejected: 0, filtered: 0, duplicates: 0 }
+}
+
+function asConfigError<T>(at: string, build: () => T): T {
+  try {
+    return build()
+  } catch (err) {
+    throw new ConfigError([componentIssue(at, err)])
+  }
 }
 
 function withoutStatus(stream: StreamConfig): Omit<StreamConfig, 'status'> {
@@ -147,12 +157,21 @@ export class Gateway {
     readonly spool: Spool,
     private readonly deps: GatewayDeps,
   ) {
+    // The config was checked (src/pipeline/config-check.ts); should a component refuse it anyway, the
+    // refusal is a config error at its path, never a stack trace.
     for (const [name, sinkConfig] of Object.entries(this.sinkConfigs())) {
-      this.sinks.set(name, createSink(name, sinkConfig, { logger: deps.logger.child({ sink: name }) }))
+      const sink = asConfigError(`sinks.${name}`, () =>
+        createSink(name, sinkConfig, { logger: deps.logger.child({ sink: name }) }),
+      )
+      this.sinks.set(name, sink)
       this.circuits.set(name, this.newCircuit(name, sinkConfig))
     }
     for (const [id, streamConfig] of Object.entries(config.streams)) {
-      this.streams.set(id, new StreamRuntime(id, streamConfig, this.validators, this.runtimeOptions(id)))
+      const runtime = asConfigError(
+        `streams.${id}`,
+        () => new StreamRuntime(id, streamConfig, this.validators, this.runtimeOptions(id)),
+      )
+      this.streams.set(id, runtime)
       this.states.set(id, { status: 4, counts: zeroCounts() })
     }
     this.sampler = setInterval(() => this.sampleLags(performance.now()), config.health.sampleIntervalMs)
@@ -416,27 +435,15 @@ export class Gateway {
     } catch (err) {
       if (err instanceof SpoolFullError) {
         this.deps.metrics.spoolRefused(stream.id)
-        throw new ProblemError(
-          503,
-          'spool-full',
-          'Spool full',
-          'the spool is full; records are being delivered, retry shortly',
-          {
-            headers: { 'retry-after': '30' },
-          },
-        )
+        throw problem('spool-full', 'the spool is full; records are being delivered, retry shortly', {
+          headers: { 'retry-after': '30' },
+        })
       }
       this.deps.logger.error({ err, stream: stream.id }, 'spool append failed')
-      throw new ProblemError(
-        503,
-        'spool-unavailable',
-        'Spool unavailable',
-        'records could not be stored durably; retry shortly',
-        {
-          headers: { 'retry-after': '10' },
-          cause: err,
-        },
-      )
+      throw problem('spool-unavailable', 'records could not be stored durably; retry shortly', {
+        headers: { 'retry-after': '10' },
+        cause: err,
+      })
     }
     if (outcome.deadLetters.length > 0)
       this.deps.metrics.deadLetter(stream.id, 'invalid', outcome.deadLetters.length)
@@ -448,10 +455,8 @@ export class Gateway {
     const open = stream.config.sinks.map((n) => this.circuits.get(n)).filter((c) => c?.state === 'open')
     if (outcome.records.length > 0 && open.length > 0) {
       const retryAfter = Math.max(1, Math.ceil(Math.max(...open.map((c) => c!.remainingMs)) / 1000))
-      throw new ProblemError(
-        503,
+      throw problem(
         'sink-unavailable',
-        'Records could not be delivered',
         `stream ${stream.id} delivers synchronously (durability: none) and a sink's circuit breaker is open`,
         { headers: { 'retry-after': String(retryAfter) } },
       )
@@ -485,10 +490,8 @@ export class Gateway {
         { stream: stream.id, err: (failed.reason as Error).message },
         'direct delivery did not complete in time',
       )
-      throw new ProblemError(
-        503,
+      throw problem(
         'sink-unavailable',
-        'Records could not be delivered',
         `stream ${stream.id} delivers synchronously (durability: none) and a sink did not acknowledge within ${DIRECT_DELIVERY_TIMEOUT_MS / 1000} s`,
         { headers: { 'retry-after': '10' } },
       )

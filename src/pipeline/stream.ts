@@ -1,27 +1,27 @@
 import { streamDedupe } from '../config/load.js'
 import type { DedupeConfig, StreamConfig } from '../config/types.js'
-import { ProblemError, type ProblemFieldError } from '../errors.js'
+import { problem, ProblemError, type ProblemFieldError } from '../errors.js'
 import {
-  compileTemplate,
   templateKeys,
   templateRecordCheck,
   templateSchema,
   type CompiledTemplate,
   type TemplateContract,
 } from '../ingest/azion-template.js'
-import { findAzionTemplate, presetModels, type AzionTemplate } from '../ingest/azion-templates.js'
+import type { AzionTemplate } from '../ingest/azion-templates.js'
 import {
-  createFramer,
-  createRecordFramer,
   framedRecords,
   type FramedBody,
   type FramedRecord,
   type Framer,
+  type RecordFramer,
 } from '../ingest/framing.js'
+import { sourceOf } from '../ingest/sources/registry.js'
+import type { Source } from '../ingest/sources/source.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import { rawField } from '../records/json-scan.js'
 import type { SinkRecord } from '../records/record.js'
-import type { RecordError, RecordValidator, Validators } from '../validate/validators.js'
+import type { BuiltinSchemaName, RecordError, RecordValidator, Validators } from '../validate/validators.js'
 import { DedupeWindow } from './dedupe.js'
 import { DriftTracker, knownFromSchema, type DriftCounter, type KnownFields } from './drift.js'
 import { compileFilters, type RecordPredicate } from './filters.js'
@@ -63,6 +63,8 @@ export class StreamRuntime {
   private readonly dedupePath?: string[]
   private readonly idPath?: string[]
   readonly methods: ReadonlySet<string>
+  /** The stream's source module (src/ingest/sources/). */
+  readonly source: Source
 
   constructor(
     readonly id: string,
@@ -70,24 +72,20 @@ export class StreamRuntime {
     validators: Validators,
     options: StreamRuntimeOptions = {},
   ) {
+    this.source = sourceOf(config.source)
     // A preset describes its records (any flat object of strings is valid; differences are drift); a
     // templateModel the user wrote is a strict contract.
-    const preset: AzionTemplate | undefined =
-      config.source === 'azion' && config.templateModel === undefined
-        ? findAzionTemplate(config.template!)
-        : undefined
+    const templates = this.source.templates?.(config)
+    const preset: AzionTemplate | undefined = templates?.preset
     const contract: TemplateContract = preset ? 'describe' : 'strict'
-    let variants: CompiledTemplate[] = []
-    if (config.source === 'azion') {
-      variants = preset ? presetModels(preset).map(compileTemplate) : [compileTemplate(config.templateModel!)]
-      this.template = variants[0]
-    }
+    const variants: CompiledTemplate[] = templates?.variants ?? []
+    this.template = variants[0]
+    const builtin = this.source.builtinSchema?.(config)
     this.rejectUnknown =
       config.unknownFields === 'reject' && (config.schema !== undefined || config.templateModel !== undefined)
     if (config.validation !== 'off') {
       if (config.schema !== undefined) this.validate = validators.fromFile(config.schema)
-      else if (config.source === 'emnify')
-        this.validate = validators.builtin(config.recordType === 'usage' ? 'emnify-usage' : 'emnify-event')
+      else if (builtin) this.validate = validators.builtin(builtin)
       else if (this.template)
         this.validate = validators.fromSchema(
           templateSchema(
@@ -98,7 +96,7 @@ export class StreamRuntime {
         )
     }
     this.drift = new DriftTracker(
-      knownFieldsOf(config, validators, variants, preset),
+      knownFieldsOf(config, validators, variants, preset, builtin),
       options.now ?? Date.now(),
       options.driftCounter,
     )
@@ -114,14 +112,20 @@ export class StreamRuntime {
             unknownRejects: this.rejectUnknown,
           })
         : undefined
-    this.framer = createFramer(config, this.template, proven)
+    this.framer = this.source.framer(config, {
+      ...(this.template ? { template: this.template } : {}),
+      ...(proven ? { proven } : {}),
+    })
     this.dedupeConfig = streamDedupe(config)
     if (this.dedupeConfig) {
       this.dedupe = new DedupeWindow(this.dedupeConfig.windowRecords, this.dedupeConfig.windowMs)
       this.dedupePath = this.dedupeConfig.key.split('.')
     }
-    // emnify records carry their id in `id`; when that is also the dedupe key, it is read once.
-    this.idPath = config.source === 'emnify' && this.dedupePath?.join('.') !== 'id' ? ['id'] : this.dedupePath
+    // Records of a source with ids (emnify's `id`) carry them in idField; when that is also the dedupe key,
+    // it is read once.
+    const idField = this.source.idField
+    this.idPath =
+      idField !== undefined && this.dedupePath?.join('.') !== idField ? idField.split('.') : this.dedupePath
     this.methods = new Set(Array.isArray(config.method) ? config.method : [config.method])
   }
 
@@ -135,11 +139,11 @@ export class StreamRuntime {
    * dedupe (they were seen before on purpose) and without 422 (still-invalid ones are dead-lettered).
    */
   processRecords(raws: readonly Buffer[], now: number): ProcessOutcome {
-    this.recordFramer ??= createRecordFramer(this.config, this.template)
+    this.recordFramer ??= this.source.recordFramer(this.config, this.template)
     return this.evaluate(framedRecords(raws.map(this.recordFramer)), now, false)
   }
 
-  private recordFramer?: (raw: Buffer) => FramedRecord
+  private recordFramer?: RecordFramer
 
   /**
    * Records are framed (parsed), checked and dropped one at a time (see FramedBody); the outcome is the same
@@ -215,10 +219,8 @@ export class StreamRuntime {
       this.drift.flush()
     }
     if (problems) {
-      throw new ProblemError(
-        422,
+      throw problem(
         'invalid-records',
-        'Records failed validation',
         `${invalidCount} of ${framed.length} records are invalid; nothing was accepted (validation: reject)`,
         { errors: problems },
       )
@@ -324,6 +326,7 @@ function knownFieldsOf(
   validators: Validators,
   variants: readonly CompiledTemplate[],
   preset: AzionTemplate | undefined,
+  builtin: BuiltinSchemaName | undefined,
 ): KnownFields {
   const fromSchema = (schema: Record<string, unknown>, source: string): KnownFields => {
     const root = knownFromSchema(schema)
@@ -333,10 +336,7 @@ function knownFieldsOf(
   }
   if (config.schema !== undefined)
     return fromSchema(validators.schemaFile(config.schema), `schema ${config.schema}`)
-  if (config.source === 'emnify') {
-    const name = config.recordType === 'usage' ? 'emnify-usage' : 'emnify-event'
-    return fromSchema(validators.builtinSchema(name), `built-in schema ${name}`)
-  }
+  if (builtin) return fromSchema(validators.builtinSchema(builtin), `built-in schema ${builtin}`)
   const template = variants[0]
   if (!template) return { kind: 'none', source: `source ${config.source}: no schema to compare with` }
   if (template.kind === 'text')

@@ -17,6 +17,8 @@ export const BUILTIN_SCHEMAS = {
   'emnify-usage': 'emnify-usage.schema.json',
 } as const
 
+export type BuiltinSchemaName = keyof typeof BUILTIN_SCHEMAS
+
 export interface RecordError {
   /** JSON pointer inside the record ("" = the record itself). */
   pointer: string

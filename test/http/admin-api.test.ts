@@ -328,6 +328,53 @@ describe('bad input', () => {
     expect(res.errors).toEqual([expect.objectContaining({ path: 'sinks.bad-url.url', pointer: '/url' })])
   })
 
+  it('the one config check: a Kafka sink check-config refuses is a 400 naming its path (POST and PATCH)', async () => {
+    const kafka = { type: 'kafka', brokers: ['127.0.0.1:9'], topic: 'bad topic!', idempotent: true, acks: 1 }
+    const refusal = {
+      path: 'sinks.k-acks',
+      pointer: '',
+      message:
+        'an idempotent producer needs acks: -1 (all in-sync replicas); set idempotent: false to use acks: 1',
+    }
+    const post = expectProblem(await api('POST', '/sinks', { name: 'k-acks', ...kafka }), 400)
+    expect(post.errors).toEqual([refusal])
+    const topic = expectProblem(
+      await api('POST', '/sinks', { name: 'k-topic', ...kafka, idempotent: false }),
+      400,
+    )
+    expect(topic.errors).toEqual([
+      {
+        path: 'sinks.k-topic.topic',
+        pointer: '/topic',
+        message: '"bad topic!" is not a valid Kafka topic name',
+      },
+    ])
+    const created = await api('POST', '/sinks', { name: 'k-ok', ...kafka, topic: 'ok', idempotent: false })
+    expect(created.status, created.text).toBe(201)
+    const patch = expectProblem(await api('PATCH', '/sinks/k-ok', { topic: 'bad topic!' }), 400)
+    expect(patch.errors).toEqual([expect.objectContaining({ path: 'sinks.k-ok.topic', pointer: '/topic' })])
+    expect(gw.gateway.config.sinks['k-ok']).toMatchObject({ topic: 'ok' })
+    expect((await api('DELETE', '/sinks/k-ok')).status).toBe(204)
+  })
+
+  it("the one config check: a stream's source refuses what it cannot use (POST), nothing changes", async () => {
+    const template = expectProblem(
+      await api('POST', '/streams', { id: 'az', source: 'azion', template: 99, sinks: ['out'] }),
+      400,
+    )
+    expect(template.errors).toEqual([
+      { path: 'streams.az.template', pointer: '/template', message: 'unknown Azion template 99' },
+    ])
+    const foreign = expectProblem(
+      await api('POST', '/streams', { id: 'nd', source: 'ndjson', template: 2, sinks: ['out'] }),
+      400,
+    )
+    expect(foreign.errors).toEqual([
+      { path: 'streams.nd.template', pointer: '/template', message: 'only applies to source azion' },
+    ])
+    expectProblem(await api('GET', '/streams/az'), 404)
+  })
+
   it('a file sink outside dataDir is a 400 naming the path (POST and PATCH), nothing changes', async () => {
     const etc = expectProblem(await api('POST', '/sinks', { name: 'evil', type: 'file', dir: '/etc' }), 400)
     expect(etc.errors).toEqual([

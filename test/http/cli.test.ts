@@ -79,6 +79,70 @@ streams:
   })
 })
 
+describe('one config check: what serve would refuse, check-config refuses first', () => {
+  // A component (here the Kafka sink's constructor) refuses what the schema allows; both commands say so in
+  // one line naming the path, and neither prints a stack trace.
+  const config = (): string =>
+    writeConfig(
+      'kafka-acks.yaml',
+      `server: { host: 127.0.0.1, port: 0 }
+dataDir: ${dir}
+spool: { dir: ${dir}/spool-kafka-acks }
+sinks:
+  k: { type: kafka, brokers: [127.0.0.1:9], topic: "bad topic!", idempotent: true, acks: 1 }
+streams: { s: { source: ndjson, sinks: [k] } }
+`,
+    )
+  const refusal =
+    'sinks.k: an idempotent producer needs acks: -1 (all in-sync replicas); set idempotent: false to use acks: 1'
+
+  it('check-config refuses a Kafka sink with idempotent: true, acks: 1 and a bad topic', () => {
+    const file = config()
+    const res = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8' })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toBe(`${file}: invalid configuration\n${refusal}\n`)
+  })
+
+  it('serve refuses the same file with the same line, no stack trace, before it listens', () => {
+    const file = config()
+    const res = spawnSync(process.execPath, [CLI, 'serve', '--config', file], {
+      encoding: 'utf8',
+      timeout: 15_000,
+    })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toBe(`${file}: invalid configuration\n${refusal}\n`)
+    expect(res.stderr).not.toMatch(/^\s+at /m)
+    expect(res.stdout).not.toContain('listening')
+  })
+
+  it('check-config refuses the topic alone with its path', () => {
+    const file = writeConfig(
+      'kafka-topic.yaml',
+      `server: { host: 127.0.0.1 }
+sinks: { k: { type: kafka, brokers: [127.0.0.1:9], topic: "bad topic!" } }
+streams: { s: { source: ndjson, sinks: [k] } }
+`,
+    )
+    const res = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8' })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toContain('sinks.k.topic: "bad topic!" is not a valid Kafka topic name')
+  })
+
+  it('check-config refuses a filter regex a stream cannot compile, at the stream', () => {
+    const file = writeConfig(
+      'regex.yaml',
+      `server: { host: 127.0.0.1 }
+sinks: { out: { type: stdout } }
+streams: { s: { source: ndjson, sinks: [out], filters: [{ field: a, op: regex, value: "(" }] } }
+`,
+    )
+    const res = spawnSync(process.execPath, [CLI, 'check-config', file], { encoding: 'utf8' })
+    expect(res.status).toBe(1)
+    expect(res.stderr).toMatch(/^streams\.s[.:].*/m)
+    expect(res.stderr).not.toMatch(/^\s+at /m)
+  })
+})
+
 describe('safe by default', () => {
   const cleanEnv = { PATH: process.env.PATH }
   const placeholderLines = [

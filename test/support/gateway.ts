@@ -1,8 +1,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { validateConfig } from '../../src/config/load.js'
 import { start, type Running } from '../../src/main.js'
+import { checkConfig } from '../../src/pipeline/config-check.js'
 import { createLogger, type Logger } from '../../src/telemetry/logger.js'
 
 export interface TestGateway extends Running {
@@ -33,7 +33,7 @@ export async function startGateway(
   doc.spool = { dir: join(dir, 'spool'), ...(doc.spool as object) }
   doc.log = { level: 'silent', ...(doc.log as object) }
   doc.dataDir ??= dir
-  const { config: validated, issues } = validateConfig(doc, { env, baseDir: process.cwd() })
+  const { config: validated, issues } = await checkConfig(doc, { env, baseDir: process.cwd() })
   if (!validated)
     throw new Error(`test config invalid:\n${issues.map((i) => `${i.path}: ${i.message}`).join('\n')}`)
   const running = await start(validated, { logger: options.logger ?? createLogger('silent') })
