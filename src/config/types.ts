@@ -40,6 +40,12 @@ export interface SpoolConfig {
   maxBytes: number
   fsync: 'always' | number
   segmentBytes: number
+  /** Admission control (src/pipeline/admission.ts): refuse new requests above this; default 90 % of maxBytes. */
+  highWaterBytes?: number
+  /** …until the spool is back at or below this; default 75 % of maxBytes (never above highWaterBytes). */
+  lowWaterBytes?: number
+  /** A lane's lag budget in seconds of its recent delivery rate; 0 turns it off. The loader fills in 30. */
+  maxLagSeconds?: number
 }
 
 export type FilterConfig =

@@ -33,6 +33,11 @@ export interface HttpAnswer {
   aborted?: true
   /** For a problem answer: the problem type's short name, for the refusal log. */
   reason?: string
+  /**
+   * The body was left unread but has a declared length within the limit: the listener may read and discard
+   * it and keep the connection open, instead of closing it.
+   */
+  drainBody?: true
 }
 
 export interface IngestCounts {
@@ -174,6 +179,9 @@ export class IngestHandler {
     http.auth.checkRequest(input.headers, input.remoteAddress)
     const limit = streamBodyLimit(stream.config, this.server)
     const declared = first(input.headers['content-length'])
+    // Admission control: refused at the cost of a header check, before the body is read or parsed.
+    const refused = this.gateway.admission.check(stream)
+    if (refused) throw drainable(refused, declared, limit)
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')
     const contentType = first(input.headers['content-type'])
@@ -195,7 +203,8 @@ export class IngestHandler {
     http.auth.checkBody(input.headers, raw)
     const body = checkText(await decodeBody(raw, first(input.headers['content-encoding']), limit))
     const now = Date.now()
-    const outcome = stream.process(body, now)
+    // Framing and validation take turns with the delivery lanes (src/pipeline/admission.ts, IngestTurns).
+    const outcome = await this.gateway.admission.turns.run(() => stream.process(body, now))
     const rejected = Object.values(outcome.rejected).reduce((a, b) => a + b, 0)
     if (http.limiter && outcome.records.length > 0) {
       const wait = http.limiter.take(outcome.records.length)
@@ -248,7 +257,8 @@ export class IngestHandler {
         })
         this.gateway.count(stream.id, { received: 0, accepted: 0, rejected: n, filtered: 0, duplicates: 0 })
       }
-      return problemAnswer(err, `/ingest/${stream.id}`)
+      const answer = problemAnswer(err, `/ingest/${stream.id}`)
+      return drainableRefusals.has(err) ? { ...answer, drainBody: true } : answer
     }
     const code = (err as NodeJS.ErrnoException | undefined)?.code
     if (
@@ -350,6 +360,22 @@ function checkContentType(header: string | undefined, allowed: readonly string[]
         extra: { accepted: allowed },
       },
     )
+}
+
+/** Refusals whose unread body the listener may drain (see HttpAnswer.drainBody). */
+const drainableRefusals = new WeakSet<ProblemError>()
+
+/**
+ * An admission refusal of a request whose body is not read. A body of declared length within the stream's
+ * limit is drained (read and discarded, never parsed: a few socket reads, far cheaper than a reconnect) so
+ * that the keep-alive connection, and any request pipelined behind it, carries on. A chunked body or one
+ * over the limit closes the connection instead: its end cannot be found without parsing chunk framing, which
+ * is what the listener avoids for an unread body (src/http/server.ts).
+ */
+function drainable(problem: ProblemError, declared: string | undefined, limit: number): ProblemError {
+  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) <= limit)
+    drainableRefusals.add(problem)
+  return problem
 }
 
 function shuttingDown(): ProblemError {
