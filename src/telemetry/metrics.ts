@@ -173,7 +173,7 @@ export class Metrics {
   })
   private readonly spoolFull = new Counter({
     name: 'streamgate_spool_full_total',
-    help: 'Ingest requests refused because the spool was full.',
+    help: 'Ingest requests refused because the spool was full: at maxBytes, or refused by admission control (see streamgate_admission_refused_total).',
     labelNames: ['stream'],
     registers: [this.registry],
   })
@@ -373,8 +373,10 @@ export class Metrics {
     this.admissionProvider = provider
   }
 
+  /** An admission refusal is a spool-full answer too: counted in both. */
   admissionRefused(stream: string, reason: AdmissionReason): void {
     this.admissionRefusals.inc({ stream, reason })
+    this.spoolFull.inc({ stream })
   }
 
   observeHealth(provider: () => { stream: string; degraded: boolean }[]): void {
