@@ -44,7 +44,7 @@ export interface SpoolConfig {
   highWaterBytes?: number
   /** …until the spool is back at or below this; default 75 % of maxBytes (never above highWaterBytes). */
   lowWaterBytes?: number
-  /** A lane's lag budget in seconds of its recent delivery rate; 0 turns it off. The loader fills in 30. */
+  /** A lane's lag budget in seconds of its recent delivery rate; 0 turns it off. The loader fills in 5. */
   maxLagSeconds?: number
 }
 

@@ -37,7 +37,7 @@ export const LAG_RETRY_AFTER_MAX_S = 30
 export const INGEST_TURN_BUDGET_MS = 5
 
 /** spool.maxLagSeconds when a config built in code leaves it out (the loader fills in the schema's default). */
-export const DEFAULT_MAX_LAG_SECONDS = 30
+export const DEFAULT_MAX_LAG_SECONDS = 5
 
 export interface WaterMarks {
   highBytes: number
