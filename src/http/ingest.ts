@@ -34,8 +34,8 @@ export interface HttpAnswer {
   /** For a problem answer: the problem type's short name, for the refusal log. */
   reason?: string
   /**
-   * The body was left unread but has a declared length within the limit: the listener may read and discard
-   * it and keep the connection open, instead of closing it.
+   * The body was left unread but is small and of declared length: the listener may read and discard it and
+   * keep the connection open, instead of closing it.
    */
   drainBody?: true
 }
@@ -181,7 +181,7 @@ export class IngestHandler {
     const declared = first(input.headers['content-length'])
     // Admission control: refused at the cost of a header check, before the body is read or parsed.
     const refused = this.gateway.admission.check(stream)
-    if (refused) throw drainable(refused, declared, limit)
+    if (refused) throw drainable(refused, declared)
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')
     const contentType = first(input.headers['content-type'])
@@ -366,14 +366,21 @@ function checkContentType(header: string | undefined, allowed: readonly string[]
 const drainableRefusals = new WeakSet<ProblemError>()
 
 /**
- * An admission refusal of a request whose body is not read. A body of declared length within the stream's
- * limit is drained (read and discarded, never parsed: a few socket reads, far cheaper than a reconnect) so
- * that the keep-alive connection, and any request pipelined behind it, carries on. A chunked body or one
- * over the limit closes the connection instead: its end cannot be found without parsing chunk framing, which
- * is what the listener avoids for an unread body (src/http/server.ts).
+ * Largest unread body an admission refusal drains (reads and discards) to keep the connection: about one
+ * socket read. Measured (bench/admission.ts, bench/RESULTS.md "Sustained load"): draining every refused
+ * 900 KB body let 32 closed-loop clients push 4× the bytes of the accepted load through the event loop and
+ * delivery fell below the no-admission figure; a reconnect costs far less than reading that.
  */
-function drainable(problem: ProblemError, declared: string | undefined, limit: number): ProblemError {
-  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) <= limit)
+export const ADMISSION_DRAIN_MAX_BYTES = 64 * 1024
+
+/**
+ * An admission refusal of a request whose body is not read. A small body of declared length is drained
+ * (never parsed) so that the keep-alive connection, and any request pipelined behind it, carries on.
+ * Anything else — a larger body, a chunked one (its end cannot be found without parsing chunk framing) —
+ * closes the connection instead, as every answer given before the body was read does (src/http/server.ts).
+ */
+function drainable(problem: ProblemError, declared: string | undefined): ProblemError {
+  if (declared !== undefined && /^\d+$/.test(declared) && Number(declared) <= ADMISSION_DRAIN_MAX_BYTES)
     drainableRefusals.add(problem)
   return problem
 }

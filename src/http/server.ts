@@ -155,8 +155,8 @@ function handleIngest(
           ...(unread ? { connection: 'close' } : {}),
         })
         res.end(answer.body)
-        // Closing, the rest is read only so the client's writes do not meet a reset; drained (an admission
-        // refusal with a declared length, src/http/ingest.ts), it is discarded and the connection stays open.
+        // Closing, the rest is read only until node closes the socket after the answer; drained (a small
+        // admission refusal of declared length, src/http/ingest.ts), it is discarded and the connection stays.
         if (!req.complete) req.resume()
       },
       (err: unknown) => {

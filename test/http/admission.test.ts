@@ -113,7 +113,7 @@ describe('admission control', () => {
     }
   })
 
-  it('keeps a keep-alive connection and pipelined requests going when it drains a refused body', async () => {
+  it('keeps a keep-alive connection and pipelined requests going when it drains a small refused body', async () => {
     const gw = await startGateway({
       spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
       sinks: { out: { type: 'file', dir: '{dir}/out' } },
@@ -145,7 +145,7 @@ describe('admission control', () => {
     }
   })
 
-  it('closes the connection after refusing a chunked body it does not read (and the client still gets the 503)', async () => {
+  it('closes the connection after refusing a chunked or large body it does not read (and the client still gets the 503)', async () => {
     const gw = await startGateway({
       spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
       sinks: { out: { type: 'file', dir: '{dir}/out' } },
@@ -163,6 +163,24 @@ describe('admission control', () => {
       expect(exchange.responses.map((r) => r.status)).toEqual([503])
       expect(exchange.responses[0]!.headers.connection).toMatch(/close/i)
       expect(exchange.closedByServer).toBe(true)
+      // A body of declared length over ADMISSION_DRAIN_MAX_BYTES is not drained either: reading megabytes
+      // to keep a connection costs more than the client's reconnect.
+      const big = '{"k":1}\n'.repeat(20_000)
+      const large = await rawExchange(
+        gw.port,
+        {
+          pieces: [
+            Buffer.from(`POST /ingest/s HTTP/1.1\r\nHost: x\r\nContent-Length: ${big.length}\r\n\r\n`),
+            Buffer.from(big),
+          ],
+          gapMs: 50,
+          requests: 1,
+        },
+        10_000,
+      )
+      expect(large.responses.map((r) => r.status)).toEqual([503])
+      expect(large.responses[0]!.headers.connection).toMatch(/close/i)
+      expect(large.closedByServer).toBe(true)
       expect(gw.gateway.state('s')!.counts.received).toBe(1)
     } finally {
       await gw.close()
