@@ -146,6 +146,7 @@ function buildDocument(): Schema {
         'lastError',
         'health',
         'drift',
+        'admission',
       ],
       properties: {
         id: nameRef,
@@ -183,6 +184,52 @@ function buildDocument(): Schema {
         }),
         health: ref('StreamHealth'),
         drift: ref('DriftSummary'),
+        admission: ref('StreamAdmission'),
+      },
+    },
+    StreamAdmission: {
+      type: 'object',
+      description:
+        "Admission control: 'refusing' while new ingest requests get 503 (problem type spool-full) before their body is read: the spool is above spool.highWaterBytes (until under spool.lowWaterBytes), or a lane is more than spool.maxLagSeconds of its delivery rate behind (until under half of that).",
+      additionalProperties: false,
+      required: ['state', 'reasons', 'lanes'],
+      properties: {
+        state: { type: 'string', enum: ['accepting', 'refusing'] },
+        reasons: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['reason', 'message'],
+            properties: {
+              reason: { type: 'string', enum: ['high-water', 'lag-budget'] },
+              sink: { type: 'string' },
+              message: { type: 'string' },
+            },
+          },
+        },
+        lanes: {
+          type: 'array',
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['sink', 'deadLetter', 'lagSeconds', 'recordsPerSecond'],
+            properties: {
+              sink: { type: 'string' },
+              deadLetter: { type: 'boolean' },
+              lagSeconds: nullable({
+                type: 'number',
+                minimum: 0,
+                description: 'The lag in seconds of the recent delivery rate; null until a rate is measured.',
+              }),
+              recordsPerSecond: nullable({
+                type: 'integer',
+                minimum: 0,
+                description: 'Records/s the lane delivered while it had work (moving average).',
+              }),
+            },
+          },
+        },
       },
     },
     StreamHealth: {

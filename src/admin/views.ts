@@ -6,6 +6,7 @@ import {
   type StreamCounts,
   type StreamHealth,
 } from '../pipeline/gateway.js'
+import type { AdmissionView } from '../pipeline/admission.js'
 import type { DeliveryLane } from '../pipeline/lane.js'
 import { DEAD_LETTER_LANE } from '../spool/spool.js'
 import { driftSummary, type DriftSummary } from './drift.js'
@@ -65,6 +66,8 @@ export type StreamView = { id: string } & Omit<StreamConfig, 'status'> & {
     /** Apart from the status: "degraded" while a sink's circuit is open or a lane keeps falling behind. */
     health: StreamHealth
     drift: DriftSummary
+    /** Admission control: whether new requests are refused before their body is read, and why. */
+    admission: AdmissionView
   }
 
 export type SinkView = { name: string } & SinkConfig & {
@@ -94,6 +97,7 @@ export function streamView(
     lastError: state?.lastError ? { ...state.lastError } : null,
     health: gateway.health(id),
     drift: driftSummary(gateway.streams.get(id)),
+    admission: gateway.admission.view(id),
   }
 }
 

@@ -188,6 +188,7 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
     ...fileSinkIssues(config),
     ...sinkIssues(config.sinks),
     ...listenerIssues(config),
+    ...spoolMarkIssues(config.spool),
   ]
   for (const [id, stream] of Object.entries(config.streams)) {
     const at = `streams.${id}`
@@ -267,6 +268,24 @@ function fileSinkIssues(config: GatewayConfig): ConfigIssue[] {
 }
 
 /** admin.listen and metrics.listen must not take a port another listener binds (0 = any free port). */
+/** The admission marks must nest: lowWaterBytes ≤ highWaterBytes ≤ maxBytes (src/pipeline/admission.ts). */
+function spoolMarkIssues(spool: GatewayConfig['spool']): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  const high = spool.highWaterBytes
+  if (high !== undefined && high > spool.maxBytes)
+    issues.push({
+      path: 'spool.highWaterBytes',
+      message: `must be at most spool.maxBytes (${spool.maxBytes})`,
+    })
+  const highOrDefault = high ?? Math.floor(spool.maxBytes * 0.9)
+  if (spool.lowWaterBytes !== undefined && spool.lowWaterBytes > highOrDefault)
+    issues.push({
+      path: 'spool.lowWaterBytes',
+      message: `must be at most the high-water mark (${highOrDefault} bytes${high === undefined ? ', 90 % of spool.maxBytes' : ''})`,
+    })
+  return issues
+}
+
 function listenerIssues(config: GatewayConfig): ConfigIssue[] {
   const wildcard = (host: string): boolean => host === '' || host === '0.0.0.0' || host === '::'
   const taken = [{ path: 'server', host: config.server.host, port: config.server.port }]

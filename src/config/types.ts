@@ -42,6 +42,13 @@ export interface SpoolConfig {
   segmentBytes: number
   /** In-memory tail of each stream log for caught-up lanes (schema default 16 MiB; 0 = off). */
   tailCacheBytes?: number
+
+  /** Admission control (src/pipeline/admission.ts): refuse new requests above this; default 90 % of maxBytes. */
+  highWaterBytes?: number
+  /** …until the spool is back at or below this; default 75 % of maxBytes (never above highWaterBytes). */
+  lowWaterBytes?: number
+  /** A lane's lag budget in seconds of its recent delivery rate; 0 turns it off. The loader fills in 5. */
+  maxLagSeconds?: number
 }
 
 export type FilterConfig =

@@ -139,14 +139,16 @@ function handleIngest(
         // connection closes. Draining it for keep-alive let node:http's parser meet a broken rest (bad
         // chunking) and send a second, unsolicited bare 400 on a request already answered, which a
         // pipelining client takes as the answer to its next request.
-        const unread = !req.complete
+        const unread = !req.complete && answer.drainBody !== true
         res.writeHead(answer.status, {
           ...answer.headers,
           'content-length': Buffer.byteLength(answer.body),
           ...(unread ? { connection: 'close' } : {}),
         })
         res.end(answer.body)
-        if (unread) req.resume()
+        // Closing, the rest is read only until node closes the socket after the answer; drained (a small
+        // admission refusal of declared length, src/http/ingest.ts), it is discarded and the connection stays.
+        if (!req.complete) req.resume()
       },
       (err: unknown) => {
         // handle() maps every error to an answer; reaching this is a bug. Do not leave the client hanging.

@@ -20,6 +20,7 @@ import { writeFileAtomic } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
+import { Admission } from './admission.js'
 import { CircuitBreaker } from './circuit.js'
 import { componentIssue } from './config-check.js'
 import {
@@ -144,6 +145,8 @@ export class Gateway {
   /** Each lane's lag samples (a replaced lane starts a new history). */
   private readonly trends = new WeakMap<DeliveryLane, LagTrend>()
   private readonly sampler: NodeJS.Timeout
+  /** Admission control and fair scheduling between ingest and delivery (src/pipeline/admission.ts). */
+  readonly admission: Admission
   private draining = false
   /** Dedupe windows restored at start (or adopted): only these may be snapshotted over the old file. */
   private readonly dedupeReady = new WeakSet<DedupeWindow>()
@@ -176,6 +179,19 @@ export class Gateway {
     }
     this.sampler = setInterval(() => this.sampleLags(performance.now()), config.health.sampleIntervalMs)
     this.sampler.unref()
+    this.admission = new Admission(
+      {
+        spoolConfig: () => this.config.spool,
+        usedBytes: () => this.spool.usedBytes(),
+        lanes: () =>
+          [...this.lanes].map(([stream, lanes]) => ({
+            stream,
+            paused: this.states.get(stream)?.status === 2,
+            lanes,
+          })),
+      },
+      { logger: deps.logger, refused: (stream, reason) => deps.metrics.admissionRefused(stream, reason) },
+    )
   }
 
   static async create(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
@@ -210,6 +226,7 @@ export class Gateway {
         lanes.map((lane) => ({ stream, sink: lane.sinkName, lag: lane.lag })),
       ),
     }))
+    deps.metrics.observeAdmission(() => gateway.admission.figures())
     deps.metrics.observeHealth(() =>
       [...gateway.streams.keys()].map((stream) => ({
         stream,
@@ -729,6 +746,7 @@ export class Gateway {
   async close(graceMs = 10_000): Promise<void> {
     this.draining = true
     clearInterval(this.sampler)
+    this.admission.close()
     await Promise.all([...this.lanes.values()].flat().map((lane) => lane.stop(graceMs)))
     const results = await Promise.allSettled([...this.sinks.values()].map((s) => s.close()))
     for (const r of results)

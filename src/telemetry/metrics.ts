@@ -7,6 +7,7 @@ import {
   collectDefaultMetrics,
   type CounterConfiguration,
 } from 'prom-client'
+import type { AdmissionFigures, AdmissionReason } from '../pipeline/admission.js'
 
 export interface SpoolFigures {
   bytes: number
@@ -232,7 +233,7 @@ export class Metrics {
   })
   private readonly spoolFull = new Counter({
     name: 'streamgate_spool_full_total',
-    help: 'Ingest requests refused because the spool was full.',
+    help: 'Ingest requests refused because the spool was full: at maxBytes, or refused by admission control (see streamgate_admission_refused_total).',
     labelNames: ['stream'],
     registers: [this.registry],
   })
@@ -274,6 +275,60 @@ export class Metrics {
       if (!streams) return
       this.streamDegraded.reset()
       for (const s of streams) this.streamDegraded.set({ stream: s.stream }, s.degraded ? 1 : 0)
+    },
+  })
+
+  /** Read at scrape time from the gateway's admission control (see `observeAdmission`). */
+  private admissionProvider: (() => AdmissionFigures) | undefined
+  private readonly admissionRefusing = new Gauge({
+    name: 'streamgate_admission_refusing',
+    help: 'Admission control: 1 while new ingest requests of the stream are refused (503) before their body is read, by reason (high-water: the spool is above spool.highWaterBytes until under spool.lowWaterBytes; lag-budget: a lane is over spool.maxLagSeconds), else 0.',
+    labelNames: ['stream', 'reason'],
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.admissionProvider?.()
+      if (!figures) return
+      this.admissionRefusing.reset()
+      for (const s of figures.streams)
+        for (const reason of ['high-water', 'lag-budget'] as const)
+          this.admissionRefusing.set({ stream: s.stream, reason }, s.refusing.includes(reason) ? 1 : 0)
+    },
+  })
+  private readonly admissionRefusals = new Counter({
+    name: 'streamgate_admission_refused_total',
+    help: 'Ingest requests refused by admission control (503 before the body is read), by reason.',
+    labelNames: ['stream', 'reason'],
+    registers: [this.registry],
+  })
+  private readonly spoolHighWater = new Gauge({
+    name: 'streamgate_spool_high_water_bytes',
+    help: 'Admission control: above this many spool bytes new ingest requests are refused (spool.highWaterBytes).',
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.admissionProvider?.()
+      if (figures) this.spoolHighWater.set(figures.highWaterBytes)
+    },
+  })
+  private readonly spoolLowWater = new Gauge({
+    name: 'streamgate_spool_low_water_bytes',
+    help: 'Admission control: once refusing, requests are accepted again at or below this many spool bytes (spool.lowWaterBytes).',
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.admissionProvider?.()
+      if (figures) this.spoolLowWater.set(figures.lowWaterBytes)
+    },
+  })
+  private readonly laneLagSeconds = new Gauge({
+    name: 'streamgate_sink_lag_seconds',
+    help: "A lane's lag in seconds of its recent delivery rate (what spool.maxLagSeconds limits), per stream and sink; absent while the lane has no measured rate.",
+    labelNames: ['stream', 'sink'],
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.admissionProvider?.()
+      if (!figures) return
+      this.laneLagSeconds.reset()
+      for (const l of figures.lanes)
+        this.laneLagSeconds.set({ stream: l.stream, sink: l.sink }, Math.round(l.lagSeconds * 1000) / 1000)
     },
   })
 
@@ -375,6 +430,16 @@ export class Metrics {
 
   observeSpool(provider: () => SpoolFigures): void {
     this.spoolProvider = provider
+  }
+
+  observeAdmission(provider: () => AdmissionFigures): void {
+    this.admissionProvider = provider
+  }
+
+  /** An admission refusal is a spool-full answer too: counted in both. */
+  admissionRefused(stream: string, reason: AdmissionReason): void {
+    this.admissionRefusals.inc({ stream, reason })
+    this.spoolFull.inc({ stream })
   }
 
   observeHealth(provider: () => { stream: string; degraded: boolean }[]): void {

@@ -1,0 +1,246 @@
+// Sustained overload, before/after admission control (issue 17): 2,000-record Azion NDJSON batches
+// (bench/scenarios.ts azion-ndjson-2000) pushed by N keep-alive connections in a closed loop for D seconds
+// into one stream with the fsync'd spool (defaults: 1 GiB, fsync always) and a file sink. Each build named
+// runs in turn, as `node <build>/dist/cli.js serve`, same config, same body, same generator.
+//
+// Per run, from the gateway's /metrics scraped every second: records accepted and delivered over the window
+// (and per half), the lane's lag at the end (records, and seconds of the window's delivery rate); from the
+// generator (this process, node:http, one socket per connection): answers by status and the latency of the
+// 200s and of the 503s (from the first byte written to the whole answer read). After the load, the drain:
+// time until the lag is 0, and every acknowledged record counted in the sink's files.
+//
+//   npm run build && npx tsx bench/admission.ts --build before=/tmp/sg-main --build after=. [--duration 60]
+//     [--connections 32] [--spool '{"maxLagSeconds":4}'] (spool keys for builds that know them: `after` only)
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { Agent, request } from 'node:http'
+import { loadavg } from 'node:os'
+import { join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { freePort } from '../scripts/backends/daemon.js'
+import { makeTempDir, removeTempDir, stopChild, track } from './processes.js'
+import { findScenario } from './scenarios.js'
+
+const { values } = parseArgs({
+  options: {
+    build: { type: 'string', multiple: true },
+    duration: { type: 'string', default: '60' },
+    connections: { type: 'string', default: '32' },
+    spool: { type: 'string', multiple: true },
+    'node-arg': { type: 'string', multiple: true },
+  },
+})
+const builds = (values.build ?? ['after=.']).map((b) => {
+  const [label, dir] = b.includes('=') ? [b.slice(0, b.indexOf('=')), b.slice(b.indexOf('=') + 1)] : [b, b]
+  return { label, dir: resolve(dir) }
+})
+/** Extra spool keys per label: --spool after='{"maxLagSeconds":4}'. */
+const spoolExtra = new Map(
+  (values.spool ?? []).map((s) => {
+    const at = s.indexOf('=')
+    return [s.slice(0, at), JSON.parse(s.slice(at + 1)) as Record<string, unknown>]
+  }),
+)
+const durationS = Number(values.duration)
+/** Extra node flags for the gateway, e.g. --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/tmp/prof. */
+const nodeArgs = values['node-arg'] ?? []
+const connections = Number(values.connections)
+const scenario = findScenario('azion-ndjson-2000')!
+const body = scenario.generate()
+
+interface Sample {
+  t: number
+  accepted: number
+  delivered: number
+  lag: number
+  cpuS: number
+  /** prom-client's event-loop delay p99 of the gateway, over its last sampling window. */
+  loopP99S: number
+}
+
+function metric(text: string, name: string): number {
+  let sum = 0
+  for (const line of text.split('\n')) if (line.startsWith(name)) sum += Number(line.split(' ').at(-1))
+  return sum
+}
+
+function get(url: string): Promise<string> {
+  return new Promise((ok, fail) => {
+    request(url, { method: 'GET', agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => ok(Buffer.concat(chunks).toString()))
+      res.on('error', fail)
+    })
+      .on('error', fail)
+      .end()
+  })
+}
+
+async function sample(base: string, started: number): Promise<Sample> {
+  const text = await get(`${base}/metrics`)
+  return {
+    t: (performance.now() - started) / 1000,
+    accepted: metric(text, 'streamgate_records_accepted_total{'),
+    delivered: metric(text, 'streamgate_sink_records_delivered_total{sink="out"}'),
+    lag: metric(text, 'streamgate_sink_lag_records{stream="azion-ndjson",sink="out"}'),
+    cpuS: metric(text, 'process_cpu_seconds_total '),
+    loopP99S: metric(text, 'nodejs_eventloop_lag_p99_seconds '),
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
+}
+
+/** One closed-loop connection: POST, read the whole answer, POST again, until `until`. */
+async function connectionLoop(
+  url: string,
+  agent: Agent,
+  until: number,
+  out: { status: number; ms: number }[],
+): Promise<void> {
+  while (performance.now() < until) {
+    const t0 = performance.now()
+    const status = await new Promise<number>((ok) => {
+      const req = request(
+        url,
+        {
+          method: 'POST',
+          agent,
+          headers: {
+            ...scenario.headers,
+            'content-type': 'application/x-ndjson',
+            'content-length': body.length,
+          },
+        },
+        (res) => {
+          res.resume()
+          res.on('end', () => ok(res.statusCode ?? 0))
+          res.on('error', () => ok(-1))
+        },
+      )
+      req.on('error', () => ok(-1))
+      req.end(body)
+    })
+    out.push({ status, ms: performance.now() - t0 })
+  }
+}
+
+async function runOne(label: string, dir: string): Promise<string> {
+  const work = makeTempDir(`sg-admission-${label}-`)
+  const port = await freePort()
+  const config = {
+    server: { host: '127.0.0.1', port },
+    log: { level: 'warn' },
+    dataDir: work,
+    spool: { dir: join(work, 'spool'), ...spoolExtra.get(label) },
+    sinks: { out: { type: 'file', dir: join(work, 'out') } },
+    streams: { [scenario.streamId]: { ...scenario.stream, sinks: ['out'] } },
+  }
+  const configFile = join(work, 'config.json')
+  writeFileSync(configFile, JSON.stringify(config))
+  const child: ChildProcess = track(
+    spawn(process.execPath, [...nodeArgs, join(dir, 'dist', 'cli.js'), 'serve', '--config', configFile], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    }),
+  )
+  const logs: string[] = []
+  child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()))
+  const base = `http://127.0.0.1:${port}`
+  for (let i = 0; ; i++) {
+    try {
+      await get(`${base}/healthz`)
+      break
+    } catch {
+      if (i > 100) throw new Error(`${label}: the gateway did not start\n${logs.join('')}`)
+      await new Promise((r) => setTimeout(r, 100))
+    }
+  }
+  try {
+    const started = performance.now()
+    const samples: Sample[] = [await sample(base, started)]
+    const until = started + durationS * 1000
+    const answers: { status: number; ms: number }[] = []
+    const agent = new Agent({ keepAlive: true, maxSockets: connections })
+    const loops = Array.from({ length: connections }, () =>
+      connectionLoop(`${base}/ingest/${scenario.streamId}`, agent, until, answers),
+    )
+    const sampler = setInterval(() => {
+      sample(base, started).then(
+        (s) => samples.push(s),
+        () => undefined,
+      )
+    }, 1000)
+    await new Promise((r) => setTimeout(r, durationS * 1000))
+    clearInterval(sampler)
+    const end = await sample(base, started)
+    await Promise.all(loops)
+    agent.destroy()
+    // The drain: until the lane has nothing left.
+    let drained = end
+    while (drained.lag > 0 && drained.t < durationS + 600) {
+      await new Promise((r) => setTimeout(r, 500))
+      drained = await sample(base, started)
+    }
+    const inFiles = Number(
+      spawnSync('sh', ['-c', `cat ${join(work, 'out')}/*.ndjson | wc -l`], {
+        encoding: 'utf8',
+      }).stdout.trim(),
+    )
+
+    const first = samples[0]!
+    const mid = samples.reduce((a, b) =>
+      Math.abs(b.t - durationS / 2) < Math.abs(a.t - durationS / 2) ? b : a,
+    )
+    const window = end.t - first.t
+    const acceptedRate = (end.accepted - first.accepted) / window
+    const deliveredRate = (end.delivered - first.delivered) / window
+    const firstHalf = (mid.delivered - first.delivered) / (mid.t - first.t)
+    const secondHalf = (end.delivered - mid.delivered) / (end.t - mid.t)
+    const ok = answers
+      .filter((a) => a.status === 200)
+      .map((a) => a.ms)
+      .sort((a, b) => a - b)
+    const refused = answers
+      .filter((a) => a.status === 503)
+      .map((a) => a.ms)
+      .sort((a, b) => a - b)
+    const other = answers.filter((a) => a.status !== 200 && a.status !== 503).length
+    const loop = samples.map((x) => x.loopP99S * 1000).sort((a, b) => a - b)
+    const cores = (end.cpuS - first.cpuS) / window
+    const series = samples
+      .filter((_, i) => i % 5 === 0)
+      .map((s) => `${Math.round(s.t)}s:${Math.round(s.lag / 1000)}k`)
+      .join(' ')
+    const f = (n: number): string => Math.round(n).toLocaleString('en-US')
+    const ms = (n: number): string => (Number.isNaN(n) ? '–' : `${n.toFixed(1)} ms`)
+    return [
+      `${label}: ${dir}`,
+      `  accepted ${f(acceptedRate)} rec/s, delivered ${f(deliveredRate)} rec/s over ${window.toFixed(1)} s: delivered/accepted ${(deliveredRate / acceptedRate).toFixed(2)}×`,
+      `  delivered 1st half ${f(firstHalf)} rec/s, 2nd half ${f(secondHalf)} rec/s: 2nd/1st ${(secondHalf / firstHalf).toFixed(2)}×`,
+      `  lag at end ${f(end.lag)} records = ${(end.lag / deliveredRate).toFixed(1)} s of delivery; lag (every 5 s) ${series}`,
+      `  answers: ${ok.length} × 200 (p50 ${ms(percentile(ok, 50))}, p99 ${ms(percentile(ok, 99))}), ${refused.length} × 503 (p50 ${ms(percentile(refused, 50))}, p99 ${ms(percentile(refused, 99))}), ${other} other`,
+      `  gateway: ${cores.toFixed(2)} CPU cores on average; event-loop delay p99 (per 1 s sample) median ${percentile(loop, 50).toFixed(0)} ms, max ${loop.at(-1)?.toFixed(0)} ms; load average ${loadavg()
+        .map((l) => l.toFixed(1))
+        .join(' ')}`,
+      `  drain: lag 0 at ${drained.t.toFixed(1)} s (${(drained.t - end.t).toFixed(1)} s after the load); accepted ${f(drained.accepted)}, delivered ${f(drained.delivered)}, lines in the sink ${f(inFiles)}${inFiles >= drained.accepted ? ' (every acknowledged record is there)' : ' — MISSING RECORDS'}`,
+    ].join('\n')
+  } finally {
+    await stopChild(child, 10_000)
+    removeTempDir(work)
+  }
+}
+
+const started = new Date().toISOString()
+const reports: string[] = []
+for (const { label, dir } of builds) {
+  process.stderr.write(`running ${label} (${dir}) for ${durationS} s…\n`)
+  reports.push(await runOne(label, dir))
+  process.stderr.write(`${reports.at(-1)}\n`)
+}
+console.log(
+  `# ${started}: ${durationS} s, ${connections} connections, ${scenario.name} (${body.length} bytes, ${scenario.recordsPerRequest} records) → file sink, fsync'd spool\n${reports.join('\n')}`,
+)

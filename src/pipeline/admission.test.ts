@@ -1,0 +1,281 @@
+import { describe, expect, it } from 'vitest'
+import type { SpoolConfig } from '../config/types.js'
+import type { Logger } from '../telemetry/logger.js'
+import {
+  Admission,
+  Hysteresis,
+  IngestTurns,
+  LANE_STALL_MS,
+  LaneBudget,
+  waterMarks,
+  type AdmissionReason,
+  type LaneReading,
+} from './admission.js'
+
+interface Line {
+  level: 'info' | 'warn'
+  msg: string
+}
+
+function recordingLogger(lines: Line[]): Logger {
+  return {
+    info: (_fields: unknown, msg: string) => lines.push({ level: 'info', msg }),
+    warn: (_fields: unknown, msg: string) => lines.push({ level: 'warn', msg }),
+  } as unknown as Logger
+}
+
+const spool = (extra: Partial<SpoolConfig> = {}): SpoolConfig => ({
+  dir: '/nonexistent',
+  maxBytes: 1000,
+  fsync: 'always',
+  segmentBytes: 4096,
+  maxLagSeconds: 2,
+  ...extra,
+})
+
+class FakeLane implements LaneReading {
+  lag = 0
+  delivered = 0
+  constructor(
+    readonly sinkName: string,
+    readonly laneName = sinkName,
+  ) {}
+}
+
+function harness(config: SpoolConfig, lanes: FakeLane[] = [], paused = false) {
+  const state = { used: 0, paused }
+  const lines: Line[] = []
+  const refused: [string, AdmissionReason][] = []
+  const admission = new Admission(
+    {
+      spoolConfig: () => config,
+      usedBytes: () => state.used,
+      lanes: () => [{ stream: 's', paused: state.paused, lanes }],
+    },
+    { logger: recordingLogger(lines), refused: (s, r) => refused.push([s, r]), timer: false },
+  )
+  return { admission, state, lines, refused }
+}
+
+const durable = { id: 's', config: { durability: 'spool' as const } }
+
+describe('waterMarks', () => {
+  it('defaults to 90 % and 75 % of maxBytes, and derives the low mark from a configured high one', () => {
+    expect(waterMarks(spool())).toEqual({ highBytes: 900, lowBytes: 750 })
+    expect(waterMarks(spool({ highWaterBytes: 600 }))).toEqual({ highBytes: 600, lowBytes: 500 })
+    expect(waterMarks(spool({ highWaterBytes: 600, lowWaterBytes: 100 }))).toEqual({
+      highBytes: 600,
+      lowBytes: 100,
+    })
+  })
+})
+
+describe('Hysteresis', () => {
+  it('turns on at the high mark and off only at the low mark', () => {
+    const h = new Hysteresis(10, 5)
+    expect(h.update(9)).toBe(false)
+    expect(h.on).toBe(false)
+    expect(h.update(10)).toBe(true)
+    expect(h.on).toBe(true)
+    expect(h.update(7)).toBe(false)
+    expect(h.on).toBe(true)
+    expect(h.update(5)).toBe(true)
+    expect(h.on).toBe(false)
+    expect(h.update(9)).toBe(false)
+    expect(h.on).toBe(false)
+  })
+})
+
+describe('LaneBudget', () => {
+  it('measures the delivery rate while busy and judges lag in seconds of it, with hysteresis', () => {
+    const b = new LaneBudget()
+    b.sample(0, 0, 0, 2, false)
+    // 100 records delivered per 100 ms while 1,000 wait: 1,000 records/s, 1 s behind.
+    let t = 0
+    let delivered = 0
+    for (let i = 0; i < 30; i++) {
+      t += 100
+      delivered += 100
+      b.sample(t, 1000, delivered, 2, false)
+    }
+    expect(b.rate).toBeCloseTo(1000, 0)
+    expect(b.lagSeconds).toBeCloseTo(1, 1)
+    expect(b.over.on).toBe(false)
+    t += 100
+    delivered += 100
+    expect(b.sample(t, 3000, delivered, 2, false)).toBe(true) // 3 s behind: over
+    t += 100
+    delivered += 100
+    expect(b.sample(t, 1500, delivered, 2, false)).toBe(false) // 1.5 s: between, still over
+    expect(b.over.on).toBe(true)
+    t += 100
+    delivered += 100
+    expect(b.sample(t, 900, delivered, 2, false)).toBe(true) // 0.9 s ≤ half the budget: back under
+    expect(b.over.on).toBe(false)
+  })
+
+  it('does not hold a stalled lane (nothing delivered for LANE_STALL_MS) or a paused one to the budget', () => {
+    const b = new LaneBudget()
+    b.sample(0, 1000, 0, 1, false)
+    b.sample(100, 5000, 100, 1, false)
+    expect(b.over.on).toBe(true)
+    // The sink stops answering: the lane stays over until it has delivered nothing for LANE_STALL_MS.
+    expect(b.sample(100 + LANE_STALL_MS / 2, 6000, 100, 1, false)).toBe(false)
+    expect(b.over.on).toBe(true)
+    expect(b.sample(100 + LANE_STALL_MS, 7000, 100, 1, false)).toBe(true)
+    expect(b.over.on).toBe(false)
+
+    const p = new LaneBudget()
+    p.sample(0, 1000, 0, 1, false)
+    expect(p.sample(100, 5000, 100, 1, true)).toBe(false)
+    expect(p.over.on).toBe(false)
+  })
+
+  it('never judges with a budget of 0 (off)', () => {
+    const b = new LaneBudget()
+    b.sample(0, 1000, 0, 0, false)
+    b.sample(100, 100_000, 10, 0, false)
+    expect(b.over.on).toBe(false)
+  })
+})
+
+describe('Admission', () => {
+  it('refuses above the high-water mark until the spool is at the low one, logging each transition once', () => {
+    const { admission, state, lines, refused } = harness(spool({ highWaterBytes: 800, lowWaterBytes: 400 }))
+    state.used = 799
+    expect(admission.check(durable)).toBeUndefined()
+    state.used = 800
+    const problem = admission.check(durable)
+    expect(problem?.status).toBe(503)
+    expect(problem?.slug).toBe('spool-full')
+    expect(problem?.headers['retry-after']).toMatch(/^[1-9]\d*$/)
+    expect(problem?.extra).toEqual({ reason: 'high-water' })
+    for (let i = 0; i < 10; i++) expect(admission.check(durable)).toBeDefined()
+    state.used = 500 // between the marks: still refusing
+    expect(admission.check(durable)).toBeDefined()
+    expect(admission.view('s').state).toBe('refusing')
+    state.used = 400
+    expect(admission.check(durable)).toBeUndefined()
+    expect(admission.view('s').state).toBe('accepting')
+    expect(lines.map((l) => l.level)).toEqual(['warn', 'info'])
+    expect(refused).toHaveLength(12)
+    expect(refused.every(([s, r]) => s === 's' && r === 'high-water')).toBe(true)
+  })
+
+  it('notices the spool falling under the low mark without traffic (sample), and logs it', () => {
+    const { admission, state, lines } = harness(spool())
+    state.used = 950
+    admission.sample(0)
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: ['high-water'] }])
+    state.used = 0
+    admission.sample(250)
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: [] }])
+    expect(lines).toHaveLength(2)
+  })
+
+  it('never refuses a durability: none stream', () => {
+    const { admission, state } = harness(spool())
+    state.used = 1000
+    expect(admission.check({ id: 's', config: { durability: 'none' } })).toBeUndefined()
+  })
+
+  it("refuses a stream while one of its lanes is over its lag budget, with the lane's catch-up time", () => {
+    const fast = new FakeLane('fast')
+    const slow = new FakeLane('slow')
+    const { admission, lines, refused } = harness(spool({ maxLagSeconds: 2 }), [fast, slow])
+    admission.sample(0)
+    // Both deliver 100 records per 250 ms (400/s); the slow one has 4,000 waiting (10 s).
+    for (let t = 250; t <= 2500; t += 250) {
+      fast.delivered += 100
+      slow.delivered += 100
+      fast.lag = 100
+      slow.lag = 4000
+      admission.sample(t)
+    }
+    const problem = admission.check(durable)
+    expect(problem?.extra).toEqual({ reason: 'lag-budget' })
+    expect(problem?.message).toContain('slow')
+    expect(problem?.message).not.toContain('fast')
+    // 10 s behind, back under at 1 s: about 9 s.
+    expect(Number(problem?.headers['retry-after'])).toBeGreaterThanOrEqual(8)
+    expect(Number(problem?.headers['retry-after'])).toBeLessThanOrEqual(10)
+    const view = admission.view('s')
+    expect(view.state).toBe('refusing')
+    expect(view.reasons).toEqual([expect.objectContaining({ reason: 'lag-budget', sink: 'slow' })])
+    expect(view.lanes.find((l) => l.sink === 'slow')?.recordsPerSecond).toBeCloseTo(400, -1)
+    expect(refused).toEqual([['s', 'lag-budget']])
+    expect(lines.filter((l) => l.level === 'warn')).toHaveLength(1)
+    // The slow lane catches up to under half the budget: accepted again, one info line.
+    slow.delivered += 100
+    slow.lag = 300
+    admission.sample(2750)
+    expect(admission.check(durable)).toBeUndefined()
+    expect(lines.map((l) => l.level)).toEqual(['warn', 'info'])
+  })
+
+  it('holds a paused stream only to the spool marks (it accepts into the spool, SPEC)', () => {
+    const lane = new FakeLane('out')
+    const { admission, state } = harness(spool({ maxLagSeconds: 1 }), [lane], true)
+    admission.sample(0)
+    for (let t = 250; t <= 2000; t += 250) {
+      lane.lag += 1000
+      admission.sample(t)
+    }
+    expect(admission.check(durable)).toBeUndefined()
+    state.used = 1000
+    expect(admission.check(durable)?.extra).toEqual({ reason: 'high-water' })
+  })
+})
+
+describe('IngestTurns', () => {
+  const spin = (ms: number): void => {
+    const end = performance.now() + ms
+    while (performance.now() < end);
+  }
+
+  it('lets other callbacks run between slices of ingest work once a turn’s budget is spent', async () => {
+    const turns = new IngestTurns(5)
+    // A stand-in for a delivery lane: one step per turn of the event loop.
+    let laneTurns = 0
+    let stop = false
+    const lane = (): void => {
+      laneTurns++
+      if (!stop) setImmediate(lane)
+    }
+    setImmediate(lane)
+    const startedAt: number[] = []
+    const work = Array.from({ length: 12 }, () =>
+      turns.run(() => {
+        startedAt.push(laneTurns)
+        spin(3)
+      }),
+    )
+    await Promise.all(work)
+    stop = true
+    // 3 ms each under a 5 ms budget: at most two per turn, so the lane ran at least 5 times in between.
+    const perTurn = new Map<number, number>()
+    for (const t of startedAt) perTurn.set(t, (perTurn.get(t) ?? 0) + 1)
+    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(2)
+    expect(startedAt.at(-1)! - startedAt[0]!).toBeGreaterThanOrEqual(5)
+    expect(turns.queued).toBe(0)
+  })
+
+  it('runs work in arrival order, returns its result and passes its error on', async () => {
+    const turns = new IngestTurns(0)
+    const order: number[] = []
+    const results = await Promise.allSettled([
+      turns.run(() => order.push(1)),
+      turns.run(() => {
+        order.push(2)
+        throw new Error('bad body')
+      }),
+      turns.run(() => {
+        order.push(3)
+        return 'ok'
+      }),
+    ])
+    expect(order).toEqual([1, 2, 3])
+    expect(results[1]).toMatchObject({ status: 'rejected', reason: { message: 'bad body' } })
+    expect(results[2]).toEqual({ status: 'fulfilled', value: 'ok' })
+  })
+})

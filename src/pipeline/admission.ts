@@ -1,0 +1,398 @@
+import type { SpoolConfig } from '../config/types.js'
+import { problem, type ProblemError } from '../errors.js'
+import type { Logger } from '../telemetry/logger.js'
+
+// Admission control and fair scheduling between ingest and delivery (issue 17).
+//
+// Admission: an ingest request is refused with 503 + Retry-After (SPEC's spool-full row, problem type
+// `spool-full`) at the cost of a header check, before its body is read or parsed, while
+//  - the spool holds more than `spool.highWaterBytes`, until it is back at `spool.lowWaterBytes` or below
+//    (hysteresis: refusing stops only well below the mark, so admission does not flap at its edge), or
+//  - a lane of the stream is more than `spool.maxLagSeconds` behind: its lag (records) divided by its recent
+//    delivery rate (records/s, measured while it had work), until it is back at half of that.
+// A lane that delivers nothing for LANE_STALL_MS (its sink is down, its circuit open, the stream paused) is
+// not judged by the lag budget: riding out an outage is what the spool is for, and its marks bound it.
+// `spool.maxBytes` stays the hard limit (SpoolFullError): requests admitted just before the mark still fit.
+//
+// Fair scheduling: IngestTurns bounds the framing and validation work (StreamRuntime.process) done per turn
+// of the event loop, so delivery lanes, whose every step is an I/O callback in the same loop, get a turn
+// between any two slices of ingest work however many connections push at once.
+
+/** Defaults of the marks, as fractions of spool.maxBytes. */
+export const DEFAULT_HIGH_WATER_RATIO = 0.9
+export const DEFAULT_LOW_WATER_RATIO = 0.75
+/** A lane over its lag budget lets requests in again once its lag is this fraction of the budget. */
+export const LAG_RESUME_RATIO = 0.5
+/** How often lanes are sampled for their delivery rate (and the marks re-checked without traffic). */
+export const ADMISSION_SAMPLE_MS = 250
+/** The delivery rate is an exponential moving average with this time constant. */
+export const RATE_TIME_CONSTANT_MS = 2_000
+/** A lane that delivered nothing for this long is stalled, not slow: the lag budget does not apply. */
+export const LANE_STALL_MS = 5_000
+/** Retry-After of a refusal at the spool's high-water mark. */
+export const HIGH_WATER_RETRY_AFTER_S = 5
+/** Bounds of the Retry-After of a lag-budget refusal (the time the lane needs to be back under). */
+export const LAG_RETRY_AFTER_MAX_S = 30
+/** Ingest work (framing, validation) per turn of the event loop before the rest waits for the next turn. */
+export const INGEST_TURN_BUDGET_MS = 5
+
+/** spool.maxLagSeconds when a config built in code leaves it out (the loader fills in the schema's default). */
+export const DEFAULT_MAX_LAG_SECONDS = 5
+
+export interface WaterMarks {
+  highBytes: number
+  lowBytes: number
+}
+
+/** The effective marks: the configured ones, else 90 % and 75 % of maxBytes. */
+export function waterMarks(spool: SpoolConfig): WaterMarks {
+  const highBytes = spool.highWaterBytes ?? Math.floor(spool.maxBytes * DEFAULT_HIGH_WATER_RATIO)
+  const lowBytes =
+    spool.lowWaterBytes ??
+    Math.min(highBytes, Math.floor((highBytes * DEFAULT_LOW_WATER_RATIO) / DEFAULT_HIGH_WATER_RATIO))
+  return { highBytes, lowBytes }
+}
+
+/** On at `high` or above, off again only at `low` or below. */
+export class Hysteresis {
+  on = false
+
+  constructor(
+    public high: number,
+    public low: number,
+  ) {}
+
+  /** Feeds a reading; true when the state changed. */
+  update(value: number): boolean {
+    if (!this.on && value >= this.high) this.on = true
+    else if (this.on && value <= this.low) this.on = false
+    else return false
+    return true
+  }
+}
+
+/** What admission reads of a delivery lane. */
+export interface LaneReading {
+  readonly sinkName: string
+  readonly laneName: string
+  readonly lag: number
+  readonly delivered: number
+}
+
+/** Where admission reads the spool and the lanes (the Gateway). */
+export interface AdmissionSource {
+  spoolConfig(): SpoolConfig
+  usedBytes(): number
+  /** The lanes of every stream, with whether the stream is paused (its lanes deliver nothing on purpose). */
+  lanes(): Iterable<{ stream: string; paused: boolean; lanes: readonly LaneReading[] }>
+}
+
+export type AdmissionReason = 'high-water' | 'lag-budget'
+
+/** One lane's delivery rate and its lag budget state. */
+export class LaneBudget {
+  /** Records/s delivered while the lane had work (EWMA); undefined until measured. */
+  rate: number | undefined
+  lagSeconds = 0
+  readonly over = new Hysteresis(0, 0)
+  private lastAt: number | undefined
+  private lastDelivered = 0
+  private lastLag = 0
+  private lastDeliveryAt = -Infinity
+
+  /** Feeds one sample; true when the over-budget state changed. */
+  sample(now: number, lag: number, delivered: number, budgetSeconds: number, paused: boolean): boolean {
+    const prevAt = this.lastAt
+    const delta = delivered - this.lastDelivered
+    const busy = this.lastLag > 0 || delta > 0
+    this.lastAt = now
+    this.lastDelivered = delivered
+    this.lastLag = lag
+    if (delta > 0) this.lastDeliveryAt = now
+    if (prevAt !== undefined && busy && now > prevAt && !paused) {
+      const dt = now - prevAt
+      const instant = (Math.max(0, delta) * 1000) / dt
+      const alpha = 1 - Math.exp(-dt / RATE_TIME_CONSTANT_MS)
+      this.rate = this.rate === undefined ? instant : this.rate + alpha * (instant - this.rate)
+    }
+    this.lagSeconds = lag === 0 ? 0 : this.rate ? lag / this.rate : Infinity
+    this.over.high = budgetSeconds
+    this.over.low = budgetSeconds * LAG_RESUME_RATIO
+    const judged =
+      budgetSeconds > 0 && !paused && this.rate !== undefined && now - this.lastDeliveryAt < LANE_STALL_MS
+    if (!judged) {
+      if (!this.over.on) return false
+      this.over.on = false
+      return true
+    }
+    return this.over.update(this.lagSeconds)
+  }
+}
+
+export interface AdmissionView {
+  state: 'accepting' | 'refusing'
+  reasons: { reason: AdmissionReason; sink?: string; message: string }[]
+  /** Per lane: seconds of delivery its lag represents, and its recent delivery rate. */
+  lanes: { sink: string; deadLetter: boolean; lagSeconds: number | null; recordsPerSecond: number | null }[]
+}
+
+export interface AdmissionFigures {
+  highWaterBytes: number
+  lowWaterBytes: number
+  streams: { stream: string; refusing: AdmissionReason[] }[]
+  lanes: { stream: string; sink: string; lagSeconds: number }[]
+}
+
+export interface AdmissionDeps {
+  logger: Logger
+  /** Counts a refused request. */
+  refused?(stream: string, reason: AdmissionReason): void
+  /** Samples on this timer (tests pass false and call sample() themselves). */
+  timer?: boolean
+}
+
+/**
+ * The admission state of the gateway: the spool's marks (one state for all streams, as the spool is shared)
+ * and each lane's lag budget. `check` costs a sum over the open stream logs and a map lookup.
+ */
+export class Admission {
+  private readonly spoolMark = new Hysteresis(0, 0)
+  private readonly budgets = new WeakMap<LaneReading, LaneBudget>()
+  /** Streams with at least one lane over its budget, with those lanes' sink names. */
+  private readonly overBudget = new Map<string, Set<string>>()
+  private readonly timer: NodeJS.Timeout | undefined
+  readonly turns = new IngestTurns(INGEST_TURN_BUDGET_MS)
+
+  constructor(
+    private readonly source: AdmissionSource,
+    private readonly deps: AdmissionDeps,
+  ) {
+    if (deps.timer !== false) {
+      this.timer = setInterval(() => this.sample(performance.now()), ADMISSION_SAMPLE_MS)
+      this.timer.unref()
+    }
+  }
+
+  get marks(): WaterMarks {
+    return waterMarks(this.source.spoolConfig())
+  }
+
+  /** The refusal for a new request of the stream, or undefined to admit it. */
+  check(stream: { id: string; config: { durability: 'spool' | 'none' } }): ProblemError | undefined {
+    // A `durability: none` stream does not store its records: the spool and its lanes do not limit it.
+    if (stream.config.durability === 'none') return undefined
+    this.updateSpoolMark()
+    if (this.spoolMark.on) {
+      this.deps.refused?.(stream.id, 'high-water')
+      const { highBytes, lowBytes } = this.marks
+      return refusal(
+        'high-water',
+        `the spool is above its high-water mark (spool.highWaterBytes, ${highBytes} bytes); new requests are refused until delivery brings it under ${lowBytes} bytes (spool.lowWaterBytes)`,
+        HIGH_WATER_RETRY_AFTER_S,
+      )
+    }
+    const sinks = this.overBudget.get(stream.id)
+    if (sinks && sinks.size > 0) {
+      this.deps.refused?.(stream.id, 'lag-budget')
+      const budget = this.lagBudget()
+      let wait = 1
+      for (const { stream: id, lanes } of this.source.lanes())
+        if (id === stream.id)
+          for (const lane of lanes) {
+            const b = this.budgets.get(lane)
+            if (b?.over.on) wait = Math.max(wait, b.lagSeconds - budget * LAG_RESUME_RATIO)
+          }
+      return refusal(
+        'lag-budget',
+        `delivery to ${[...sinks].join(', ')} is more than ${budget} s behind (spool.maxLagSeconds); new requests are refused until it is back under ${budget * LAG_RESUME_RATIO} s`,
+        Math.min(LAG_RETRY_AFTER_MAX_S, Math.ceil(wait)),
+      )
+    }
+    return undefined
+  }
+
+  /** Samples every lane's delivery and re-checks the spool's marks. */
+  sample(now: number): void {
+    this.updateSpoolMark()
+    const budget = this.lagBudget()
+    const seen = new Set<string>()
+    for (const { stream, paused, lanes } of this.source.lanes()) {
+      seen.add(stream)
+      for (const lane of lanes) {
+        let b = this.budgets.get(lane)
+        if (!b) {
+          b = new LaneBudget()
+          this.budgets.set(lane, b)
+        }
+        const changed = b.sample(now, lane.lag, lane.delivered, budget, paused)
+        const sinks = this.overBudget.get(stream) ?? new Set<string>()
+        if (b.over.on) sinks.add(lane.sinkName)
+        else sinks.delete(lane.sinkName)
+        if (sinks.size > 0) this.overBudget.set(stream, sinks)
+        else this.overBudget.delete(stream)
+        if (changed) this.logLane(stream, lane, b, budget)
+      }
+    }
+    for (const stream of [...this.overBudget.keys()]) if (!seen.has(stream)) this.overBudget.delete(stream)
+  }
+
+  /** The stream's admission state, for the management API. */
+  view(stream: string): AdmissionView {
+    const reasons: AdmissionView['reasons'] = []
+    if (this.spoolMark.on)
+      reasons.push({
+        reason: 'high-water',
+        message: `the spool is above its high-water mark (${this.marks.highBytes} bytes)`,
+      })
+    const lanes: AdmissionView['lanes'] = []
+    for (const entry of this.source.lanes()) {
+      if (entry.stream !== stream) continue
+      for (const lane of entry.lanes) {
+        const b = this.budgets.get(lane)
+        const deadLetter = lane.laneName !== lane.sinkName
+        lanes.push({
+          sink: lane.sinkName,
+          deadLetter,
+          lagSeconds: b && Number.isFinite(b.lagSeconds) ? round(b.lagSeconds) : null,
+          recordsPerSecond: b?.rate !== undefined ? Math.round(b.rate) : null,
+        })
+        if (b?.over.on)
+          reasons.push({
+            reason: 'lag-budget',
+            sink: lane.sinkName,
+            message: `${deadLetter ? 'dead-letter sink' : 'sink'} ${lane.sinkName} is ${round(b.lagSeconds)} s behind (budget ${this.lagBudget()} s)`,
+          })
+      }
+    }
+    return { state: reasons.length > 0 ? 'refusing' : 'accepting', reasons, lanes }
+  }
+
+  /** What /metrics shows. */
+  figures(): AdmissionFigures {
+    const { highBytes, lowBytes } = this.marks
+    const streams: AdmissionFigures['streams'] = []
+    const lanes: AdmissionFigures['lanes'] = []
+    for (const entry of this.source.lanes()) {
+      const refusing: AdmissionReason[] = []
+      if (this.spoolMark.on) refusing.push('high-water')
+      if ((this.overBudget.get(entry.stream)?.size ?? 0) > 0) refusing.push('lag-budget')
+      streams.push({ stream: entry.stream, refusing })
+      for (const lane of entry.lanes) {
+        const b = this.budgets.get(lane)
+        if (b && Number.isFinite(b.lagSeconds))
+          lanes.push({ stream: entry.stream, sink: lane.sinkName, lagSeconds: b.lagSeconds })
+      }
+    }
+    return { highWaterBytes: highBytes, lowWaterBytes: lowBytes, streams, lanes }
+  }
+
+  close(): void {
+    clearInterval(this.timer)
+  }
+
+  private lagBudget(): number {
+    return this.source.spoolConfig().maxLagSeconds ?? DEFAULT_MAX_LAG_SECONDS
+  }
+
+  private updateSpoolMark(): void {
+    const { highBytes, lowBytes } = this.marks
+    this.spoolMark.high = highBytes
+    this.spoolMark.low = lowBytes
+    const used = this.source.usedBytes()
+    if (!this.spoolMark.update(used)) return
+    if (this.spoolMark.on)
+      this.deps.logger.warn(
+        { usedBytes: used, highWaterBytes: highBytes, lowWaterBytes: lowBytes },
+        'spool above its high-water mark: new ingest requests are refused (503) until it is under the low-water mark',
+      )
+    else
+      this.deps.logger.info(
+        { usedBytes: used, lowWaterBytes: lowBytes },
+        'spool under its low-water mark: ingest requests are accepted again',
+      )
+  }
+
+  private logLane(stream: string, lane: LaneReading, b: LaneBudget, budget: number): void {
+    const fields = {
+      stream,
+      sink: lane.sinkName,
+      lag: lane.lag,
+      lagSeconds: Number.isFinite(b.lagSeconds) ? round(b.lagSeconds) : null,
+      recordsPerSecond: b.rate !== undefined ? Math.round(b.rate) : null,
+      maxLagSeconds: budget,
+    }
+    if (b.over.on)
+      this.deps.logger.warn(
+        fields,
+        "lane over its lag budget: the stream's new ingest requests are refused (503) until it catches up",
+      )
+    else this.deps.logger.info(fields, "lane within its lag budget: the stream's requests are accepted again")
+  }
+}
+
+function refusal(reason: AdmissionReason, detail: string, retryAfterS: number): ProblemError {
+  return problem('spool-full', detail, {
+    headers: { 'retry-after': String(retryAfterS) },
+    extra: { reason },
+  })
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10
+}
+
+/**
+ * Bounds the synchronous ingest work done per turn of the event loop to about `budgetMs`: once a turn's
+ * budget is spent, further work waits (in arrival order) for the next turn, after node has run the I/O
+ * callbacks that were ready, among them the delivery lanes' reads and writes. Without this, 32 connections
+ * completing their bodies in one poll phase each frame and validate 2,000 records before a lane's one
+ * callback runs, and delivery collapses (issue 17). Always on: with no contention nobody waits.
+ */
+export class IngestTurns {
+  private spentMs = 0
+  private readonly waiting: (() => void)[] = []
+  /** A waiter was let go and has not started its work yet: newcomers queue behind it. */
+  private handing = false
+  private turnScheduled = false
+
+  constructor(private readonly budgetMs: number) {}
+
+  /** Requests waiting for a later turn. */
+  get queued(): number {
+    return this.waiting.length
+  }
+
+  async run<T>(work: () => T): Promise<T> {
+    if (this.handing || this.waiting.length > 0 || this.spentMs >= this.budgetMs)
+      await new Promise<void>((resolve) => {
+        this.waiting.push(resolve)
+        this.scheduleTurn()
+      })
+    const started = performance.now()
+    try {
+      return work()
+    } finally {
+      this.spentMs += performance.now() - started
+      this.handing = false
+      this.scheduleTurn()
+      this.next()
+    }
+  }
+
+  /** Lets the next waiter go if the turn's budget allows; at the start of a turn (`fresh`), always. */
+  private next(fresh = false): void {
+    if (this.waiting.length === 0 || (!fresh && this.spentMs >= this.budgetMs)) return
+    this.handing = true
+    this.waiting.shift()!()
+  }
+
+  private scheduleTurn(): void {
+    if (this.turnScheduled) return
+    this.turnScheduled = true
+    setImmediate(() => {
+      this.turnScheduled = false
+      this.spentMs = 0
+      if (!this.handing) this.next(true)
+    })
+  }
+}
