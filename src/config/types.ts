@@ -171,6 +171,7 @@ export interface S3SinkConfig extends CommonSinkConfig {
   maxObjectBytes: number
   maxObjectRecords: number
   maxObjectAgeMs: number
+  partBytes: number
   credentials?: AwsCredentialsConfig
   timeoutMs: number
 }

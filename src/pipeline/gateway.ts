@@ -11,7 +11,7 @@ import { ProblemError, type SinkError } from '../errors.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import type { SinkRecord } from '../records/record.js'
 import { createSink } from '../sinks/registry.js'
-import type { Sink } from '../sinks/sink.js'
+import type { Sink, SinkContext } from '../sinks/sink.js'
 import { FrameKind } from '../spool/format.js'
 import type { SpoolLock } from '../spool/lock.js'
 import { DEAD_LETTER_LANE, Spool, SpoolFullError, type StreamSpool } from '../spool/spool.js'
@@ -148,7 +148,7 @@ export class Gateway {
     private readonly deps: GatewayDeps,
   ) {
     for (const [name, sinkConfig] of Object.entries(this.sinkConfigs())) {
-      this.sinks.set(name, createSink(name, sinkConfig, { logger: deps.logger.child({ sink: name }) }))
+      this.sinks.set(name, createSink(name, sinkConfig, this.sinkContext(name)))
       this.circuits.set(name, this.newCircuit(name, sinkConfig))
     }
     for (const [id, streamConfig] of Object.entries(config.streams)) {
@@ -246,6 +246,14 @@ export class Gateway {
   }
 
   private readonly laneNames = new Map<string, string[]>()
+
+  /** A sink's state (the S3 sink's record of uploads in progress) lives beside the spool, under its lock. */
+  private sinkContext(name: string): SinkContext {
+    return {
+      logger: this.deps.logger.child({ sink: name }),
+      stateDir: join(this.config.spool.dir, 'sinks', encodeURIComponent(name)),
+    }
+  }
 
   private newCircuit(name: string, config: SinkConfig): CircuitBreaker {
     this.deps.metrics.sinkCircuit(name, 'closed')
@@ -670,10 +678,7 @@ export class Gateway {
       this.circuits.delete(name)
     }
     for (const name of changedSinks) {
-      this.sinks.set(
-        name,
-        createSink(name, nextSinks[name]!, { logger: this.deps.logger.child({ sink: name }) }),
-      )
+      this.sinks.set(name, createSink(name, nextSinks[name]!, this.sinkContext(name)))
       this.circuits.set(name, this.newCircuit(name, nextSinks[name]!))
     }
     // Lanes of unchanged streams that used a replaced sink were restarted above; the rest keep theirs.
