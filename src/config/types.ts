@@ -158,6 +158,7 @@ export interface KinesisSinkConfig extends CommonSinkConfig {
   partitionKey?: string
   credentials?: AwsCredentialsConfig
   timeoutMs: number
+  maxParallelCalls: number
 }
 
 export interface S3SinkConfig extends CommonSinkConfig {
