@@ -511,7 +511,11 @@ describe('s3 objects in constant memory', () => {
           retry: { initialMs: 50, maxMs: 500 },
         },
       },
-      streams: Object.fromEntries(streams.map((id) => [id, { source: 'ndjson', sinks: ['lake'] }])),
+      // Paused while the records are posted (a slow machine must not roll objects by age before they are
+      // full); resumed together, every stream's lane then fills and rolls its objects at the same time.
+      streams: Object.fromEntries(
+        streams.map((id) => [id, { source: 'ndjson', status: 2, sinks: ['lake'] }]),
+      ),
     })
     try {
       const posted: string[] = []
@@ -523,6 +527,8 @@ describe('s3 objects in constant memory', () => {
           expect(res.status, res.text).toBe(200)
           posted.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id))
         }
+      expect(await listObjects(bucket)).toEqual([])
+      for (const id of streams) gw.gateway.setStatus(id, 1)
       await waitFor(
         () => [...gw.gateway.lanes.values()].flat().every((lane) => lane.lag === 0),
         120_000,
@@ -563,7 +569,9 @@ describe('s3 objects in constant memory', () => {
           retry: { initialMs: 50, maxMs: 500 },
         },
       },
-      streams: { s: { source: 'ndjson', sinks: ['lake'] } },
+      // Paused while posting, so that the lane stages its first object from a backlog and rolls it by size
+      // (12 MiB: parts 1 and 2 of 5 MiB) however slowly the records arrive.
+      streams: { s: { source: 'ndjson', status: 2, sinks: ['lake'] } },
     })
     try {
       let parts = 0
@@ -586,6 +594,7 @@ describe('s3 objects in constant memory', () => {
         expect((await send(`${gw.url}/ingest/s`, { body: lines.join('\n') })).status).toBe(200)
         posted.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id))
       }
+      gw.gateway.setStatus('s', 1)
       const lane = gw.gateway.lanes.get('s')!.find((l) => l.sinkName === 'lake')!
       await waitFor(() => lane.lag === 0, 120_000, 'the lane caught up')
       expect(parts).toBeGreaterThanOrEqual(2)
