@@ -167,6 +167,7 @@ export interface KinesisSinkConfig extends CommonSinkConfig {
   partitionKey?: string
   credentials?: AwsCredentialsConfig
   timeoutMs: number
+  maxParallelCalls: number
 }
 
 export interface S3SinkConfig extends CommonSinkConfig {
@@ -180,6 +181,7 @@ export interface S3SinkConfig extends CommonSinkConfig {
   maxObjectBytes: number
   maxObjectRecords: number
   maxObjectAgeMs: number
+  partBytes: number
   credentials?: AwsCredentialsConfig
   timeoutMs: number
 }

@@ -12,7 +12,7 @@ import { problem, type SinkError } from '../errors.js'
 import { deadLetterRecord } from '../records/dead-letter.js'
 import type { SinkRecord } from '../records/record.js'
 import { createSink } from '../sinks/registry.js'
-import type { Sink } from '../sinks/sink.js'
+import type { Sink, SinkContext } from '../sinks/sink.js'
 import { FrameKind } from '../spool/format.js'
 import type { SpoolLock } from '../spool/lock.js'
 import { DEAD_LETTER_LANE, Spool, SpoolFullError, type StreamSpool } from '../spool/spool.js'
@@ -163,9 +163,7 @@ export class Gateway {
     // The config was checked (src/pipeline/config-check.ts); should a component refuse it anyway, the
     // refusal is a config error at its path, never a stack trace.
     for (const [name, sinkConfig] of Object.entries(this.sinkConfigs())) {
-      const sink = asConfigError(`sinks.${name}`, () =>
-        createSink(name, sinkConfig, { logger: deps.logger.child({ sink: name }) }),
-      )
+      const sink = asConfigError(`sinks.${name}`, () => createSink(name, sinkConfig, this.sinkContext(name)))
       this.sinks.set(name, sink)
       this.circuits.set(name, this.newCircuit(name, sinkConfig))
     }
@@ -282,6 +280,14 @@ export class Gateway {
   }
 
   private readonly laneNames = new Map<string, string[]>()
+
+  /** A sink's state (the S3 sink's record of uploads in progress) lives beside the spool, under its lock. */
+  private sinkContext(name: string): SinkContext {
+    return {
+      logger: this.deps.logger.child({ sink: name }),
+      stateDir: join(this.config.spool.dir, 'sinks', encodeURIComponent(name)),
+    }
+  }
 
   private newCircuit(name: string, config: SinkConfig): CircuitBreaker {
     this.deps.metrics.sinkCircuit(name, 'closed')
@@ -690,10 +696,7 @@ export class Gateway {
       this.circuits.delete(name)
     }
     for (const name of changedSinks) {
-      this.sinks.set(
-        name,
-        createSink(name, nextSinks[name]!, { logger: this.deps.logger.child({ sink: name }) }),
-      )
+      this.sinks.set(name, createSink(name, nextSinks[name]!, this.sinkContext(name)))
       this.circuits.set(name, this.newCircuit(name, nextSinks[name]!))
     }
     // Lanes of unchanged streams that used a replaced sink were restarted above; the rest keep theirs.

@@ -1,10 +1,18 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { permanentError, type SinkError } from '../errors.js'
+import { permanentError, transientError, type SinkError } from '../errors.js'
 import type { SinkRecord } from '../records/record.js'
-import { ALL_WRITTEN, type BatchLimits, type Sink, type WriteResult } from '../sinks/sink.js'
+import {
+  ALL_WRITTEN,
+  type BatchLimits,
+  type Sink,
+  type StagedBatch,
+  type Staging,
+  type WriteResult,
+} from '../sinks/sink.js'
 import { FrameKind } from '../spool/format.js'
 import { Spool, type StreamSpool } from '../spool/spool.js'
 import type { Position } from '../spool/stream-log.js'
@@ -237,4 +245,452 @@ describe('DeliveryLane positions', () => {
     expect(at().seq).toBe(s.log.nextSeq)
     await l.stop(1_000)
   })
+})
+
+// A lane in front of a sink with `staging` (src/sinks/sink.ts): batches go over in pieces, the cursor moves
+// only after the commit, and a lost staged batch is sent again with plain writes from the cursor. The sink
+// here keeps everything in memory and fails where a test tells it to.
+
+interface Failure {
+  /** Which staged batch (0-based, counting every one begun) and which of its writes (0-based). */
+  write?: (batch: number, piece: number) => SinkError | undefined
+  commit?: (batch: number) => SinkError | undefined
+  plain?: (write: number) => SinkError | undefined
+}
+
+class MemoryStagingSink implements Sink {
+  readonly name = 'staged'
+  readonly type = 's3' as const
+  readonly limits: BatchLimits
+  readonly staging: Staging
+  /** Payloads of every committed batch, and of every plain write that succeeded. */
+  readonly committed: string[][] = []
+  readonly plain: string[][] = []
+  /** Sizes of the staged writes, per batch begun. */
+  readonly pieces: number[][] = []
+  discarded = 0
+  /** While set, commits wait for it (or for their signal). */
+  commitGate: Promise<void> | undefined
+  failures: Failure = {}
+  private plainWrites = 0
+
+  constructor(limits: Partial<BatchLimits>, piece: { records: number; bytes: number }) {
+    this.limits = {
+      maxBatchRecords: 10,
+      maxBatchBytes: 1 << 20,
+      lingerMs: 60_000,
+      maxRecordBytes: 1000,
+      ...limits,
+    }
+    this.staging = {
+      maxPieceRecords: piece.records,
+      maxPieceBytes: piece.bytes,
+      begin: () => this.begin(),
+    }
+  }
+
+  private begin(): StagedBatch {
+    const batch = this.pieces.length
+    const pieces: number[] = []
+    this.pieces.push(pieces)
+    let held: string[] = []
+    let done = false
+    return {
+      write: async (records) => {
+        if (done) throw new Error('write after the end of a staged batch')
+        const error = this.failures.write?.(batch, pieces.length)
+        pieces.push(records.length)
+        if (error) {
+          done = true
+          this.discarded++
+          throw error
+        }
+        held.push(...records.map((r) => r.payload.toString()))
+      },
+      commit: async (signal) => {
+        if (done) throw new Error('commit after the end of a staged batch')
+        if (this.commitGate)
+          await Promise.race([
+            this.commitGate,
+            new Promise((_, reject) =>
+              signal.addEventListener('abort', () => reject(signal.reason as Error)),
+            ),
+          ]).catch((err: unknown) => {
+            done = true
+            this.discarded++
+            throw transientError(`aborted: ${String(err)}`, 'aborted')
+          })
+        const error = this.failures.commit?.(batch)
+        done = true
+        if (error) {
+          this.discarded++
+          throw error
+        }
+        if (held.length > 0) this.committed.push(held)
+      },
+      discard: async () => {
+        if (!done) this.discarded++
+        done = true
+        held = []
+      },
+    }
+  }
+
+  async write(batch: readonly SinkRecord[]): Promise<WriteResult> {
+    const error = this.failures.plain?.(this.plainWrites++)
+    if (error) throw error
+    this.plain.push(batch.map((r) => r.payload.toString()))
+    return ALL_WRITTEN
+  }
+
+  healthcheck = async (): Promise<void> => undefined
+  close = async (): Promise<void> => undefined
+
+  /** Every payload that reached the sink durably, in order. */
+  delivered(): string[] {
+    return [...this.committed, ...this.plain].flat()
+  }
+}
+
+const dirs: string[] = []
+const spools: Spool[] = []
+afterEach(async () => {
+  await Promise.allSettled(spools.splice(0).map((s) => s.close()))
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+interface Harness {
+  lane: DeliveryLane
+  stream: StreamSpool
+  dead: { payloads: string[]; error: SinkError }[]
+  paused: { value: boolean }
+  /** Appends payloads r<from> … r<from+n-1> as one spool frame. */
+  append(from: number, n: number): Promise<void>
+  /** Each move of the cursor, with what the sink and the dead-letter lane held durably at that moment. */
+  advances: { at: Position; durable: Set<string> }[]
+}
+
+async function harness(
+  sink: MemoryStagingSink,
+  dir = mkdtempSync(join(tmpdir(), 'sg-lane-')),
+): Promise<Harness> {
+  if (!dirs.includes(dir)) dirs.push(dir)
+  const spool = await Spool.open({ dir, maxBytes: 1 << 30, fsync: 'always', segmentBytes: 1 << 20 }, logger)
+  spools.push(spool)
+  const stream = await spool.stream('s')
+  const dead: Harness['dead'] = []
+  const paused = { value: false }
+  const advances: Harness['advances'] = []
+  const lane: DeliveryLane = new DeliveryLane({
+    stream: 's',
+    lane: 'staged',
+    kind: FrameKind.Records,
+    sink,
+    retry: { initialMs: 1, maxMs: 5, maxAttempts: 0 },
+    spool: stream,
+    metrics: new Metrics({ defaultMetrics: false }),
+    logger,
+    isPaused: () => paused.value,
+    deadLetter: async (records, error) => {
+      dead.push({ payloads: records.map((r) => r.payload.toString()), error })
+    },
+    onAdvance: () =>
+      advances.push({
+        at: lane.at,
+        durable: new Set([...sink.delivered(), ...dead.flatMap((d) => d.payloads)]),
+      }),
+  })
+  return {
+    lane,
+    stream,
+    dead,
+    paused,
+    advances,
+    append: (from, n) =>
+      spool.append(
+        's',
+        Array.from({ length: n }, (_, i) => ({
+          stream: 's',
+          payload: Buffer.from(`r${from + i}`),
+          receivedAtMs: Date.now(),
+        })),
+        [],
+        Date.now(),
+      ),
+  }
+}
+
+const payloads = (from: number, n: number): string[] => Array.from({ length: n }, (_, i) => `r${from + i}`)
+
+async function waitFor(check: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
+
+describe('lane with a staging sink', () => {
+  it('hands a batch over in pieces and moves the cursor only once the batch is committed', async () => {
+    const sink = new MemoryStagingSink({ maxBatchRecords: 10, lingerMs: 300 }, { records: 3, bytes: 1 << 20 })
+    let release!: () => void
+    sink.commitGate = new Promise((r) => (release = r))
+    const h = await harness(sink)
+    const start = h.lane.at
+    await h.append(0, 25)
+    h.lane.start()
+    try {
+      await waitFor(() => sink.pieces[0]?.reduce((a, b) => a + b, 0) === 10, 'the first batch staged')
+      // Written into the open batch, not committed: the cursor has not moved, the lag counts them all.
+      expect(sink.pieces[0]).toEqual([3, 3, 3, 1])
+      expect(h.lane.at).toEqual(start)
+      expect(h.lane.lag).toBe(25)
+      expect(h.stream.cursors.get('staged')).toEqual(start)
+      release()
+      sink.commitGate = undefined
+      await waitFor(() => sink.committed.length === 2, 'two full batches')
+      expect(sink.committed).toEqual([payloads(0, 10), payloads(10, 10)])
+      // The rest (5 records) is committed by age, lingerMs after its first record, with nothing more coming.
+      const waiting = performance.now()
+      await waitFor(() => sink.committed.length === 3, 'the last batch by age')
+      expect(performance.now() - waiting).toBeGreaterThanOrEqual(200)
+      expect(sink.committed[2]).toEqual(payloads(20, 5))
+      expect(h.lane.lag).toBe(0)
+      // Every move of the cursor came after the sink held the records behind it.
+      expect(h.advances.map((a) => a.durable.size)).toEqual([10, 20, 25])
+    } finally {
+      await h.lane.stop(1_000)
+    }
+  })
+
+  it('a staging sink whose limits allow several batches in flight still stages one batch at a time', async () => {
+    const sink = new MemoryStagingSink(
+      { maxBatchRecords: 10, lingerMs: 300, maxInFlightBatches: 3 },
+      { records: 5, bytes: 1 << 20 },
+    )
+    let release!: () => void
+    sink.commitGate = new Promise((r) => (release = r))
+    const h = await harness(sink)
+    await h.append(0, 30)
+    h.lane.start()
+    try {
+      await waitFor(() => sink.pieces[0]?.length === 2, 'the first batch staged')
+      await new Promise((r) => setTimeout(r, 50))
+      // Its commit is held: no second batch is begun meanwhile, and nothing goes as a plain write.
+      expect(sink.pieces).toEqual([[5, 5]])
+      expect(sink.plain).toEqual([])
+      release()
+      sink.commitGate = undefined
+      await waitFor(() => h.lane.lag === 0, 'lag 0')
+      expect(sink.committed).toEqual([payloads(0, 10), payloads(10, 10), payloads(20, 10)])
+      expect(h.advances.map((a) => a.durable.size)).toEqual([10, 20, 30])
+    } finally {
+      await h.lane.stop(1_000)
+    }
+  })
+
+  it('a failed piece: the batch is dropped and its records go again with plain writes, then staging resumes', async () => {
+    const sink = new MemoryStagingSink({ maxBatchRecords: 10, lingerMs: 100 }, { records: 3, bytes: 1 << 20 })
+    sink.failures.write = (batch, piece) =>
+      batch === 0 && piece === 2 ? transientError('part upload failed', 'server-error') : undefined
+    const h = await harness(sink)
+    await h.append(0, 25)
+    h.lane.start()
+    try {
+      await waitFor(() => h.lane.lag === 0, 'everything delivered')
+      expect(sink.discarded).toBe(1)
+      // The records of the lost batch up to the failed piece (r0–r8), again, piece-sized plain writes.
+      expect(sink.plain).toEqual([payloads(0, 3), payloads(3, 3), payloads(6, 3)])
+      // Then staged batches again: from r9 on, exactly once each.
+      expect(sink.committed).toEqual([payloads(9, 10), payloads(19, 6)])
+      expect(sink.delivered().sort()).toEqual(payloads(0, 25).sort())
+      expect(h.lane.lastError).toMatchObject({ reason: 'server-error' })
+    } finally {
+      await h.lane.stop(1_000)
+    }
+  })
+
+  it('a commit refused permanently: the records go with plain writes, dead-lettered where those fail too', async () => {
+    const sink = new MemoryStagingSink({ maxBatchRecords: 10, lingerMs: 100 }, { records: 4, bytes: 1 << 20 })
+    const missing = permanentError('s3: NoSuchBucket', 'unknown-bucket')
+    sink.failures.commit = () => missing
+    sink.failures.plain = () => missing
+    const h = await harness(sink)
+    await h.append(0, 12)
+    h.lane.start()
+    try {
+      await waitFor(() => h.lane.lag === 0, 'everything dead-lettered')
+      expect(sink.delivered()).toEqual([])
+      expect(h.dead.flatMap((d) => d.payloads)).toEqual(payloads(0, 12))
+      expect(h.dead.every((d) => d.error.reason === 'unknown-bucket')).toBe(true)
+      // The batch was staged whole (pieces of 4) before its commit was refused.
+      expect(sink.pieces[0]).toEqual([4, 4, 2])
+    } finally {
+      await h.lane.stop(1_000)
+    }
+  })
+
+  it('records over the limit are dead-lettered; the rest of the piece is staged', async () => {
+    const sink = new MemoryStagingSink(
+      { maxBatchRecords: 10, maxRecordBytes: 2, lingerMs: 50 },
+      { records: 5, bytes: 1 << 20 },
+    )
+    const h = await harness(sink)
+    await h.append(8, 4) // r8, r9 fit in 2 bytes; r10, r11 do not
+    h.lane.start()
+    try {
+      await waitFor(() => h.lane.lag === 0, 'delivered')
+      expect(sink.committed).toEqual([['r8', 'r9']])
+      expect(h.dead).toEqual([
+        {
+          payloads: ['r10', 'r11'],
+          error: expect.objectContaining({ reason: 'record-too-large' }) as unknown,
+        },
+      ])
+      expect(h.lane.delivered).toBe(2)
+    } finally {
+      await h.lane.stop(1_000)
+    }
+  })
+
+  it('stopping commits the open batch; a commit cut off by the shutdown timeout leaves the cursor before it', async () => {
+    const sink = new MemoryStagingSink(
+      { maxBatchRecords: 100, lingerMs: 60_000 },
+      { records: 2, bytes: 1 << 20 },
+    )
+    const h = await harness(sink)
+    const start = h.lane.at
+    await h.append(0, 5)
+    h.lane.start()
+    await waitFor(() => sink.pieces[0]?.length === 2, 'two pieces staged')
+    await h.lane.stop(5_000)
+    expect(sink.committed).toEqual([payloads(0, 5)])
+    expect(h.lane.at).not.toEqual(start)
+    expect(h.lane.lag).toBe(0)
+
+    const hanging = new MemoryStagingSink(
+      { maxBatchRecords: 100, lingerMs: 60_000 },
+      { records: 2, bytes: 1 << 20 },
+    )
+    hanging.commitGate = new Promise(() => undefined)
+    const h2 = await harness(hanging)
+    const start2 = h2.lane.at
+    await h2.append(0, 5)
+    h2.lane.start()
+    await waitFor(() => hanging.pieces[0]?.length === 2, 'two pieces staged')
+    await h2.lane.stop(50)
+    expect(hanging.committed).toEqual([])
+    expect(hanging.discarded).toBe(1)
+    expect(h2.lane.at).toEqual(start2)
+    expect(h2.stream.cursors.get('staged')).toEqual(start2)
+  })
+
+  it('pausing completes the open batch with what was gathered before the pause', async () => {
+    const sink = new MemoryStagingSink(
+      { maxBatchRecords: 100, lingerMs: 2_000 },
+      { records: 3, bytes: 1 << 20 },
+    )
+    const h = await harness(sink)
+    await h.append(0, 3)
+    h.lane.start()
+    try {
+      await waitFor(() => sink.pieces[0]?.length === 1, 'a piece staged')
+      h.paused.value = true
+      await h.append(3, 4)
+      await waitFor(() => sink.committed.length === 1, 'the batch committed on pause')
+      expect(sink.committed[0]).toEqual(payloads(0, 3))
+      expect(h.lane.lag).toBe(4)
+      h.paused.value = false
+      await waitFor(() => sink.committed.length === 2, 'the rest after the resume')
+    } finally {
+      await h.lane.stop(1_000)
+    }
+    expect(sink.committed[1]).toEqual(payloads(3, 4))
+  })
+
+  it('after a crash with a batch open, the next lane sends it again from the held cursor', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sg-lane-'))
+    const sink = new MemoryStagingSink(
+      { maxBatchRecords: 4, lingerMs: 60_000 },
+      { records: 2, bytes: 1 << 20 },
+    )
+    const h = await harness(sink, dir)
+    await h.append(0, 7)
+    h.lane.start()
+    await waitFor(
+      () => sink.committed.length === 1 && sink.pieces[1]?.length === 1,
+      'one batch done, one open',
+    )
+    // A crash: the open batch never completes, the process is gone (nothing is committed or discarded).
+    sink.commitGate = new Promise(() => undefined)
+    await h.stream.cursors.save()
+    await h.lane.stop(1)
+    await spools.splice(0)[0]!.close()
+
+    const after = new MemoryStagingSink({ maxBatchRecords: 4, lingerMs: 50 }, { records: 2, bytes: 1 << 20 })
+    const h2 = await harness(after, dir)
+    h2.lane.start()
+    try {
+      await waitFor(() => h2.lane.lag === 0, 'the rest delivered after the restart')
+      expect(sink.committed).toEqual([payloads(0, 4)])
+      expect(after.committed).toEqual([payloads(4, 3)])
+    } finally {
+      await h2.lane.stop(1_000)
+    }
+  })
+
+  it('under random failures of writes, commits and plain writes: every record delivered, the cursor never ahead', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 12 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 5 }),
+        fc.infiniteStream(fc.integer({ min: 0, max: 9 })),
+        async (frames, maxBatch, piece, dice) => {
+          const sink = new MemoryStagingSink(
+            { maxBatchRecords: maxBatch, lingerMs: 5 },
+            { records: piece, bytes: 1 << 20 },
+          )
+          const roll = dice[Symbol.iterator]()
+          const fail = (reason: string): SinkError | undefined => {
+            const n = roll.next().value as number
+            if (n === 0) return permanentError('refused', `${reason}-permanent`)
+            if (n <= 2) return transientError('flaky', `${reason}-transient`)
+            return undefined
+          }
+          sink.failures = {
+            write: () => fail('write'),
+            commit: () => fail('commit'),
+            plain: () => fail('plain'),
+          }
+          const h = await harness(sink)
+          const firstSeq = h.stream.log.nextSeq
+          let total = 0
+          for (const n of frames) {
+            await h.append(total, n)
+            total += n
+          }
+          h.lane.start()
+          try {
+            await waitFor(() => h.lane.lag === 0, 'everything through', 20_000)
+          } finally {
+            await h.lane.stop(1_000)
+          }
+          const dead = h.dead.flatMap((d) => d.payloads)
+          // At least once: every record reached the sink durably or the dead-letter lane.
+          expect(new Set([...sink.delivered(), ...dead])).toEqual(new Set(payloads(0, total)))
+          // A permanent failure of a staged batch alone never dead-letters: only plain writes refused do.
+          for (const d of h.dead) expect(d.error.reason).toMatch(/^plain-permanent$/)
+          // The cursor moved only over records that were durable by then (one frame per append).
+          for (const { at, durable } of h.advances) {
+            const frame = at.seq - firstSeq
+            const behind =
+              frames.slice(0, frame).reduce((a, b) => a + b, 0) + (frame < frames.length ? at.index : 0)
+            for (const p of payloads(0, behind)) expect(durable.has(p)).toBe(true)
+          }
+        },
+      ),
+      { numRuns: 40 },
+    )
+  }, 120_000)
 })

@@ -1,14 +1,14 @@
 import type { RetryConfig } from '../config/types.js'
-import type { SinkError } from '../errors.js'
+import { asSinkError, permanentError, type SinkError } from '../errors.js'
 import { backoffDelay, sleep } from '../retry.js'
 import type { SinkRecord } from '../records/record.js'
-import type { Sink } from '../sinks/sink.js'
+import type { Sink, StagedBatch } from '../sinks/sink.js'
 import { FrameKind, type Frame } from '../spool/format.js'
 import type { StreamSpool } from '../spool/spool.js'
 import type { LogReader, Position } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
-import type { CircuitBreaker, CircuitSnapshot } from './circuit.js'
+import type { CircuitAttempt, CircuitBreaker, CircuitSnapshot } from './circuit.js'
 import { deliver } from './delivery.js'
 
 // A delivery lane: one sink of one stream (or the stream's dead-letter sink), reading the stream's spool
@@ -20,6 +20,15 @@ import { deliver } from './delivery.js'
 // A sink whose limits allow several batches in flight (maxInFlightBatches) gets the next batch while the
 // earlier ones are still being written; the cursor then moves over the longest run of finished batches
 // from its position, never past one still in flight, so a crash delivers those again and skips nothing.
+//
+// A sink with `staging` (S3) is handed the batch in pieces while the lane gathers it, so the lane holds
+// one piece, never the whole batch; the batch is committed once complete, and only then does the cursor
+// move. When a piece's write or the commit fails, the staged batch is gone: the lane rewinds to its cursor
+// and sends those records again with plain `write`s, piece by piece (each its own small unit, retried and
+// dead-lettered by delivery as for any sink), up to where the lost batch ended; then it stages again.
+// A staging lane runs one batch at a time (its maxInFlightBatches is not used, nor while it replays): the
+// staged batch is already written while it is gathered, so a second one in flight would only hold a
+// second piece in memory, and the cursor moving only after each commit stays simple.
 
 export interface LaneOptions {
   stream: string
@@ -44,15 +53,31 @@ export interface LaneOptions {
 interface Batch {
   records: SinkRecord[]
   end: Position
+  /** false: a piece of a staged batch; more of the batch follows. */
+  last: boolean
+  /** When the batch's first record was gathered (performance.now()). */
+  firstAt: number
 }
 
-/** A batch handed to the sink, in the order the batches were read. */
+/** A lane's open staged batch: what was handed to the sink so far. */
+interface OpenBatch {
+  writer: StagedBatch
+  /** Records gathered and their payload bytes (against the sink's limits); `written` leaves out dead letters. */
+  records: number
+  bytes: number
+  written: number
+  firstAt: number
+}
+
+/** A batch handed to the sink, in the order the batches were read (the in-flight path). */
 interface InFlight {
   end: Position
   /** Settles (never rejects) when the delivery has finished. */
   settled: Promise<void>
   state: 'pending' | 'done' | 'failed'
 }
+
+const before = (a: Position, b: Position): boolean => a.seq < b.seq || (a.seq === b.seq && a.index < b.index)
 
 export class DeliveryLane {
   private readonly stopSignal = new AbortController()
@@ -61,12 +86,18 @@ export class DeliveryLane {
   private running: Promise<void> | undefined
   /** The cursor: everything before it was delivered (or dead-lettered). */
   private position: Position
-  /** Where the next batch starts: the cursor, or the end of the last batch in flight. */
-  private readAt: Position
-  /** Aborts the wait for new records when a delivery failed, so the lane rewinds at once. */
+  /** Aborts the wait for new records when a delivery in flight failed, so the lane rewinds at once. */
   private interrupt = new AbortController()
   private carry: { frame: Frame; next: number } | undefined
   private reader: LogReader
+  /**
+   * Where the next batch starts: where the records handed to the sink end, ahead of `position` while a
+   * staged batch is open or batches are in flight.
+   */
+  private gathered: Position
+  private open: OpenBatch | undefined
+  /** After a staged batch was lost: the records before this go out with plain writes, piece by piece. */
+  private replayUntil: Position | undefined
   lastError: { message: string; reason: string; at: string } | undefined
   delivered = 0
 
@@ -87,7 +118,7 @@ export class DeliveryLane {
       cursors.set(o.lane, start)
     }
     this.position = start
-    this.readAt = start
+    this.gathered = start
     this.reader = log.reader(start)
   }
 
@@ -113,12 +144,16 @@ export class DeliveryLane {
   }
 
   start(): void {
-    this.running ??= this.run().catch((err: unknown) => {
-      this.o.logger.error(
-        { err, stream: this.o.stream, lane: this.o.lane },
-        'delivery lane stopped unexpectedly',
-      )
-    })
+    // A staged batch still open when the lane stops is committed within the grace time (else discarded:
+    // its records are sent again after the restart).
+    this.running ??= this.run()
+      .finally(() => this.open && this.commit())
+      .catch((err: unknown) => {
+        this.o.logger.error(
+          { err, stream: this.o.stream, lane: this.o.lane },
+          'delivery lane stopped unexpectedly',
+        )
+      })
   }
 
   /** Stops taking new batches; a delivery in progress may finish within `graceMs`, then is aborted. */
@@ -133,37 +168,67 @@ export class DeliveryLane {
   }
 
   private async run(): Promise<void> {
+    if (this.o.sink.staging) await this.runStaged()
+    else await this.runInFlight()
+  }
+
+  /** A sink with `staging`: one batch at a time, staged in pieces, the cursor moved after each commit. */
+  private async runStaged(): Promise<void> {
+    let failures = 0
+    while (!this.stopSignal.signal.aborted) {
+      if (this.o.isPaused()) {
+        // What was staged before the pause is completed; nothing more is gathered until the resume.
+        if (this.open) await this.commit()
+        await sleep(250, this.stopSignal.signal).catch(() => undefined)
+        continue
+      }
+      const batch = await this.collect()
+      if (!batch) continue
+      try {
+        if (this.staging) {
+          // stage/commit answer false when the staged batch was lost (the lane rewound to its cursor).
+          if ((await this.stage(batch)) && batch.last && (await this.commit())) failures = 0
+          continue
+        }
+        // Replaying a lost staged batch: plain writes, one piece at a time.
+        if (batch.records.length > 0) await this.deliver(batch.records)
+        failures = 0
+        this.advance(batch.end)
+      } catch (err) {
+        // Stopping: the cursor stays before the batch; the next start delivers it again.
+        if (this.stopSignal.signal.aborted) return
+        await this.retryFromCursor(err, ++failures)
+      }
+    }
+  }
+
+  /**
+   * Any other sink: up to maxInFlightBatches batches in `write` at once; the cursor moves over the finished
+   * ones in order.
+   */
+  private async runInFlight(): Promise<void> {
     const maxInFlight = Math.max(1, this.o.sink.limits.maxInFlightBatches ?? 1)
     const inFlight: InFlight[] = []
     let failures = 0
     let failure: unknown
     /** Moves the cursor over the batches that finished, in order, up to the first one that has not. */
-    const advance = (): void => {
+    const settle = (): void => {
       let end: Position | undefined
       while (inFlight[0]?.state === 'done') end = inFlight.shift()!.end
-      if (!end) return
-      this.position = end
-      this.o.spool.cursors.set(this.o.lane, end)
-      this.o.onAdvance?.()
+      if (end) this.moveCursor(end)
     }
     while (!this.stopSignal.signal.aborted) {
       if (failure !== undefined) {
-        // A delivery failed for a reason other than the sink (deliver retries those): the dead-letter
-        // hand-off (disk?). Let the other batches finish, then start over from the cursor after a pause;
-        // the batches after the cursor are delivered again (at least once).
+        // Let the other batches finish, then start over from the cursor after a pause; the batches after
+        // the cursor are delivered again (at least once).
         await Promise.all(inFlight.map((b) => b.settled))
-        advance()
+        settle()
         inFlight.length = 0
         if (this.stopSignal.signal.aborted) return
-        failures++
-        this.o.logger.error(
-          { err: failure, stream: this.o.stream, lane: this.o.lane },
-          'delivery failed; retrying from the cursor',
-        )
+        const err = failure
         failure = undefined
         this.interrupt = new AbortController()
-        await this.rewind()
-        await sleep(backoffDelay(failures, this.o.retry), this.stopSignal.signal).catch(() => undefined)
+        await this.retryFromCursor(err, ++failures)
         continue
       }
       if (this.o.isPaused()) {
@@ -177,12 +242,12 @@ export class DeliveryLane {
       }
       const batch = await this.collect()
       if (!batch) continue
-      this.readAt = batch.end
+      this.gathered = batch.end
       this.reader.advance(batch.end)
       if (batch.records.length === 0) {
         // Only frames of another kind: nothing to deliver, the cursor may move past them in turn.
         inFlight.push({ end: batch.end, settled: Promise.resolve(), state: 'done' })
-        advance()
+        settle()
         continue
       }
       const entry: InFlight = { end: batch.end, settled: Promise.resolve(), state: 'pending' }
@@ -191,7 +256,7 @@ export class DeliveryLane {
         () => {
           entry.state = 'done'
           failures = 0
-          advance()
+          settle()
         },
         (err: unknown) => {
           entry.state = 'failed'
@@ -203,7 +268,7 @@ export class DeliveryLane {
       )
     }
     await Promise.all(inFlight.map((b) => b.settled))
-    advance()
+    settle()
   }
 
   private deliver(records: SinkRecord[]): Promise<void> {
@@ -215,10 +280,7 @@ export class DeliveryLane {
       metrics: this.o.metrics,
       logger: this.o.logger,
       deadLetter: (records, error) => this.o.deadLetter(records, error),
-      onError: (error) => {
-        this.lastError = { message: error.message, reason: error.reason, at: new Date().toISOString() }
-        this.o.onError?.(error)
-      },
+      onError: (error) => this.reportError(error),
       onDelivered: (n) => {
         this.delivered += n
         this.o.onDelivered?.(n)
@@ -226,20 +288,178 @@ export class DeliveryLane {
     })
   }
 
+  /**
+   * Not a sink failure (deliver, stage and commit handle those): the dead-letter hand-off itself failed
+   * (disk?). Start over from the cursor after a pause; the batches after it are delivered again (at least
+   * once).
+   */
+  private async retryFromCursor(err: unknown, failures: number): Promise<void> {
+    this.o.logger.error(
+      { err, stream: this.o.stream, lane: this.o.lane },
+      'delivery failed; retrying from the cursor',
+    )
+    await this.rewind()
+    await sleep(backoffDelay(failures, this.o.retry), this.stopSignal.signal).catch(() => undefined)
+  }
+
+  private reportError(error: SinkError): void {
+    this.lastError = { message: error.message, reason: error.reason, at: new Date().toISOString() }
+    this.o.onError?.(error)
+  }
+
+  /** Moves the cursor: everything before `end` was delivered or handed to the dead-letter lane durably. */
+  private moveCursor(end: Position): void {
+    this.position = end
+    this.o.spool.cursors.set(this.o.lane, end)
+    this.o.onAdvance?.()
+  }
+
+  /** The staged path: the cursor and the next batch's start both move to `end` (nothing in flight). */
+  private advance(end: Position): void {
+    this.moveCursor(end)
+    this.gathered = end
+    this.reader.advance(end)
+    if (this.replayUntil && !before(end, this.replayUntil)) this.replayUntil = undefined
+  }
+
+  /** The lane stages its batches: the sink has `staging`, and no lost batch is being sent again. */
+  private get staging(): boolean {
+    return this.o.sink.staging !== undefined && this.replayUntil === undefined
+  }
+
+  /**
+   * Writes a piece into the open staged batch, beginning one if there is none. Records over the sink's
+   * limit go to the dead-letter lane instead, as delivery does. False when the batch was lost (rewound).
+   */
+  private async stage(piece: Batch): Promise<boolean> {
+    const { sink } = this.o
+    let records = piece.records
+    const tooLarge = records.filter((r) => r.payload.length > sink.limits.maxRecordBytes)
+    if (tooLarge.length > 0) {
+      const error = permanentError(
+        `record larger than the ${sink.type} limit of ${sink.limits.maxRecordBytes} bytes`,
+        'record-too-large',
+      )
+      this.o.metrics.sinkFailed(sink.name, error.reason, tooLarge.length)
+      await this.o.deadLetter(tooLarge, error)
+      records = records.filter((r) => r.payload.length <= sink.limits.maxRecordBytes)
+    }
+    if (piece.records.length === 0 && !this.open) {
+      this.gathered = piece.end // only frames of the other kind: nothing to stage
+      return true
+    }
+    const open = (this.open ??= {
+      writer: sink.staging!.begin(`${this.o.stream}/${this.o.lane}`),
+      records: 0,
+      bytes: 0,
+      written: 0,
+      firstAt: piece.firstAt,
+    })
+    if (records.length > 0) {
+      try {
+        await open.writer.write(records, this.hardStop.signal)
+      } catch (err) {
+        await this.lose(err, piece.end, records.length)
+        return false
+      }
+    }
+    open.records += piece.records.length
+    for (const r of piece.records) open.bytes += r.payload.length
+    open.written += records.length
+    this.gathered = piece.end
+    this.reader.advance(piece.end)
+    return true
+  }
+
+  /** Commits the open staged batch and moves the cursor past it; false when it was lost (rewound). */
+  private async commit(): Promise<boolean> {
+    const open = this.open
+    if (!open) {
+      this.advance(this.gathered)
+      return true
+    }
+    const started = performance.now()
+    let admitted: CircuitAttempt | undefined
+    try {
+      // Not the stop signal: a lane that is stopping must still commit (within the grace time).
+      admitted = await this.o.circuit?.admit(this.hardStop.signal)
+      await open.writer.commit(this.hardStop.signal)
+    } catch (err) {
+      if (this.hardStop.signal.aborted) admitted?.abandoned()
+      else if (asSinkError(err).retriable) admitted?.failed()
+      else admitted?.succeeded() // the sink answered; a retry would not help, nothing to protect
+      await this.lose(err, this.gathered)
+      return false
+    }
+    admitted?.succeeded()
+    this.open = undefined
+    if (open.written > 0) {
+      this.o.metrics.sinkDelivered(this.o.sink.name, open.written, (performance.now() - started) / 1000)
+      this.delivered += open.written
+      this.o.onDelivered?.(open.written)
+    }
+    this.advance(this.gathered)
+    return true
+  }
+
+  /**
+   * The open staged batch failed; the sink has discarded it. `end`: where the records handed to it end.
+   * The lane rewinds to its cursor and, unless it is stopping (then the next start sends them again),
+   * sends those records again with plain writes.
+   */
+  private async lose(err: unknown, end: Position, writing = 0): Promise<void> {
+    const records = (this.open?.written ?? 0) + writing
+    await this.rewind()
+    if (this.stopSignal.signal.aborted) return
+    const error = asSinkError(err)
+    this.reportError(error)
+    this.o.metrics.sinkRetried(this.o.sink.name, error.reason, records)
+    this.o.logger.warn(
+      {
+        stream: this.o.stream,
+        lane: this.o.lane,
+        sink: this.o.sink.name,
+        records,
+        reason: error.reason,
+        err: error.message,
+      },
+      'staged batch failed; its records are written again from the cursor',
+    )
+    this.replayUntil = end
+  }
+
+  /** Back to the cursor: a staged batch still open is discarded, the reader starts over there. */
   private async rewind(): Promise<void> {
+    const open = this.open
+    this.open = undefined
+    await open?.writer.discard()
     await this.reader.close()
     this.carry = undefined
-    this.readAt = this.position
+    this.gathered = this.position
     this.reader = this.o.spool.log.reader(this.position)
   }
 
-  /** Gathers the next batch; undefined when stopped or paused before anything was gathered. */
+  /**
+   * Gathers the next batch, or the next piece of a staged batch; undefined when stopped or paused before
+   * anything was gathered. While lost records are sent again, batches are piece-sized and do not linger.
+   */
   private async collect(): Promise<Batch | undefined> {
-    const { maxBatchRecords, maxBatchBytes, lingerMs } = this.o.sink.limits
+    const { sink } = this.o
+    const staging = this.staging ? sink.staging : undefined
+    const replaying = sink.staging !== undefined && this.replayUntil !== undefined
+    const maxBatchRecords = replaying ? sink.staging.maxPieceRecords : sink.limits.maxBatchRecords
+    const maxBatchBytes = replaying ? sink.staging.maxPieceBytes : sink.limits.maxBatchBytes
+    const lingerMs = replaying ? 0 : sink.limits.lingerMs
+    const maxPieceRecords = staging?.maxPieceRecords ?? Infinity
+    const maxPieceBytes = staging?.maxPieceBytes ?? Infinity
+    // The batch so far: the pieces already handed to the sink, plus this piece.
+    const open = this.open
     const records: SinkRecord[] = []
     let bytes = 0
-    let end = this.readAt
-    let firstAt = 0
+    let end = this.gathered
+    let firstAt = open?.firstAt ?? 0
+    const batchRecords = (): number => (open?.records ?? 0) + records.length
+    const batchBytes = (): number => (open?.bytes ?? 0) + bytes
     for (;;) {
       if (!this.carry) {
         const next = await this.reader.next()
@@ -254,37 +474,47 @@ export class DeliveryLane {
         }
         while (this.carry.next < frame.records.length) {
           const record = frame.records[this.carry.next]!
+          const size = record.payload.length
           if (
-            records.length > 0 &&
-            (records.length >= maxBatchRecords || bytes + record.payload.length > maxBatchBytes)
+            batchRecords() > 0 &&
+            (batchRecords() >= maxBatchRecords || batchBytes() + size > maxBatchBytes)
           )
-            return { records, end }
-          if (records.length === 0) firstAt = performance.now()
+            return { records, end, last: true, firstAt }
+          if (records.length > 0 && (records.length >= maxPieceRecords || bytes + size > maxPieceBytes))
+            return { records, end, last: false, firstAt }
+          if (batchRecords() === 0) firstAt = performance.now()
           records.push(record)
-          bytes += record.payload.length
+          bytes += size
           this.carry.next++
           end = { seq: frame.seq, index: this.carry.next }
         }
         this.carry = undefined
         end = { seq: frame.seq + 1, index: 0 }
-        if (records.length >= maxBatchRecords || bytes >= maxBatchBytes) return { records, end }
+        if (batchRecords() >= maxBatchRecords || batchBytes() >= maxBatchBytes)
+          return { records, end, last: true, firstAt }
+        if (records.length >= maxPieceRecords || bytes >= maxPieceBytes)
+          return { records, end, last: false, firstAt }
         continue
       }
       // Nothing more written yet.
-      if (records.length === 0) {
-        if (end.seq !== this.readAt.seq || end.index !== this.readAt.index) return { records, end } // skipped frames
+      if (batchRecords() === 0) {
+        // Skipped frames of the other kind: the cursor moves past them.
+        if (end.seq !== this.gathered.seq || end.index !== this.gathered.index)
+          return { records, end, last: true, firstAt }
         const interrupt = this.interrupt.signal
         await this.o.spool.log.waitForAppend(AbortSignal.any([this.stopSignal.signal, interrupt]))
         // Paused while waiting (SPEC: a paused stream delivers nothing): run() waits for the resume. A
-        // delivery that failed meanwhile: run() rewinds.
+        // delivery in flight that failed meanwhile: run() rewinds.
         if (this.stopSignal.signal.aborted || this.o.isPaused() || interrupt.aborted) return undefined
         continue
       }
       const remaining = lingerMs - (performance.now() - firstAt)
-      if (remaining <= 0 || this.stopSignal.signal.aborted) return { records, end }
-      // A delivery that failed meanwhile: whatever was gathered is read again after the rewind.
+      if (remaining <= 0 || this.stopSignal.signal.aborted) return { records, end, last: true, firstAt }
+      // A delivery in flight that failed meanwhile: whatever was gathered is read again after the rewind.
       if (this.interrupt.signal.aborted) return undefined
       await this.waitForAppendOrLinger(remaining)
+      // A staged batch is completed when the stream is paused, with nothing gathered after the pause.
+      if (staging && this.o.isPaused()) return { records, end, last: true, firstAt }
     }
   }
 

@@ -28,29 +28,51 @@ const config = (extra: Partial<KinesisSinkConfig> = {}): KinesisSinkConfig => ({
   endpoint: 'http://127.0.0.1:9',
   credentials: { accessKeyId: 'AKIDUNIT', secretAccessKey: 'unit-secret' },
   timeoutMs: 1_000,
+  maxParallelCalls: 4,
   retry: { initialMs: 1, maxMs: 1, maxAttempts: 0 },
   ...extra,
 })
 
-function capturingSink(extra: Partial<KinesisSinkConfig> = {}): {
+/**
+ * A sink whose PutRecords calls are answered by `answer` (default: every entry accepted) instead of a
+ * server; `calls` has every call's input, `maxInFlight` the most calls that were waiting at once.
+ */
+function capturingSink(
+  extra: Partial<KinesisSinkConfig> = {},
+  respond: (input: PutRecordsInput, call: number) => Promise<PutRecordsCommandOutput> = async (input) => ({
+    $metadata: {},
+    FailedRecordCount: 0,
+    Records: input.Records!.map((_, i) => ({ SequenceNumber: String(i), ShardId: 'shardId-000000000000' })),
+  }),
+): {
   sink: KinesisSink
   calls: PutRecordsInput[]
+  maxInFlight: () => number
 } {
   const sink = new KinesisSink('k', config(extra), { logger: createLogger('silent') })
   const calls: PutRecordsInput[] = []
+  let inFlight = 0
+  let maxInFlight = 0
   const answer: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> = () => async (args) => {
     const input = args.input as PutRecordsInput
     calls.push(input)
-    const output: PutRecordsCommandOutput = {
-      $metadata: {},
-      FailedRecordCount: 0,
-      Records: input.Records!.map((_, i) => ({ SequenceNumber: String(i), ShardId: 'shardId-000000000000' })),
+    maxInFlight = Math.max(maxInFlight, ++inFlight)
+    try {
+      return { output: await respond(input, calls.length - 1), response: {} }
+    } finally {
+      inFlight--
     }
-    return { output, response: {} }
   }
   sink.client.middlewareStack.add(answer, { step: 'initialize', name: 'unitAnswer' })
-  return { sink, calls }
+  return { sink, calls, maxInFlight: () => maxInFlight }
 }
+
+const accepted = (input: PutRecordsInput): PutRecordsCommandOutput => ({
+  $metadata: {},
+  FailedRecordCount: 0,
+  Records: input.Records!.map((_, i) => ({ SequenceNumber: String(i), ShardId: 'shardId-000000000000' })),
+})
+const later = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 const rec = (payload: string | Buffer, id?: string): SinkRecord => ({
   stream: 's',
@@ -60,15 +82,81 @@ const rec = (payload: string | Buffer, id?: string): SinkRecord => ({
 })
 
 describe('kinesis sink (no server)', () => {
-  it('limits follow the PutRecords limits and configuration can only lower them', () => {
+  it('a batch is maxParallelCalls calls worth of the PutRecords limits; configuration can only lower it', () => {
     const { sink } = capturingSink()
-    expect(sink.limits.maxBatchRecords).toBe(KINESIS_MAX_RECORDS_PER_CALL)
-    expect(sink.limits.maxBatchBytes).toBeLessThan(KINESIS_MAX_BYTES_PER_CALL)
+    expect(sink.limits.maxBatchRecords).toBe(4 * KINESIS_MAX_RECORDS_PER_CALL)
+    expect(sink.limits.maxBatchBytes).toBeLessThan(4 * KINESIS_MAX_BYTES_PER_CALL)
+    expect(sink.limits.maxBatchBytes).toBeGreaterThan(4 * (KINESIS_MAX_BYTES_PER_CALL - 500 * 256) - 1)
     expect(sink.limits.maxRecordBytes).toBeLessThan(KINESIS_MAX_RECORD_BYTES)
+    const one = capturingSink({ maxParallelCalls: 1 }).sink
+    expect(one.limits.maxBatchRecords).toBe(KINESIS_MAX_RECORDS_PER_CALL)
+    expect(one.limits.maxBatchBytes).toBe(sink.limits.maxBatchBytes / 4)
     const raised = capturingSink({ maxBatchRecords: 10_000, maxBatchBytes: 100 * 1024 * 1024 }).sink
-    expect(raised.limits.maxBatchRecords).toBe(KINESIS_MAX_RECORDS_PER_CALL)
+    expect(raised.limits.maxBatchRecords).toBe(4 * KINESIS_MAX_RECORDS_PER_CALL)
     expect(raised.limits.maxBatchBytes).toBe(sink.limits.maxBatchBytes)
     expect(capturingSink({ maxBatchRecords: 20 }).sink.limits.maxBatchRecords).toBe(20)
+  })
+
+  it('sends the calls of a batch in parallel, never more than maxParallelCalls at once', async () => {
+    const slow = async (input: PutRecordsInput): Promise<PutRecordsCommandOutput> => {
+      await later(30)
+      return accepted(input)
+    }
+    const batch = Array.from({ length: 2_600 }, (_, i) => rec(`{"i":${i}}`, `id-${i}`))
+    const four = capturingSink({ maxParallelCalls: 4 }, slow)
+    expect((await four.sink.write(batch, AbortSignal.timeout(5_000))).failed).toEqual([])
+    // 2,600 entries: five full calls and one of 100, at most four of them waiting at once.
+    expect(four.calls.map((c) => c.Records!.length)).toEqual([500, 500, 500, 500, 500, 100])
+    expect(four.maxInFlight()).toBe(4)
+    const one = capturingSink({ maxParallelCalls: 1 }, slow)
+    expect((await one.sink.write(batch.slice(0, 1_000), AbortSignal.timeout(5_000))).failed).toEqual([])
+    expect(one.calls).toHaveLength(2)
+    expect(one.maxInFlight()).toBe(1)
+  })
+
+  it('a call that fails as a whole fails only its own entries; all calls failing fails the write', async () => {
+    const throttled = new KinesisServiceException({
+      name: 'ProvisionedThroughputExceededException',
+      $fault: 'client',
+      $metadata: { httpStatusCode: 400 },
+      message: 'Rate exceeded for stream',
+    })
+    const secondFails = capturingSink({}, async (input, call) => {
+      if (call === 1) throw throttled
+      return accepted(input)
+    })
+    const batch = Array.from({ length: 1_200 }, (_, i) => rec(`{"i":${i}}`, `id-${i}`))
+    const result = await secondFails.sink.write(batch, AbortSignal.timeout(5_000))
+    expect(result.failed.map((f) => f.index)).toEqual(Array.from({ length: 500 }, (_, i) => 500 + i))
+    expect(result.failed[0]!.error).toMatchObject({ retriable: true, reason: 'throttled' })
+
+    const allFail = capturingSink({}, async () => {
+      throw throttled
+    })
+    await expect(allFail.sink.write(batch, AbortSignal.timeout(5_000))).rejects.toMatchObject({
+      retriable: true,
+      reason: 'throttled',
+    })
+    expect(allFail.calls).toHaveLength(3)
+  })
+
+  it('entries failed inside the answers of parallel calls map back to their batch indexes', async () => {
+    const { sink } = capturingSink({}, async (input) => {
+      await later(Math.random() * 20)
+      return {
+        $metadata: {},
+        FailedRecordCount: 1,
+        Records: input.Records!.map((r, i) =>
+          i === 7
+            ? { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'Rate exceeded' }
+            : { SequenceNumber: String(i), ShardId: 'shardId-000000000001' },
+        ),
+      }
+    })
+    const batch = Array.from({ length: 1_600 }, (_, i) => rec(`{"i":${i}}`, `id-${i}`))
+    const result = await sink.write(batch, AbortSignal.timeout(5_000))
+    expect(result.failed.map((f) => f.index)).toEqual([7, 507, 1007, 1507])
+    expect(result.failed.every((f) => f.error.retriable && f.error.reason === 'throttled')).toBe(true)
   })
 
   it('cuts a 256+ character key by code points, never inside a surrogate pair', async () => {

@@ -29,7 +29,8 @@ let kinesisSdk: typeof KinesisSdk | undefined
 const sdk = (): typeof KinesisSdk =>
   (kinesisSdk ??= requireModule('@aws-sdk/client-kinesis') as typeof KinesisSdk)
 
-// Amazon Kinesis Data Streams through @aws-sdk/client-kinesis. One write = one PutRecords call:
+// Amazon Kinesis Data Streams through @aws-sdk/client-kinesis. A write is cut into PutRecords calls of at
+// most 500 entries / 5 MiB, in order, and up to `maxParallelCalls` of them are in flight at once. Each entry:
 //   Data         = the record's payload bytes, exactly as the vendor sent them
 //   PartitionKey = the `partitionKey` template rendered for the record; when there is no template, or it
 //                  renders empty (a missing field), the record id, else a random UUID (spreads the records
@@ -37,7 +38,18 @@ const sdk = (): typeof KinesisSdk =>
 //                  records with the same long key still land on the same shard.
 // PutRecords is not atomic: the answer lists every entry in request order, each with a SequenceNumber or an
 // ErrorCode. Failed entries are reported by index and the delivery layer resends only those
-// (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html).
+// (https://docs.aws.amazon.com/kinesis/latest/APIReference/API_PutRecords.html). A call that fails as a
+// whole fails only its own entries; when every call of a write fails, the write fails as a whole.
+//
+// Parallel calls, not calls grouped by shard: Kinesis routes every entry to its shard by the MD5 of its
+// partition key, so one call of 500 entries with varied keys already spreads over all shards, and a shard
+// over its write limit (1 MiB or 1,000 records per second) throttles only its own entries, which come back
+// as ProvisionedThroughputExceeded and are retried by themselves. Grouping by shard would need ListShards
+// and the hash ranges kept current through every reshard, for no gain in throughput. The limit it would
+// help with is order: records of one key in two calls in flight at once can land out of order. PutRecords
+// does not promise order anyway (a retried entry lands after later ones; AWS: "use PutRecord instead of
+// PutRecords" for strict order, https://docs.aws.amazon.com/streams/latest/dev/developing-producers-with-sdk.html);
+// `maxParallelCalls: 1` keeps a lane's calls one after the other.
 //
 // Retries belong to the delivery layer: the client makes exactly one attempt (`maxAttempts: 1`).
 // The HTTP/1.1 handler is deliberate: the SDK's default HTTP/2 handler fails 500-record batches against
@@ -58,11 +70,18 @@ export const KINESIS_MAX_PARTITION_KEY_CHARS = 256
  */
 const PARTITION_KEY_HEADROOM_BYTES = 256
 
-const KINESIS_DEFAULTS: BatchLimits = {
-  maxBatchRecords: KINESIS_MAX_RECORDS_PER_CALL,
-  maxBatchBytes: KINESIS_MAX_BYTES_PER_CALL - KINESIS_MAX_RECORDS_PER_CALL * PARTITION_KEY_HEADROOM_BYTES,
-  lingerMs: 0,
-  maxRecordBytes: KINESIS_MAX_RECORD_BYTES - PARTITION_KEY_HEADROOM_BYTES,
+/** One call's worth of a lane batch: the delivery layer counts payload bytes only. */
+const CALL_PAYLOAD_BYTES =
+  KINESIS_MAX_BYTES_PER_CALL - KINESIS_MAX_RECORDS_PER_CALL * PARTITION_KEY_HEADROOM_BYTES
+
+/** A lane's batch: `parallelCalls` calls' worth, so a lane that is behind fills every call in flight. */
+function kinesisDefaults(parallelCalls: number): BatchLimits {
+  return {
+    maxBatchRecords: KINESIS_MAX_RECORDS_PER_CALL * parallelCalls,
+    maxBatchBytes: CALL_PAYLOAD_BYTES * parallelCalls,
+    lingerMs: 0,
+    maxRecordBytes: KINESIS_MAX_RECORD_BYTES - PARTITION_KEY_HEADROOM_BYTES,
+  }
 }
 
 export function createKinesisSink(name: string, config: KinesisSinkConfig, context: SinkContext): Sink {
@@ -76,6 +95,7 @@ export class KinesisSink implements Sink {
   readonly client: KinesisClient
   private readonly target: { StreamName: string } | { StreamARN: string }
   private readonly partitionKey: RecordTemplate | undefined
+  private readonly parallelCalls: number
   private readonly inFlight = new Set<Promise<unknown>>()
   private closed = false
 
@@ -87,12 +107,14 @@ export class KinesisSink implements Sink {
     if (config.streamArn !== undefined) this.target = { StreamARN: config.streamArn }
     else if (config.streamName !== undefined) this.target = { StreamName: config.streamName }
     else throw new Error(`sinks.${name}: a kinesis sink needs streamName or streamArn`)
-    const limits = batchLimits(config, KINESIS_DEFAULTS)
-    // The vendor limits cannot be raised by configuration, only lowered.
+    this.parallelCalls = config.maxParallelCalls
+    const defaults = kinesisDefaults(this.parallelCalls)
+    const limits = batchLimits(config, defaults)
+    // Configuration can lower a batch below its calls' worth, never raise it above.
     this.limits = {
       ...limits,
-      maxBatchRecords: Math.min(limits.maxBatchRecords, KINESIS_DEFAULTS.maxBatchRecords),
-      maxBatchBytes: Math.min(limits.maxBatchBytes, KINESIS_DEFAULTS.maxBatchBytes),
+      maxBatchRecords: Math.min(limits.maxBatchRecords, defaults.maxBatchRecords),
+      maxBatchBytes: Math.min(limits.maxBatchBytes, defaults.maxBatchBytes),
     }
     this.partitionKey = config.partitionKey ? new RecordTemplate(config.partitionKey) : undefined
     const clientConfig: KinesisClientConfig = awsClientSettings(config)
@@ -144,15 +166,15 @@ export class KinesisSink implements Sink {
       call.indexes.push(i)
       callBytes += size
     }
-    // Within the limits (always, when batches come from the delivery layer) this is one call. Only a
-    // caller that ignores `limits` gets several, and then a whole-call failure fails just that call's part.
-    const outcomes = await Promise.allSettled(calls.map((c) => this.putRecords(c.entries, signal)))
+    const outcomes = await settleBounded(calls, this.parallelCalls, (c) => this.putRecords(c.entries, signal))
+    // Every call failed as a whole (stream missing, network down …): the write failed as a whole.
+    if (failed.length === 0 && outcomes.length > 0 && outcomes.every((o) => o.status === 'rejected'))
+      throw classifyKinesisError((outcomes[0] as PromiseRejectedResult).reason)
     for (let c = 0; c < calls.length; c++) {
       const outcome = outcomes[c]!
       const { indexes } = calls[c]!
       if (outcome.status === 'rejected') {
         const error = classifyKinesisError(outcome.reason)
-        if (calls.length === 1 && failed.length === 0) throw error
         for (const index of indexes) failed.push({ index, error })
         continue
       }
@@ -206,6 +228,28 @@ export class KinesisSink implements Sink {
     await Promise.allSettled([...this.inFlight])
     this.client.destroy()
   }
+}
+
+/** Runs `fn` over `items` with at most `limit` in flight; the outcomes in the order of `items`. */
+async function settleBounded<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<PromiseSettledResult<R>[]> {
+  const outcomes = new Array<PromiseSettledResult<R>>(items.length)
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++
+      try {
+        outcomes[i] = { status: 'fulfilled', value: await fn(items[i]!) }
+      } catch (reason) {
+        outcomes[i] = { status: 'rejected', reason }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
+  return outcomes
 }
 
 /** The first 256 characters (code points, so a surrogate pair is never split). */

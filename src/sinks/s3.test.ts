@@ -1,8 +1,15 @@
-import { S3ServiceException } from '@aws-sdk/client-s3'
-import { describe, expect, it } from 'vitest'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { gunzipSync } from 'node:zlib'
+import { S3ServiceException, type ServiceInputTypes, type ServiceOutputTypes } from '@aws-sdk/client-s3'
+import type { InitializeMiddleware } from '@smithy/types'
+import { afterAll, describe, expect, it } from 'vitest'
 import type { S3SinkConfig } from '../config/types.js'
+import type { SinkRecord } from '../records/record.js'
 import { createLogger } from '../telemetry/logger.js'
-import { S3_DEFAULT_KEY, S3Sink, classifyS3Error } from './s3.js'
+import { S3_DEFAULT_KEY, S3_MIN_PART_BYTES, S3_PART_BYTES, S3Sink, classifyS3Error } from './s3.js'
 
 const logger = createLogger('silent')
 
@@ -16,6 +23,7 @@ const config = (extra: Partial<S3SinkConfig> = {}): S3SinkConfig => ({
   maxObjectBytes: 64 * 1024 * 1024,
   maxObjectRecords: 1_000_000,
   maxObjectAgeMs: 300_000,
+  partBytes: S3_PART_BYTES,
   timeoutMs: 1_000,
   retry: { initialMs: 1, maxMs: 1, maxAttempts: 0 },
   ...extra,
@@ -98,5 +106,335 @@ describe('classifyS3Error', () => {
       reason: 'network',
     })
     expect(classifyS3Error(new RangeError('bad'))).toMatchObject({ retriable: false, reason: 'internal' })
+  })
+})
+
+// ---- the object writer against an S3 held in memory ---------------------------------------------------
+// A client middleware answers every S3 command the sink sends, the way S3 does (Content-MD5 checked, parts
+// assembled at CompleteMultipartUpload, uploads listed by prefix), so the writer's requests are seen
+// exactly, without a server. test/integration/s3.test.ts runs the same paths against MinIO.
+
+interface MemoryUpload {
+  bucket: string
+  key: string
+  parts: Map<number, Buffer>
+}
+
+class MemoryS3 {
+  readonly objects = new Map<string, { body: Buffer; metadata?: Record<string, string>; parts: number }>()
+  readonly uploads = new Map<string, MemoryUpload>()
+  readonly commands: string[] = []
+  /** Fails the command of this name the nth time it is seen (1-based). */
+  failures: { command: string; nth: number; error: Error }[] = []
+  private nextId = 0
+  private readonly seen = new Map<string, number>()
+
+  attach(sink: S3Sink): void {
+    const answer: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> =
+      (_, context) => async (args) => {
+        const output = this.handle(context.commandName ?? '', args.input as Record<string, unknown>)
+        return { output: { $metadata: {}, ...output } as ServiceOutputTypes, response: {} }
+      }
+    sink.client.middlewareStack.add(answer, { step: 'initialize', name: 'memoryS3' })
+  }
+
+  inProgress(): { key: string; uploadId: string }[] {
+    return [...this.uploads].map(([uploadId, u]) => ({ key: u.key, uploadId }))
+  }
+
+  /** Answers one command as S3 would (tests call it to make uploads of other writers). */
+  handle(command: string, input: Record<string, unknown>): Record<string, unknown> {
+    this.commands.push(command)
+    const nth = (this.seen.get(command) ?? 0) + 1
+    this.seen.set(command, nth)
+    const failure = this.failures.find((f) => f.command === command && f.nth === nth)
+    if (failure) throw failure.error
+    const body = input.Body as Buffer | undefined
+    if (body && input.ContentMD5 !== createHash('md5').update(body).digest('base64'))
+      throw serviceError('BadDigest', 400)
+    const key = `${input.Bucket as string}/${input.Key as string}`
+    switch (command) {
+      case 'PutObjectCommand':
+        this.objects.set(key, { body: Buffer.from(body!), metadata: input.Metadata as never, parts: 0 })
+        return { ETag: '"e"' }
+      case 'CreateMultipartUploadCommand': {
+        const UploadId = `upload-${++this.nextId}`
+        this.uploads.set(UploadId, {
+          bucket: input.Bucket as string,
+          key: input.Key as string,
+          parts: new Map(),
+        })
+        return { UploadId }
+      }
+      case 'UploadPartCommand': {
+        const upload = this.uploads.get(input.UploadId as string)
+        if (!upload) throw serviceError('NoSuchUpload', 404)
+        upload.parts.set(input.PartNumber as number, Buffer.from(body!))
+        return { ETag: `"part-${input.PartNumber as number}"` }
+      }
+      case 'CompleteMultipartUploadCommand': {
+        const upload = this.uploads.get(input.UploadId as string)
+        if (!upload) throw serviceError('NoSuchUpload', 404)
+        const parts = (input.MultipartUpload as { Parts: { PartNumber: number }[] }).Parts
+        const sizes = parts.map((p) => upload.parts.get(p.PartNumber)!.length)
+        // Every part but the last at least 5 MiB, or S3 answers EntityTooSmall.
+        if (sizes.slice(0, -1).some((n) => n < S3_MIN_PART_BYTES)) throw serviceError('EntityTooSmall', 400)
+        this.objects.set(key, {
+          body: Buffer.concat(parts.map((p) => upload.parts.get(p.PartNumber)!)),
+          parts: parts.length,
+        })
+        this.uploads.delete(input.UploadId as string)
+        return { ETag: `"x-${parts.length}"` }
+      }
+      case 'AbortMultipartUploadCommand':
+        if (!this.uploads.delete(input.UploadId as string)) throw serviceError('NoSuchUpload', 404)
+        return {}
+      case 'ListMultipartUploadsCommand':
+        return {
+          IsTruncated: false,
+          Uploads: [...this.uploads]
+            .filter(([, u]) => u.bucket === input.Bucket && u.key.startsWith(input.Prefix as string))
+            .map(([UploadId, u]) => ({ Key: u.key, UploadId })),
+        }
+      default:
+        throw new Error(`memory S3 does not answer ${command}`)
+    }
+  }
+}
+
+const tempDirs: string[] = []
+afterAll(() => {
+  for (const d of tempDirs) rmSync(d, { recursive: true, force: true })
+})
+const stateDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'sg-s3-state-'))
+  tempDirs.push(dir)
+  return dir
+}
+
+const line = (i: number, pad = 0): SinkRecord => ({
+  stream: 'usage',
+  payload: Buffer.from(`{"i":${i},"id":9007199254740993${pad ? `,"p":"${'x'.repeat(pad)}"` : ''}}`),
+  receivedAtMs: Date.UTC(2026, 11, 2, 10),
+})
+
+/** Random base64: gzip keeps ~¾ of it, so a few MiB of records stay several MiB. */
+const noise = (bytes: number): string => randomBytes(bytes).toString('base64').slice(0, bytes)
+
+/** An s3 sink answered by a MemoryS3; its state dir is a fresh one unless given (null: none). */
+function memorySink(extra: Partial<S3SinkConfig> = {}, given?: string | null) {
+  const dir = given === null ? undefined : (given ?? stateDir())
+  const sink = new S3Sink('lake', config(extra), { logger, ...(dir !== undefined ? { stateDir: dir } : {}) })
+  const s3 = new MemoryS3()
+  s3.attach(sink)
+  return { sink, s3, dir }
+}
+
+const ledgerFiles = (dir: string): string[] => {
+  try {
+    return readdirSync(join(dir, 'multipart-uploads'))
+  } catch {
+    return []
+  }
+}
+
+describe('s3 object writer (staged pieces, memory S3)', () => {
+  it('uploads parts of exactly partBytes while pieces arrive; the object is the NDJSON of every piece', async () => {
+    const { sink, s3, dir } = memorySink({ compression: 'none', partBytes: S3_MIN_PART_BYTES })
+    const writer = sink.staging.begin('usage/lake')
+    const records = Array.from({ length: 12_000 }, (_, i) => line(i, 1_000))
+    const expected = Buffer.concat(records.flatMap((r) => [r.payload, Buffer.from('\n')]))
+    let written = 0
+    for (let i = 0; i < records.length; i += 1_000) {
+      const piece = records.slice(i, i + 1_000)
+      await writer.write(piece, AbortSignal.timeout(5_000))
+      written += piece.reduce((n, r) => n + r.payload.length + 1, 0)
+      // Never a part's worth waiting: everything written is uploaded but for less than one part.
+      const uploaded = [...s3.uploads.values()].flatMap((u) => [...u.parts.values()])
+      expect(written - uploaded.reduce((n, p) => n + p.length, 0)).toBeLessThan(S3_MIN_PART_BYTES)
+    }
+    // The upload is recorded while it is in progress (the record is written before it is created).
+    expect(s3.inProgress()).toHaveLength(1)
+    expect(ledgerFiles(dir!)).toHaveLength(1)
+    expect(s3.objects.size).toBe(0)
+    await writer.commit(AbortSignal.timeout(5_000))
+    expect(ledgerFiles(dir!)).toEqual([])
+    expect(s3.inProgress()).toEqual([])
+    const [key, object] = [...s3.objects][0]!
+    expect(key).toMatch(/^unit\/usage\/dt=2026-12-02\/hour=10\/[0-9a-f-]{36}\.ndjson$/)
+    expect(object.parts).toBe(Math.ceil(expected.length / S3_MIN_PART_BYTES))
+    expect(object.body.equals(expected)).toBe(true)
+    expect(s3.commands[0]).toBe('CreateMultipartUploadCommand')
+    expect(s3.commands.at(-1)).toBe('CompleteMultipartUploadCommand')
+  })
+
+  it('gzip streams through: a small object is one PutObject with its record count, a large one multipart', async () => {
+    const { sink, s3 } = memorySink()
+    const small = sink.staging.begin('usage/lake')
+    const records = Array.from({ length: 30 }, (_, i) => line(i))
+    for (let i = 0; i < 30; i += 7) await small.write(records.slice(i, i + 7), AbortSignal.timeout(5_000))
+    await small.commit(AbortSignal.timeout(5_000))
+    expect(s3.commands).toEqual(['PutObjectCommand'])
+    const [object] = [...s3.objects.values()]
+    expect(object!.metadata).toEqual({ records: '30' })
+    expect(gunzipSync(object!.body).toString()).toBe(records.map((r) => `${r.payload.toString()}\n`).join(''))
+
+    const { sink: big, s3: s3big } = memorySink({ partBytes: S3_MIN_PART_BYTES })
+    const writer = big.staging.begin('usage/lake')
+    const noisy = Array.from({ length: 14_000 }, (_, i) => ({
+      ...line(i),
+      payload: Buffer.from(`{"n":"${noise(1_000)}"}`),
+    }))
+    for (let i = 0; i < noisy.length; i += 500)
+      await writer.write(noisy.slice(i, i + 500), AbortSignal.timeout(5_000))
+    await writer.commit(AbortSignal.timeout(5_000))
+    const [stored] = [...s3big.objects.values()]
+    expect(stored!.parts).toBeGreaterThanOrEqual(2)
+    expect(
+      gunzipSync(stored!.body).equals(Buffer.concat(noisy.flatMap((r) => [r.payload, Buffer.from('\n')]))),
+    ).toBe(true)
+  })
+
+  it.each([
+    ['with', undefined],
+    ['without', null],
+  ] as const)(
+    'a part that fails aborts the upload (%s a state dir) and removes its record; the writer is then unusable',
+    async (_, given) => {
+      const { sink, s3, dir } = memorySink({ compression: 'none', partBytes: S3_MIN_PART_BYTES }, given)
+      s3.failures.push({ command: 'UploadPartCommand', nth: 2, error: serviceError('InternalError', 500) })
+      const writer = sink.staging.begin('usage/lake')
+      const records = Array.from({ length: 12_000 }, (_, i) => line(i, 1_000))
+      let error: unknown
+      for (let i = 0; i < records.length && !error; i += 1_000)
+        error = await writer.write(records.slice(i, i + 1_000), AbortSignal.timeout(5_000)).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+      expect(error).toMatchObject({ retriable: true, reason: 'server-error' })
+      expect(s3.commands).toContain('AbortMultipartUploadCommand')
+      expect(s3.inProgress()).toEqual([])
+      expect(s3.objects.size).toBe(0)
+      if (dir !== undefined) expect(ledgerFiles(dir)).toEqual([])
+      await expect(writer.commit(AbortSignal.timeout(5_000))).rejects.toMatchObject({ reason: 'internal' })
+    },
+  )
+
+  it('a completion that fails aborts the upload; an abort that fails leaves the record for the next start', async () => {
+    const { sink, s3, dir } = memorySink({ compression: 'none', partBytes: S3_MIN_PART_BYTES })
+    s3.failures.push(
+      { command: 'CompleteMultipartUploadCommand', nth: 1, error: serviceError('InternalError', 500) },
+      { command: 'AbortMultipartUploadCommand', nth: 1, error: serviceError('ServiceUnavailable', 503) },
+    )
+    const writer = sink.staging.begin('usage/lake')
+    await writer.write(
+      Array.from({ length: 6_000 }, (_, i) => line(i, 1_000)),
+      AbortSignal.timeout(5_000),
+    )
+    await expect(writer.commit(AbortSignal.timeout(5_000))).rejects.toMatchObject({ retriable: true })
+    expect(s3.inProgress()).toHaveLength(1)
+    expect(ledgerFiles(dir!)).toHaveLength(1)
+    await sink.close()
+
+    // The next start (a new sink on the same state directory) aborts it and removes the record.
+    const next = new S3Sink('lake', config({ compression: 'none' }), { logger, stateDir: dir })
+    s3.attach(next)
+    expect(await next.recovered).toBe(1)
+    expect(s3.inProgress()).toEqual([])
+    expect(ledgerFiles(dir!)).toEqual([])
+    await next.close()
+  })
+
+  it('at start, aborts only the uploads its own records name: not another writer’s, not a live one', async () => {
+    const dir = stateDir()
+    const { sink: live, s3 } = memorySink({ compression: 'none', partBytes: S3_MIN_PART_BYTES }, dir)
+    const open = live.staging.begin('usage/lake')
+    await open.write(
+      Array.from({ length: 6_000 }, (_, i) => line(i, 1_000)),
+      AbortSignal.timeout(5_000),
+    )
+    const liveUpload = s3.inProgress()[0]!
+    // Another writer's upload in the same bucket and prefix, and an upload left by a killed run.
+    const other = (command: string, input: Record<string, unknown>): unknown => s3.handle(command, input)
+    other('CreateMultipartUploadCommand', {
+      Bucket: 'unit',
+      Key: 'usage/dt=2026-12-02/hour=10/other-writer.ndjson.gz',
+    })
+    const leftKey = 'usage/dt=2026-12-01/hour=23/5f0c8d52-0000-4000-8000-000000000000.ndjson.gz'
+    other('CreateMultipartUploadCommand', { Bucket: 'unit', Key: leftKey })
+    other('CreateMultipartUploadCommand', { Bucket: 'unit', Key: leftKey })
+    mkdirSync(join(dir, 'multipart-uploads'), { recursive: true })
+    writeFileSync(
+      join(dir, 'multipart-uploads', 'left.json'),
+      JSON.stringify({ bucket: 'unit', key: leftKey }),
+    )
+    writeFileSync(join(dir, 'multipart-uploads', 'torn.json'), '{"bucket":"un')
+
+    const restarted = new S3Sink('lake', config(), { logger, stateDir: dir })
+    s3.attach(restarted)
+    expect(await restarted.recovered).toBe(2)
+    expect(
+      s3
+        .inProgress()
+        .map((u) => u.key)
+        .sort(),
+    ).toEqual([liveUpload.key, 'usage/dt=2026-12-02/hour=10/other-writer.ndjson.gz'].sort())
+    expect(ledgerFiles(dir)).toHaveLength(1) // the live writer's
+    await open.commit(AbortSignal.timeout(5_000))
+    expect(ledgerFiles(dir)).toEqual([])
+    await Promise.all([live.close(), restarted.close()])
+  })
+
+  it('without a state directory (a config check) it records nothing and aborts nothing at start', async () => {
+    const { sink, s3 } = memorySink({ compression: 'none', partBytes: S3_MIN_PART_BYTES }, null)
+    expect(await sink.recovered).toBe(0)
+    const writer = sink.staging.begin('usage/lake')
+    await writer.write(
+      Array.from({ length: 6_000 }, (_, i) => line(i, 1_000)),
+      AbortSignal.timeout(5_000),
+    )
+    await writer.commit(AbortSignal.timeout(5_000))
+    expect(s3.objects.size).toBe(1)
+    expect(await sink.ledger.add({ bucket: 'unit', key: 'k', lane: 'l' })).toBeUndefined()
+  })
+
+  it('write() streams a large batch the same way (one object per stream) and close aborts what is open', async () => {
+    const { sink, s3 } = memorySink({ compression: 'none', partBytes: S3_MIN_PART_BYTES })
+    const batch = Array.from({ length: 11_000 }, (_, i) => line(i, 1_000))
+    expect((await sink.write(batch, AbortSignal.timeout(5_000))).failed).toEqual([])
+    expect([...s3.objects.values()].map((o) => o.parts)).toEqual([3])
+    const open = sink.staging.begin('usage/lake')
+    await open.write(batch.slice(0, 6_000), AbortSignal.timeout(5_000))
+    expect(s3.inProgress()).toHaveLength(1)
+    await sink.close()
+    expect(s3.inProgress()).toEqual([])
+    expect(s3.objects.size).toBe(1)
+  })
+})
+
+describe('s3 sink parts', () => {
+  it('partBytes below 5 MiB, or too small for maxObjectBytes in 10,000 parts, is a config error', () => {
+    expect(() => new S3Sink('lake', config({ partBytes: S3_MIN_PART_BYTES - 1 }), { logger })).toThrow(
+      'sinks.lake.partBytes must be at least 5242880',
+    )
+    expect(
+      () =>
+        new S3Sink('lake', config({ partBytes: S3_MIN_PART_BYTES, maxObjectBytes: 60 * 1024 ** 3 }), {
+          logger,
+        }),
+    ).toThrow(/sinks\.lake\.partBytes: objects of up to 64424509440 bytes need parts of at least \d+ bytes/)
+  })
+
+  it('a lane gets the object in pieces of at most 1 MiB / 10,000 records (less when the object is smaller)', () => {
+    expect(new S3Sink('s', config(), { logger }).staging).toMatchObject({
+      maxPieceBytes: 1024 * 1024,
+      maxPieceRecords: 10_000,
+    })
+    expect(
+      new S3Sink('s', config({ maxObjectBytes: 1000, maxObjectRecords: 10 }), { logger }).staging,
+    ).toMatchObject({
+      maxPieceBytes: 1000,
+      maxPieceRecords: 10,
+    })
   })
 })

@@ -14,7 +14,8 @@ export interface BatchLimits {
   maxRecordBytes: number
   /**
    * How many batches a lane may have in `write` at once (default 1). More than 1 only for a sink whose
-   * writes may overlap; the lane's cursor still moves over finished batches in order.
+   * writes may overlap; the lane's cursor still moves over finished batches in order. Not used for a sink
+   * with `staging`, whose lane has one batch at a time.
    */
   maxInFlightBatches?: number
 }
@@ -43,10 +44,45 @@ export interface Sink {
   healthcheck(signal: AbortSignal): Promise<void>
   /** Flushes; resolves when in-flight work is done. */
   close(): Promise<void>
+  /** Present when the sink takes a lane's batch in pieces (see Staging); `write` still works on its own. */
+  readonly staging?: Staging
+}
+
+/**
+ * A sink whose batch is one durable unit built over several writes: the S3 sink's object, uploaded part
+ * by part while the lane gathers it, so that a batch as large as `limits` (64 MiB) is never held whole.
+ * The lane gathers a batch by `limits` as for any sink, but hands it over in pieces of at most
+ * `maxPieceRecords`/`maxPieceBytes` through a StagedBatch, commits it once the batch is complete (limits
+ * or lingerMs reached, or the lane stopping), and moves its cursor only after the commit resolved.
+ * Pieces written but not committed are not durable: when a write or the commit fails, or the process dies,
+ * they are gone and the lane sends them again from its cursor (duplicates are possible, loss is not).
+ * A staging lane has one batch at a time: `limits.maxInFlightBatches` does not apply to it.
+ */
+export interface Staging {
+  maxPieceRecords: number
+  maxPieceBytes: number
+  /** Starts a new batch for `lane` (a name for logs); nothing is sent before its first write. */
+  begin(lane: string): StagedBatch
+}
+
+/** One staged batch; used by one lane at a time, one call after the other. */
+export interface StagedBatch {
+  /** Adds records. Rejects with a SinkError, and the whole batch is then lost (discarded already). */
+  write(records: readonly SinkRecord[], signal: AbortSignal): Promise<void>
+  /** Completes the batch: resolves once everything written is durable. Rejects like `write`. */
+  commit(signal: AbortSignal): Promise<void>
+  /** Gives the batch up (best effort, never rejects): whatever was written must be sent again. */
+  discard(): Promise<void>
 }
 
 export interface SinkContext {
   logger: Logger
+  /**
+   * A directory the sink may keep state in across restarts, owned by this gateway alone (beside the spool,
+   * under its lock); created by the sink when it needs it. Absent when the sink is only built to check a
+   * config: then it must keep no state.
+   */
+  stateDir?: string
 }
 
 export type SinkFactory<T extends SinkType = SinkType> = (

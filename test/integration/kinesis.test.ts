@@ -91,6 +91,7 @@ const sinkConfig = (streamName: string, extra: Partial<KinesisSinkConfig> = {}):
   endpoint,
   credentials: { ...credentials },
   timeoutMs: 10_000,
+  maxParallelCalls: 4,
   retry: { initialMs: 10, maxMs: 100, maxAttempts: 0 },
   ...extra,
 })
@@ -254,24 +255,33 @@ describe('kinesis sink', () => {
     expect(stored.sort()).toEqual(expected.sort())
   })
 
-  it('a full batch of 500 records goes in one PutRecords call, byte for byte', async () => {
+  it('a full batch (maxParallelCalls × 500 records) goes as full PutRecords calls in flight at once, byte for byte', async () => {
     const streamName = await createStream(4)
     const sink = createKinesisSink('k', sinkConfig(streamName), { logger })
-    expect(sink.limits.maxBatchRecords).toBe(KINESIS_MAX_RECORDS_PER_CALL)
-    let calls = 0
+    expect(sink.limits.maxBatchRecords).toBe(4 * KINESIS_MAX_RECORDS_PER_CALL)
+    const calls: number[] = []
+    let inFlight = 0
+    let maxInFlight = 0
     ;(sink as KinesisSink).client.middlewareStack.add(
-      ((next, context) => (args) => {
-        if (context.commandName === 'PutRecordsCommand') calls++
-        return next(args)
+      ((next, context) => async (args) => {
+        if (context.commandName !== 'PutRecordsCommand') return next(args)
+        calls.push((args.input as PutRecordsInput).Records!.length)
+        maxInFlight = Math.max(maxInFlight, ++inFlight)
+        try {
+          return await next(args)
+        } finally {
+          inFlight--
+        }
       }) satisfies InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes>,
       { step: 'initialize', name: 'testCountCalls' },
     )
-    // 500 records of ~2 KiB (1 MiB): kinesis-local takes ~1 s per MiB, so the byte limit is unit-tested.
-    const batch = records(KINESIS_MAX_RECORDS_PER_CALL, 'full', 2_000)
+    // 2,000 records of ~500 bytes (1 MiB): kinesis-local takes ~1 s per MiB, so the byte limit is unit-tested.
+    const batch = records(sink.limits.maxBatchRecords, 'full', 400)
     expect(batch.reduce((n, r) => n + r.payload.length, 0)).toBeLessThanOrEqual(sink.limits.maxBatchBytes)
     const result = await sink.write(batch, AbortSignal.timeout(120_000))
     expect(result.failed).toEqual([])
-    expect(calls).toBe(1)
+    expect(calls).toEqual([500, 500, 500, 500])
+    expect(maxInFlight).toBeGreaterThan(1)
     await sink.close()
     const stored = await readStream(streamName)
     expect(stored.map((r) => r.data.toString()).sort()).toEqual(batch.map((r) => r.payload.toString()).sort())
@@ -279,10 +289,10 @@ describe('kinesis sink', () => {
     expect(stored.map((r) => r.partitionKey).sort()).toEqual(batch.map((r) => r.id).sort())
   })
 
-  it('a batch over the per-call limits (a caller ignoring `limits`) is cut into calls, not rejected', async () => {
+  it('a batch over the limits (a caller ignoring `limits`) is cut into calls, not rejected', async () => {
     const streamName = await createStream()
-    const sink = createKinesisSink('k', sinkConfig(streamName), { logger })
-    const batch = records(KINESIS_MAX_RECORDS_PER_CALL + 20, 'over')
+    const sink = createKinesisSink('k', sinkConfig(streamName, { maxParallelCalls: 2 }), { logger })
+    const batch = records(sink.limits.maxBatchRecords + 20, 'over')
     const result = await sink.write(batch, AbortSignal.timeout(60_000))
     expect(result.failed).toEqual([])
     await sink.close()

@@ -1,8 +1,15 @@
 // The s3 sink against MinIO of scripts/backends/s3.ts. Every test writes to its own bucket.
-import { randomUUID } from 'node:crypto'
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomBytes, randomUUID } from 'node:crypto'
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import {
   CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  ListPartsCommand,
+  AbortMultipartUploadCommand,
   DeleteBucketCommand,
   DeleteObjectsCommand,
   GetObjectCommand,
@@ -21,13 +28,7 @@ import type { SinkError } from '../../src/errors.js'
 import { deliver } from '../../src/pipeline/delivery.js'
 import { parseDeadLetter } from '../../src/records/dead-letter.js'
 import type { SinkRecord } from '../../src/records/record.js'
-import {
-  S3_DEFAULT_KEY,
-  S3_MULTIPART_THRESHOLD_BYTES,
-  S3_PART_BYTES,
-  S3Sink,
-  createS3Sink,
-} from '../../src/sinks/s3.js'
+import { S3_DEFAULT_KEY, S3_MIN_PART_BYTES, S3_PART_BYTES, S3Sink, createS3Sink } from '../../src/sinks/s3.js'
 import { createLogger } from '../../src/telemetry/logger.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { records, sinkConformance } from '../conformance/sink-conformance.js'
@@ -127,6 +128,7 @@ const sinkConfig = (bucket: string, extra: Partial<S3SinkConfig> = {}): S3SinkCo
   maxObjectBytes: 64 * 1024 * 1024,
   maxObjectRecords: 1_000_000,
   maxObjectAgeMs: 300_000,
+  partBytes: S3_PART_BYTES,
   timeoutMs: 10_000,
   retry: { initialMs: 10, maxMs: 100, maxAttempts: 0 },
   ...extra,
@@ -253,7 +255,7 @@ describe('s3 sink', () => {
     const sink = createS3Sink('s', sinkConfig(bucket, { compression: 'none' }), { logger })
     const batch = records(20 * 1024, 'mp', 1000)
     const bytes = batch.reduce((n, r) => n + r.payload.length + 1, 0)
-    expect(bytes).toBeGreaterThan(S3_MULTIPART_THRESHOLD_BYTES)
+    expect(bytes).toBeGreaterThan(S3_PART_BYTES)
     expect((await sink.write(batch, AbortSignal.timeout(120_000))).failed).toEqual([])
     await sink.close()
     const objects = await readObjects(bucket)
@@ -471,4 +473,244 @@ describe('s3 sink through the gateway', () => {
       await gw.close()
     }
   })
+})
+
+describe('s3 objects in constant memory', () => {
+  /** NDJSON of `n` records `{"id":"<prefix>-<i>","p":"<random base64>"}` (gzip keeps ~¾ of them). */
+  const noisyRecords = (prefix: string, from: number, n: number, bytes = 900): string[] =>
+    Array.from(
+      { length: n },
+      (_, i) =>
+        `{"id":"${prefix}-${from + i}","p":"${randomBytes(bytes).toString('base64').slice(0, bytes)}"}`,
+    )
+
+  const idsIn = (objects: StoredObject[]): string[] =>
+    objects.flatMap((o) => o.lines.map((l) => (JSON.parse(l) as { id: string }).id))
+
+  async function uploadsInProgress(Bucket: string): Promise<{ key: string; uploadId: string }[]> {
+    const page = await admin.send(new ListMultipartUploadsCommand({ Bucket }))
+    return (page.Uploads ?? []).map((u) => ({ key: u.Key!, uploadId: u.UploadId! }))
+  }
+
+  it('several streams, each its own lane and object, roll over into multipart objects; every record once, no upload left', async () => {
+    const bucket = await createBucket()
+    const streams = ['a', 'b', 'c']
+    const gw = await startGateway({
+      sinks: {
+        lake: {
+          type: 's3',
+          bucket,
+          region,
+          endpoint,
+          forcePathStyle: true,
+          credentials: { ...credentials },
+          // 12 MiB objects of ~75 % compressible records: ~9 MiB of gzip, two parts of 5 MiB each.
+          maxObjectBytes: 12 * 1024 * 1024,
+          partBytes: S3_MIN_PART_BYTES,
+          maxObjectAgeMs: 1_500,
+          retry: { initialMs: 50, maxMs: 500 },
+        },
+      },
+      // Paused while the records are posted (a slow machine must not roll objects by age before they are
+      // full); resumed together, every stream's lane then fills and rolls its objects at the same time.
+      streams: Object.fromEntries(
+        streams.map((id) => [id, { source: 'ndjson', status: 2, sinks: ['lake'] }]),
+      ),
+    })
+    try {
+      const posted: string[] = []
+      // ~26 MiB per stream, the streams interleaved: two full objects each, and the rest by age.
+      for (let round = 0; round < 26; round++)
+        for (const id of streams) {
+          const lines = noisyRecords(id, round * 1_000, 1_000)
+          const res = await send(`${gw.url}/ingest/${id}`, { body: lines.join('\n') })
+          expect(res.status, res.text).toBe(200)
+          posted.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id))
+        }
+      expect(await listObjects(bucket)).toEqual([])
+      for (const id of streams) gw.gateway.setStatus(id, 1)
+      await waitFor(
+        () => [...gw.gateway.lanes.values()].flat().every((lane) => lane.lag === 0),
+        120_000,
+        'every lane caught up',
+      )
+      const objects = await readObjects(bucket)
+      expect(idsIn(objects).sort()).toEqual([...posted].sort())
+      for (const id of streams) {
+        const own = objects.filter((o) => o.key.startsWith(`${id}/`))
+        // Each object holds one stream's records only.
+        for (const o of own) expect(idsIn([o]).every((r) => r.startsWith(`${id}-`))).toBe(true)
+        const multipart = own.filter((o) => /-(\d+)"$/.test(o.etag))
+        expect(multipart.length).toBeGreaterThanOrEqual(2)
+        for (const o of multipart) expect(Number(/-(\d+)"$/.exec(o.etag)![1])).toBeGreaterThanOrEqual(2)
+        for (const o of own) expect(o.ndjson.length).toBeLessThanOrEqual(12 * 1024 * 1024 + 1_000 * 27)
+      }
+      expect(await uploadsInProgress(bucket)).toEqual([])
+    } finally {
+      await gw.close()
+    }
+  }, 180_000)
+
+  it('a part that fails while a lane stages an object: the upload is aborted, its records go again, nothing lost', async () => {
+    const bucket = await createBucket()
+    const gw = await startGateway({
+      sinks: {
+        lake: {
+          type: 's3',
+          bucket,
+          region,
+          endpoint,
+          forcePathStyle: true,
+          credentials: { ...credentials },
+          compression: 'none',
+          maxObjectBytes: 12 * 1024 * 1024,
+          partBytes: S3_MIN_PART_BYTES,
+          maxObjectAgeMs: 1_000,
+          retry: { initialMs: 50, maxMs: 500 },
+        },
+      },
+      // Paused while posting, so that the lane stages its first object from a backlog and rolls it by size
+      // (12 MiB: parts 1 and 2 of 5 MiB) however slowly the records arrive.
+      streams: { s: { source: 'ndjson', status: 2, sinks: ['lake'] } },
+    })
+    try {
+      let parts = 0
+      const failSecondPart: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> =
+        (next, context) => async (args) => {
+          if (context.commandName === 'UploadPartCommand' && ++parts === 2)
+            throw new S3ServiceException({
+              name: 'InternalError',
+              $fault: 'server',
+              $metadata: { httpStatusCode: 500 },
+              message: 'injected: We encountered an internal error. Please try again.',
+            })
+          return next(args)
+        }
+      const sink = gw.gateway.sinks.get('lake') as S3Sink
+      sink.client.middlewareStack.add(failSecondPart, { step: 'initialize', name: 'testFailSecondPart' })
+      const posted: string[] = []
+      for (let i = 0; i < 14; i++) {
+        const lines = noisyRecords('s', i * 1_000, 1_000)
+        expect((await send(`${gw.url}/ingest/s`, { body: lines.join('\n') })).status).toBe(200)
+        posted.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id))
+      }
+      gw.gateway.setStatus('s', 1)
+      const lane = gw.gateway.lanes.get('s')!.find((l) => l.sinkName === 'lake')!
+      await waitFor(() => lane.lag === 0, 120_000, 'the lane caught up')
+      expect(parts).toBeGreaterThanOrEqual(2)
+      expect(lane.lastError).toMatchObject({ reason: 'server-error' })
+      const objects = await readObjects(bucket)
+      // Every record in a complete object; none twice (the failed object never became visible).
+      expect(idsIn(objects).sort()).toEqual([...posted].sort())
+      expect(await uploadsInProgress(bucket)).toEqual([])
+    } finally {
+      await gw.close()
+    }
+  }, 180_000)
+
+  it('SIGKILL mid-upload: after the restart the orphaned upload is aborted (no other writer’s), every acknowledged record lands in complete objects', async () => {
+    const bucket = await createBucket()
+    const dir = mkdtempSync(join(tmpdir(), 'sg-s3-crash-'))
+    const cli = join(import.meta.dirname, '..', '..', 'dist', 'cli.js')
+    const configFile = (ageMs: number): string => {
+      const file = join(dir, `config-${ageMs}.json`)
+      writeFileSync(
+        file,
+        JSON.stringify({
+          server: { host: '127.0.0.1', port: 0 },
+          dataDir: dir,
+          spool: { dir: join(dir, 'spool') },
+          log: { level: 'info' },
+          sinks: {
+            lake: {
+              type: 's3',
+              bucket,
+              region,
+              endpoint,
+              forcePathStyle: true,
+              credentials: { ...credentials },
+              partBytes: S3_MIN_PART_BYTES,
+              maxObjectAgeMs: ageMs,
+              retry: { initialMs: 50, maxMs: 500 },
+            },
+          },
+          streams: { s: { source: 'ndjson', sinks: ['lake'] } },
+        }),
+      )
+      return file
+    }
+    const children: ChildProcess[] = []
+    const serve = async (file: string, log: string): Promise<{ child: ChildProcess; url: string }> => {
+      const fd = openSync(join(dir, log), 'a')
+      const child = spawn(process.execPath, [cli, 'serve', '--config', file], {
+        env: { PATH: process.env.PATH },
+        stdio: ['ignore', fd, fd],
+      })
+      closeSync(fd)
+      children.push(child)
+      const port = await waitFor(
+        () => /"port":(\d+)/.exec(readFileSync(join(dir, log), 'utf8'))?.[1],
+        30_000,
+        'the listening log line',
+      )
+      return { child, url: `http://127.0.0.1:${port}` }
+    }
+    try {
+      // First run: objects would roll over after 10 minutes, so the one being written is mid-upload.
+      const first = await serve(configFile(600_000), 'first.log')
+      const acked: string[] = []
+      for (let i = 0; i < 10; i++) {
+        const lines = noisyRecords('s', i * 1_000, 1_000)
+        const res = await send(`${first.url}/ingest/s`, { body: lines.join('\n') })
+        expect(res.status, res.text).toBe(200)
+        acked.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id))
+      }
+      const orphan = await waitFor(
+        async () => {
+          const [upload] = await uploadsInProgress(bucket)
+          if (!upload) return undefined
+          const parts = await admin.send(
+            new ListPartsCommand({ Bucket: bucket, Key: upload.key, UploadId: upload.uploadId }),
+          )
+          return (parts.Parts ?? []).length > 0 && upload
+        },
+        60_000,
+        'a multipart upload with a part uploaded',
+      )
+      const exited = new Promise((r) => first.child.once('exit', r))
+      first.child.kill('SIGKILL')
+      await exited
+      expect(await uploadsInProgress(bucket)).toEqual([orphan])
+      expect(await listObjects(bucket)).toEqual([])
+      // The record the first run kept of its upload, beside the spool.
+      expect(readdirSync(join(dir, 'spool', 'sinks', 'lake', 'multipart-uploads'))).toHaveLength(1)
+      // Another writer's upload under the same prefix must survive the restart.
+      const otherKey = `${orphan.key.slice(0, orphan.key.lastIndexOf('/'))}/another-writer.ndjson.gz`
+      const other = await admin.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: otherKey }))
+
+      const second = await serve(configFile(1_000), 'second.log')
+      const objects = await waitFor(
+        async () => {
+          const got = await readObjects(bucket)
+          return idsIn(got).length >= acked.length && got
+        },
+        120_000,
+        'the records sent again after the restart',
+      )
+      expect(idsIn(objects).sort()).toEqual([...acked].sort())
+      expect(await uploadsInProgress(bucket)).toEqual([{ key: otherKey, uploadId: other.UploadId! }])
+      expect(readdirSync(join(dir, 'spool', 'sinks', 'lake', 'multipart-uploads'))).toEqual([])
+      expect(readFileSync(join(dir, 'second.log'), 'utf8')).toContain('aborted multipart uploads')
+      const stopped = new Promise((r) => second.child.once('exit', r))
+      second.child.kill('SIGTERM')
+      await stopped
+      await admin.send(
+        new AbortMultipartUploadCommand({ Bucket: bucket, Key: otherKey, UploadId: other.UploadId! }),
+      )
+    } finally {
+      for (const child of children)
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 240_000)
 })
