@@ -1,6 +1,10 @@
+import type { AdmissionFigures, AdmissionReason } from '../telemetry/metrics.js'
+
 import type { SpoolConfig } from '../config/types.js'
 import { problem, type ProblemError } from '../errors.js'
 import type { Logger } from '../telemetry/logger.js'
+
+export type { AdmissionFigures, AdmissionReason }
 
 // Admission control and fair scheduling between ingest and delivery (issue 17).
 //
@@ -87,8 +91,6 @@ export interface AdmissionSource {
   lanes(): Iterable<{ stream: string; paused: boolean; lanes: readonly LaneReading[] }>
 }
 
-export type AdmissionReason = 'high-water' | 'lag-budget'
-
 /** One lane's delivery rate and its lag budget state. */
 export class LaneBudget {
   /** Records/s delivered while the lane had work (EWMA); undefined until measured. */
@@ -134,13 +136,6 @@ export interface AdmissionView {
   reasons: { reason: AdmissionReason; sink?: string; message: string }[]
   /** Per lane: seconds of delivery its lag represents, and its recent delivery rate. */
   lanes: { sink: string; deadLetter: boolean; lagSeconds: number | null; recordsPerSecond: number | null }[]
-}
-
-export interface AdmissionFigures {
-  highWaterBytes: number
-  lowWaterBytes: number
-  streams: { stream: string; refusing: AdmissionReason[] }[]
-  lanes: { stream: string; sink: string; lagSeconds: number }[]
 }
 
 export interface AdmissionDeps {

@@ -7,7 +7,17 @@ import {
   collectDefaultMetrics,
   type CounterConfiguration,
 } from 'prom-client'
-import type { AdmissionFigures, AdmissionReason } from '../pipeline/admission.js'
+
+/** Why admission control refuses a stream's requests (src/pipeline/admission.ts). */
+export type AdmissionReason = 'high-water' | 'lag-budget'
+
+/** What admission control shows in /metrics, read at scrape time. */
+export interface AdmissionFigures {
+  highWaterBytes: number
+  lowWaterBytes: number
+  streams: { stream: string; refusing: AdmissionReason[] }[]
+  lanes: { stream: string; sink: string; lagSeconds: number }[]
+}
 
 export interface SpoolFigures {
   bytes: number
