@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssues, loadConfigFile } from './config/load.js'
 import { CONNECT_USAGE, runConnect } from './connect/cli.js'
-import { start, StartupError } from './main.js'
+import { serve } from './cluster/serve.js'
+import { StartupError } from './main.js'
 import { replayDeadLetters } from './pipeline/replay.js'
 import { formatStats, spoolStats } from './spool/inspect.js'
 import { SpoolLockedError, spoolOwner } from './spool/lock.js'
@@ -30,7 +31,7 @@ export async function runCli(argv: string[]): Promise<number> {
         process.stderr.write(`--port must be an integer 0-65535, got ${values.port}\n`)
         return 2
       }
-      await start(config, { signals: true, ...(port !== undefined ? { port } : {}) })
+      await serve(config, port)
       return -1 // keep running
     }
     case 'check-config': {

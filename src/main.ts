@@ -33,6 +33,8 @@ export interface Running {
   server: RunningServer
   logger: Logger
   metrics: Metrics
+  /** The app that serves /api/v1 and /ui, whichever listener it is on (a cluster's leader answers others'). */
+  adminApp: { fetch(request: Request, env?: unknown): Response | Promise<Response> }
   /** Graceful stop: readyz 503, stop accepting, finish in-flight requests, flush sinks. */
   stop(): Promise<void>
 }
@@ -54,6 +56,8 @@ export interface StartOptions {
   logger?: Logger
   /** Install SIGTERM/SIGINT handlers (the CLI does; tests do not). */
   signals?: boolean
+  /** A cluster worker other than the leader: /api/v1 and /ui go to the leader (AppDeps.forward). */
+  forward?: AppDeps['forward']
 }
 
 export async function start(config: GatewayConfig, options: StartOptions = {}): Promise<Running> {
@@ -89,6 +93,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     metrics,
     logger,
     apiState: api.state,
+    ...(options.forward ? { forward: options.forward } : {}),
     ready: async () => {
       try {
         await access(config.spool.dir, constants.W_OK)
@@ -110,10 +115,13 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   let server: RunningServer
   let adminServer: RunningServer | undefined
   let metricsServer: RunningServer | undefined
+  let adminApp: Running['adminApp']
   try {
+    const ingestApp = createApp({ ...deps, surfaces: ingestSurfaces })
+    adminApp = ingestApp
     server = await startServer(
       config.server,
-      createListener(createApp({ ...deps, surfaces: ingestSurfaces }), ingest, metrics, {
+      createListener(ingestApp, ingest, metrics, {
         refusals,
         ...accessLog,
       }),
@@ -125,6 +133,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     if (adminListen) {
       const surfaces: Surface[] = metricsListen ? ['admin'] : ['admin', 'metrics']
       const app = createApp({ ...deps, surfaces, ingestPort: () => ingestPort })
+      adminApp = app
       adminServer = await startServer(
         listenerConfig(config.server, adminListen),
         createAppListener(app, accessLog),
@@ -210,6 +219,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     server,
     logger,
     metrics,
+    adminApp,
     stop,
   }
 }
