@@ -56,7 +56,10 @@ export interface StartOptions {
   logger?: Logger
   /** Install SIGTERM/SIGINT handlers (the CLI does; tests do not). */
   signals?: boolean
-  /** A cluster worker other than the leader: /api/v1 and /ui go to the leader (AppDeps.forward). */
+  /**
+   * A cluster worker (src/cluster/worker.ts): the listeners hand /api/v1 and /ui to this (AppDeps.forward);
+   * `adminApp` is then an app of its own that serves them, for the cluster's leader to answer with.
+   */
   forward?: AppDeps['forward']
 }
 
@@ -93,7 +96,6 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     metrics,
     logger,
     apiState: api.state,
-    ...(options.forward ? { forward: options.forward } : {}),
     ready: async () => {
       try {
         await access(config.spool.dir, constants.W_OK)
@@ -108,6 +110,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   const accessLog = config.log.access ? { access: logger } : {}
   const adminListen = config.admin.listen
   const metricsListen = config.metrics.listen
+  const forwarding = options.forward ? { forward: options.forward } : {}
   const ingestSurfaces: Surface[] = ['ingest']
   if (!adminListen) ingestSurfaces.push('admin')
   if (!adminListen && !metricsListen) ingestSurfaces.push('metrics')
@@ -117,7 +120,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   let metricsServer: RunningServer | undefined
   let adminApp: Running['adminApp']
   try {
-    const ingestApp = createApp({ ...deps, surfaces: ingestSurfaces })
+    const ingestApp = createApp({ ...deps, ...forwarding, surfaces: ingestSurfaces })
     adminApp = ingestApp
     server = await startServer(
       config.server,
@@ -132,7 +135,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     const ingestPort = server.port
     if (adminListen) {
       const surfaces: Surface[] = metricsListen ? ['admin'] : ['admin', 'metrics']
-      const app = createApp({ ...deps, surfaces, ingestPort: () => ingestPort })
+      const app = createApp({ ...deps, ...forwarding, surfaces, ingestPort: () => ingestPort })
       adminApp = app
       adminServer = await startServer(
         listenerConfig(config.server, adminListen),
@@ -143,7 +146,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       servers.push(adminServer)
     }
     if (metricsListen) {
-      const app = createApp({ ...deps, surfaces: ['metrics'] })
+      const app = createApp({ ...deps, ...forwarding, surfaces: ['metrics'] })
       metricsServer = await startServer(
         listenerConfig(config.server, metricsListen),
         createAppListener(app, accessLog),
@@ -151,6 +154,14 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
         { refusals },
       )
       servers.push(metricsServer)
+    }
+    if (options.forward) {
+      const ingestPort = server.port
+      adminApp = createApp({
+        ...deps,
+        surfaces: ['admin'],
+        ...(adminListen ? { ingestPort: () => ingestPort } : {}),
+      })
     }
   } catch (err) {
     await Promise.all(servers.map((s) => s.close(0)))

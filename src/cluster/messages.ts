@@ -1,4 +1,5 @@
 import type { GatewayConfig } from '../config/types.js'
+import type { WorkerFigures } from './figures.js'
 
 // The messages between a cluster's primary and its workers (node:cluster IPC, JSON). Every message of
 // ours carries `sg`; prom-client's own metrics messages (AggregatorRegistry) travel on the same channel.
@@ -29,12 +30,20 @@ export type ToPrimary =
   | { sg: 'metrics'; id: number }
   /** The leader applied a management write; every other worker applies it too. */
   | { sg: 'broadcast'; change: Change }
+  /** The leader asks for the other workers' live figures (src/cluster/figures.ts). */
+  | { sg: 'figures'; id: number }
+  /** A worker's answer to the primary's `figures` question. */
+  | { sg: 'figures-reply'; id: number; figures: WorkerFigures }
 
 export type ToWorker =
   | { sg: 'forward'; id: number; request: WireRequest }
   | { sg: 'forwarded'; id: number; response: WireResponse }
   | { sg: 'metrics'; id: number; contentType: string; body: string; error?: string }
   | { sg: 'apply'; change: Change }
+  /** The primary asks a worker for its figures (answer: figures-reply with the same id). */
+  | { sg: 'figures-ask'; id: number }
+  /** The other workers' figures, for the leader. */
+  | { sg: 'figures'; id: number; figures: WorkerFigures[] }
 
 /** What the leader's management API changed: a new config, or a stream's live status. */
 export type Change = { config: GatewayConfig } | { stream: string; status: 1 | 2 }

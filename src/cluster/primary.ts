@@ -7,6 +7,7 @@ import { ProblemError } from '../errors.js'
 import { StartupError } from '../main.js'
 import { acquireSpoolLock } from '../spool/lock.js'
 import type { Logger } from '../telemetry/logger.js'
+import type { WorkerFigures } from './figures.js'
 import { isOurs, type ToPrimary, type ToWorker, type WireResponse } from './messages.js'
 
 // The primary process of `server.workers: N` (N > 1). It serves nothing itself: it holds spool.dir's lock
@@ -20,6 +21,8 @@ const RESTART_MIN_MS = 100
 const RESTART_MAX_MS = 5_000
 /** A worker that ran this long before dying restarts after RESTART_MIN_MS again. */
 const RESTART_RESET_MS = 30_000
+/** The leader's question for the other workers' figures is answered with what arrived within this time. */
+const FIGURES_TIMEOUT_MS = 2_000
 
 export const WORKER_INDEX_ENV = 'STREAMGATE_WORKER_INDEX'
 export const WORKER_COUNT_ENV = 'STREAMGATE_WORKER_COUNT'
@@ -52,6 +55,8 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
   /** Forwarded management requests waiting for the leader: the primary's id → the asking worker. */
   const forwards = new Map<number, { from: Worker; id: number }>()
   let nextForward = 0
+  /** The leader's questions for figures: the primary's id → what takes each worker's answer. */
+  const figureAsks = new Map<number, (figures: WorkerFigures) => void>()
   let stopping = false
   let started = false
   let failStart: ((err: Error) => void) | undefined
@@ -100,6 +105,27 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
               error: (err as Error).message,
             }),
         )
+        return
+      case 'figures': {
+        const others = slots.filter((s) => s !== slot && s.ready && s.worker?.isConnected())
+        const id = nextForward++
+        const gathered: WorkerFigures[] = []
+        const finish = (): void => {
+          if (!figureAsks.delete(id)) return
+          clearTimeout(timer)
+          send(worker, { sg: 'figures', id: message.id, figures: gathered })
+        }
+        const timer = setTimeout(finish, FIGURES_TIMEOUT_MS)
+        figureAsks.set(id, (figures) => {
+          gathered.push(figures)
+          if (gathered.length === others.length) finish()
+        })
+        for (const other of others) send(other.worker, { sg: 'figures-ask', id })
+        if (others.length === 0) finish()
+        return
+      }
+      case 'figures-reply':
+        figureAsks.get(message.id)?.(message.figures)
         return
       case 'broadcast':
         for (const other of slots)

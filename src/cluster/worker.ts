@@ -15,6 +15,7 @@ import {
   type ToWorker,
   type WireResponse,
 } from './messages.js'
+import { addFigures, carriesFigures, gatewayFigures } from './figures.js'
 import { workerConfig } from './shards.js'
 
 // One worker of `server.workers: N`: a complete gateway (src/main.ts start) on its own spool shard and the
@@ -68,11 +69,29 @@ export async function runWorker(
     )
   }
 
+  // The leader answers /api/v1 and /ui with its own admin app, adding the other workers' live figures.
+  const leader: { app?: Running['adminApp'] } = {}
+  const answerHere = async (request: Request, remoteAddress: string): Promise<Response> => {
+    if (!leader.app) return responseFromWire(leaderSilent())
+    const response = await leader.app.fetch(request, { incoming: { socket: { remoteAddress } } })
+    if (response.status !== 200 || !carriesFigures(request.method, new URL(request.url).pathname))
+      return response
+    const peers = await ask(
+      (id) => ({ sg: 'figures', id }),
+      (reply) => (reply?.sg === 'figures' ? reply.figures : []),
+    )
+    const headers = new Headers(response.headers)
+    headers.delete('content-length')
+    const body = addFigures(await response.json(), peers)
+    return new Response(JSON.stringify(body), { status: 200, headers })
+  }
+
   const running = await start(own, {
     logger,
     ...(port !== undefined ? { port } : {}),
-    ...(index === 0 ? {} : { forward }),
+    forward: index === 0 ? answerHere : forward,
   })
+  leader.app = running.adminApp
   const { gateway, metrics } = running
 
   // /metrics: prom-client answers the primary's requests with this worker's registry.
@@ -118,9 +137,12 @@ export async function runWorker(
     const m = message as ToWorker
     switch (m.sg) {
       case 'forward':
-        void answerForward(running, m.request.remoteAddress, fromWire(m.request)).then((response) =>
-          send({ sg: 'forwarded', id: m.id, response }),
+        void answerForward(running, answerHere, m.request.remoteAddress, fromWire(m.request)).then(
+          (response) => send({ sg: 'forwarded', id: m.id, response }),
         )
+        return
+      case 'figures-ask':
+        send({ sg: 'figures-reply', id: m.id, figures: gatewayFigures(gateway) })
         return
       case 'apply':
         applyChange(m.change).catch((err: unknown) =>
@@ -137,11 +159,12 @@ export async function runWorker(
 
 async function answerForward(
   running: Running,
+  answerHere: (request: Request, remoteAddress: string) => Promise<Response>,
   remoteAddress: string,
   request: Request,
 ): Promise<WireResponse> {
   try {
-    const response = await running.adminApp.fetch(request, { incoming: { socket: { remoteAddress } } })
+    const response = await answerHere(request, remoteAddress)
     return await responseToWire(response)
   } catch (err) {
     running.logger.error({ err }, 'a forwarded management request failed')

@@ -250,6 +250,17 @@ describe('server.workers', () => {
     for (let i = 0; i < 4; i++)
       expect(await metric(t.url, 'streamgate_records_accepted_total{stream="s"}')).toBe(30)
     expect(await metric(t.url, 'streamgate_spool_capacity_bytes')).toBe(1073741824)
+    // The management API (answered by worker 0 whichever worker took the connection) shows the totals too.
+    for (let i = 0; i < 4; i++) {
+      const stream = (await api(t.url, '/streams/s')).json<{
+        figures: { accepted: number }
+        delivery: { sink: string; delivered: number }[]
+      }>()
+      expect(stream.figures.accepted).toBe(30)
+      expect(stream.delivery.find((d) => d.sink === 'out')?.delivered).toBe(30)
+      const sinks = (await api(t.url, '/sinks')).json<{ name: string; figures: { delivered: number } }[]>()
+      expect(sinks.find((s) => s.name === 'out')?.figures.delivered).toBe(30)
+    }
 
     // Pause through the API (answered by the leader, whichever worker took the connection): every worker
     // keeps its records in its shard.
