@@ -33,6 +33,8 @@ interface Slot {
   startedAt: number
   restartDelayMs: number
   ready: boolean
+  /** The pending restart of a worker that died. */
+  restart?: NodeJS.Timeout | undefined
 }
 
 export async function runPrimary(config: GatewayConfig, count: number, logger: Logger): Promise<void> {
@@ -158,15 +160,20 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
         { worker: slot.index, pid: worker.process.pid, code, signal, restartInMs: slot.restartDelayMs },
         'worker died; restarting it (its spool shard is recovered by the new worker)',
       )
-      setTimeout(() => {
+      // Not unref'd: a pending restart is the primary's work. With every worker dead at once (each waiting
+      // for its restart) nothing else keeps the event loop alive, and an unref'd timer let the primary exit
+      // 0 there, silently, with no worker left (stopAll clears it).
+      slot.restart = setTimeout(() => {
+        slot.restart = undefined
         if (!stopping) fork(slot)
-      }, slot.restartDelayMs).unref()
+      }, slot.restartDelayMs)
       slot.restartDelayMs = Math.min(RESTART_MAX_MS, slot.restartDelayMs * 2)
     })
   }
 
   const stopAll = async (): Promise<void> => {
     stopping = true
+    for (const slot of slots) clearTimeout(slot.restart)
     const alive = slots.flatMap((s) => (s.worker ? [s.worker] : []))
     await Promise.all(
       alive.map(

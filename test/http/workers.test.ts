@@ -233,6 +233,32 @@ describe('server.workers', () => {
     expect(await stop(gw)).toBe(0)
   }, 300_000)
 
+  it('workers that die together are all restarted: the primary stays up with every worker dead', async () => {
+    const t = await setup('together', 2)
+    const gw = serve(t.config)
+    await listening(gw, 2)
+    const shard = (i: number): string => `${t.spool}-w${i}`
+    const killed = [0, 1].map((i) => lockPid(shard(i)))
+    expect(killed.every((p) => p !== undefined)).toBe(true)
+    // Both in one tick: both are dead while their restarts wait (RESTART_MIN_MS).
+    for (const pid of killed) process.kill(pid!, 'SIGKILL')
+    await waitFor(
+      () => {
+        if (gw.child.exitCode !== null)
+          throw new Error(`the primary exited ${gw.child.exitCode}\n${gw.output()}`)
+        return [0, 1].every((i) => {
+          const p = lockPid(shard(i))
+          return p !== undefined && !killed.includes(p)
+        })
+      },
+      60_000,
+      'both workers restarted',
+    )
+    await waitFor(async () => (await post(t.url, ['t0'])) === 200, 30_000, 'a record acknowledged')
+    expect(logged(gw, 'worker died').length).toBe(2)
+    expect(await stop(gw)).toBe(0)
+  }, 120_000)
+
   it('is seen as one: /metrics sums the workers, a pause through any worker pauses all, spool stats sums the shards', async () => {
     const t = await setup('one', 2)
     const gw = serve(t.config)
