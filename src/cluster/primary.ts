@@ -192,6 +192,8 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
   await new Promise<void>((resolve, reject) => {
     failStart = (err) => {
       failStart = undefined
+      // The check never sees `started` now; left running, it kept the primary alive after the failure.
+      clearInterval(check)
       stopAll().then(
         () => reject(err),
         () => reject(err),

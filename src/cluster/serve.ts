@@ -17,7 +17,12 @@ export async function serve(config: GatewayConfig, port: number | undefined): Pr
     const index = Number(process.env[WORKER_INDEX_ENV])
     const count = Number(process.env[WORKER_COUNT_ENV])
     const logger = baseLogger.child({ worker: index })
-    const { running } = await runWorker(config, index, count, logger, port)
+    const { running } = await runWorker(config, index, count, logger, port).catch((err: unknown) => {
+      // The IPC channel would keep this worker alive after a failed start (the CLI only sets exitCode):
+      // closing it lets the worker exit 1, and the primary stops the cluster on that exit.
+      process.disconnect()
+      throw err
+    })
     const drains = await startDrains(running.gateway.config, config.spool.dir, { index, count }, logger)
     const stop = async (): Promise<void> => {
       await Promise.all([...drains.map((d) => d.stop(config.server.shutdownTimeoutMs / 2)), running.stop()])

@@ -5,6 +5,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { acquireSpoolLock } from '../../src/spool/lock.js'
 import { readNdjsonLines, waitFor } from '../support/gateway.js'
 import { send } from '../support/http.js'
 
@@ -258,6 +259,23 @@ describe('server.workers', () => {
     expect(logged(gw, 'worker died').length).toBe(2)
     expect(await stop(gw)).toBe(0)
   }, 120_000)
+
+  it('a worker that cannot start stops the cluster: the primary exits 1 naming it', async () => {
+    const t = await setup('nostart', 2)
+    // Worker 1's shard is owned by this process: its worker stops at start (SpoolLockedError).
+    const held = await acquireSpoolLock(`${t.spool}-w1`)
+    try {
+      const gw = serve(t.config)
+      const code = await Promise.race([
+        gw.exited,
+        new Promise<string>((resolve) => setTimeout(() => resolve('still running after 30 s'), 30_000)),
+      ])
+      expect(code, gw.output()).toBe(1)
+      expect(gw.output()).toContain('worker 1 exited during start')
+    } finally {
+      await held.release()
+    }
+  }, 60_000)
 
   it('is seen as one: /metrics sums the workers, a pause through any worker pauses all, spool stats sums the shards', async () => {
     const t = await setup('one', 2)
