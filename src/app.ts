@@ -1,4 +1,4 @@
-import { Hono } from 'hono'
+import { Hono, type Context } from 'hono'
 import { managementRoutes } from './admin/api.js'
 import { requireToken } from './admin/auth.js'
 import { ConfigWriter, type ApiState } from './admin/config-writer.js'
@@ -27,6 +27,11 @@ export interface AppDeps {
   surfaces?: readonly Surface[]
   /** The ingest listener's port when this app's listener is another one (admin.listen): for inletUrl. */
   ingestPort?: () => number
+  /**
+   * A cluster worker other than the leader (src/cluster/worker.ts): /api/v1 and /ui are answered by the
+   * leader worker, so that management writes are serialised in one process and applied to every worker.
+   */
+  forward?: (request: Request, remoteAddress: string) => Promise<Response>
 }
 
 export type Surface = 'ingest' | 'admin' | 'metrics'
@@ -78,7 +83,14 @@ export function createApp(deps: AppDeps): Hono<Env> {
     })
   }
 
-  if (surfaces.has('admin')) {
+  if (surfaces.has('admin') && deps.forward) {
+    const forward = deps.forward
+    const handler = (c: Context<Env>): Promise<Response> =>
+      forward(c.req.raw, c.env?.incoming?.socket?.remoteAddress ?? '127.0.0.1')
+    app.all('/api/*', handler)
+    app.all('/ui', handler)
+    app.all('/ui/*', handler)
+  } else if (surfaces.has('admin')) {
     app.route('/api/v1', templatesRoutes())
     const apiState = deps.apiState ?? {
       file: undefined,

@@ -1,18 +1,22 @@
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssues } from './config/load.js'
 import { CONNECT_USAGE, runConnect } from './connect/cli.js'
-import { start, StartupError } from './main.js'
+import { serve } from './cluster/serve.js'
+import { existingShards } from './cluster/shards.js'
+import { StartupError } from './main.js'
 import { loadCheckedConfig } from './pipeline/config-check.js'
 import { replayDeadLetters } from './pipeline/replay.js'
-import { formatStats, spoolStats } from './spool/inspect.js'
+import { formatStats, mergeStats, spoolStats } from './spool/inspect.js'
 import { SpoolLockedError, spoolOwner } from './spool/lock.js'
 import { createLogger } from './telemetry/logger.js'
 
 const USAGE = `usage:
   streamgate serve [--config FILE] [--port N]   run the gateway (default config/streamgate.yaml)
   streamgate check-config FILE                  check a config file as serve would; exit 1 and list every error
-  streamgate spool stats [--config FILE] [--json]
+  streamgate spool stats [--config FILE] [--json] [--shards]
                                                 bytes, records and lag per stream and sink; the owner
+                                                (summed over the worker shards; --shards shows each)
   streamgate spool replay-dead-letter STREAM [--config FILE]
                                                 send a stream's dead letters through again (gateway stopped)
 ${CONNECT_USAGE}`
@@ -31,7 +35,7 @@ export async function runCli(argv: string[]): Promise<number> {
         process.stderr.write(`--port must be an integer 0-65535, got ${values.port}\n`)
         return 2
       }
-      await start(config, { signals: true, ...(port !== undefined ? { port } : {}) })
+      await serve(config, port)
       return -1 // keep running
     }
     case 'check-config': {
@@ -73,20 +77,45 @@ async function runSpool(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
-    options: { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } },
+    options: {
+      config: { type: 'string', short: 'c' },
+      json: { type: 'boolean' },
+      shards: { type: 'boolean' },
+    },
   })
   const config = await loadCheckedConfig(values.config ?? 'config/streamgate.yaml')
   if (sub === 'stats') {
-    const stats = await spoolStats(config.spool)
+    // With worker shards (server.workers, src/cluster/shards.ts): the sum of spool.dir and every shard;
+    // --shards shows each one as well.
+    const shards = await existingShards(config.spool.dir)
+    const spools = [
+      { dir: resolve(config.spool.dir), stats: await spoolStats(config.spool) },
+      ...(await Promise.all(
+        shards.map(async ({ dir }) => ({ dir, stats: await spoolStats({ ...config.spool, dir }) })),
+      )),
+    ]
+    const stats = shards.length === 0 ? spools[0]!.stats : mergeStats(spools.map((s) => s.stats))
+    const owners = await Promise.all(spools.map((s) => spoolOwner(s.dir)))
     if (values.json) {
-      process.stdout.write(`${JSON.stringify(stats, null, 2)}\n`)
+      const doc = values.shards
+        ? {
+            streams: stats,
+            shards: spools.map((s, i) => ({ dir: s.dir, owner: owners[i] ?? null, streams: s.stats })),
+          }
+        : stats
+      process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`)
       return 0
     }
-    const owner = await spoolOwner(config.spool.dir)
-    process.stdout.write(
-      `${formatStats(stats, config.spool.maxBytes)}\n` +
-        `owner: ${owner === undefined ? 'none (no gateway or replay holds the spool)' : `process ${owner}`}\n`,
-    )
+    const ownerText = (owner: number | undefined): string =>
+      owner === undefined ? 'none (no gateway or replay holds the spool)' : `process ${owner}`
+    let text = `${formatStats(stats, config.spool.maxBytes)}\nowner: ${ownerText(owners[0])}\n`
+    if (shards.length > 0 && !values.shards)
+      text += `summed over ${spools.length} spools (spool.dir and ${shards.length} worker shards; --shards shows each)\n`
+    if (values.shards)
+      spools.forEach((s, i) => {
+        text += `\n${s.dir}:\n${formatStats(s.stats, config.spool.maxBytes)}\nowner: ${ownerText(owners[i])}\n`
+      })
+    process.stdout.write(text)
     return 0
   }
   if (sub === 'replay-dead-letter') {

@@ -33,6 +33,8 @@ export interface Running {
   server: RunningServer
   logger: Logger
   metrics: Metrics
+  /** The app that serves /api/v1 and /ui, whichever listener it is on (a cluster's leader answers others'). */
+  adminApp: { fetch(request: Request, env?: unknown): Response | Promise<Response> }
   /** Graceful stop: readyz 503, stop accepting, finish in-flight requests, flush sinks. */
   stop(): Promise<void>
 }
@@ -54,6 +56,11 @@ export interface StartOptions {
   logger?: Logger
   /** Install SIGTERM/SIGINT handlers (the CLI does; tests do not). */
   signals?: boolean
+  /**
+   * A cluster worker (src/cluster/worker.ts): the listeners hand /api/v1 and /ui to this (AppDeps.forward);
+   * `adminApp` is then an app of its own that serves them, for the cluster's leader to answer with.
+   */
+  forward?: AppDeps['forward']
 }
 
 export async function start(config: GatewayConfig, options: StartOptions = {}): Promise<Running> {
@@ -102,6 +109,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   const accessLog = config.log.access ? { access: logger } : {}
   const adminListen = config.admin.listen
   const metricsListen = config.metrics.listen
+  const forwarding = options.forward ? { forward: options.forward } : {}
   const ingestSurfaces: Surface[] = ['ingest']
   if (!adminListen) ingestSurfaces.push('admin')
   if (!adminListen && !metricsListen) ingestSurfaces.push('metrics')
@@ -109,10 +117,13 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   let server: RunningServer
   let adminServer: RunningServer | undefined
   let metricsServer: RunningServer | undefined
+  let adminApp: Running['adminApp']
   try {
+    const ingestApp = createApp({ ...deps, ...forwarding, surfaces: ingestSurfaces })
+    adminApp = ingestApp
     server = await startServer(
       config.server,
-      createListener(createApp({ ...deps, surfaces: ingestSurfaces }), ingest, metrics, {
+      createListener(ingestApp, ingest, metrics, {
         refusals,
         ...accessLog,
       }),
@@ -123,7 +134,8 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     const ingestPort = server.port
     if (adminListen) {
       const surfaces: Surface[] = metricsListen ? ['admin'] : ['admin', 'metrics']
-      const app = createApp({ ...deps, surfaces, ingestPort: () => ingestPort })
+      const app = createApp({ ...deps, ...forwarding, surfaces, ingestPort: () => ingestPort })
+      adminApp = app
       adminServer = await startServer(
         listenerConfig(config.server, adminListen),
         createAppListener(app, accessLog),
@@ -133,7 +145,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       servers.push(adminServer)
     }
     if (metricsListen) {
-      const app = createApp({ ...deps, surfaces: ['metrics'] })
+      const app = createApp({ ...deps, ...forwarding, surfaces: ['metrics'] })
       metricsServer = await startServer(
         listenerConfig(config.server, metricsListen),
         createAppListener(app, accessLog),
@@ -141,6 +153,14 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
         { refusals },
       )
       servers.push(metricsServer)
+    }
+    if (options.forward) {
+      const ingestPort = server.port
+      adminApp = createApp({
+        ...deps,
+        surfaces: ['admin'],
+        ...(adminListen ? { ingestPort: () => ingestPort } : {}),
+      })
     }
   } catch (err) {
     await Promise.all(servers.map((s) => s.close(0)))
@@ -209,6 +229,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     server,
     logger,
     metrics,
+    adminApp,
     stop,
   }
 }

@@ -22,6 +22,8 @@ export interface ServerConfig {
   maxConnections: number
   keepAliveTimeoutMs: number
   shutdownTimeoutMs: number
+  /** Processes serving the ingest port, each with its own spool shard (src/cluster/); 1 = no cluster. */
+  workers: number | 'auto'
   maxInFlightRequests: number
   /** Base URL vendors reach the gateway at, for the API's inletUrl; '' = from the request's headers. */
   publicUrl: string

@@ -10,7 +10,8 @@ import { StreamLog, type Position, type RecoveryReport } from './stream-log.js'
 
 export interface LaneStats {
   lane: string
-  cursor: Position
+  /** Absent in a view of several spools (mergeStats), where no one position applies. */
+  cursor?: Position
   lagRecords: number
 }
 
@@ -67,6 +68,45 @@ export async function spoolStats(config: SpoolConfig): Promise<StreamStats[]> {
   return out
 }
 
+/**
+ * One view of several spools (a gateway's worker shards, src/cluster/shards.ts): per stream, the sums of
+ * every figure; a lane's lag is the sum of its lags. A cursor is a position in one spool, so a lane keeps
+ * its cursor only when one spool alone holds the stream.
+ */
+export function mergeStats(spools: readonly (readonly StreamStats[])[]): StreamStats[] {
+  const merged = new Map<string, { stats: StreamStats; spools: number }>()
+  for (const spool of spools)
+    for (const s of spool) {
+      const seen = merged.get(s.stream)
+      if (!seen) {
+        merged.set(s.stream, {
+          stats: { ...s, damage: { ...s.damage }, lanes: s.lanes.map((l) => ({ ...l })) },
+          spools: 1,
+        })
+        continue
+      }
+      const m = seen.stats
+      seen.spools++
+      m.bytes += s.bytes
+      m.segments += s.segments
+      m.frames += s.frames
+      m.records += s.records
+      m.deadLetters += s.deadLetters
+      m.damage.corruptFrames += s.damage.corruptFrames
+      m.damage.truncatedBytes += s.damage.truncatedBytes
+      for (const lane of s.lanes) {
+        const same = m.lanes.find((l) => l.lane === lane.lane)
+        if (same) same.lagRecords += lane.lagRecords
+        else m.lanes.push({ ...lane })
+      }
+    }
+  return [...merged.values()]
+    .map(({ stats, spools: n }) =>
+      n === 1 ? stats : { ...stats, lanes: stats.lanes.map(({ cursor: _c, ...l }) => l) },
+    )
+    .sort((a, b) => (a.stream < b.stream ? -1 : a.stream > b.stream ? 1 : 0))
+}
+
 export function formatStats(stats: readonly StreamStats[], maxBytes: number): string {
   const total = stats.reduce((a, s) => a + s.bytes, 0)
   const lines = [`spool: ${total} bytes of ${maxBytes} (${((100 * total) / maxBytes).toFixed(1)}%)`]
@@ -79,7 +119,8 @@ export function formatStats(stats: readonly StreamStats[], maxBytes: number): st
     )
     for (const l of s.lanes)
       lines.push(
-        `  ${l.lane}: lag ${l.lagRecords} records (cursor frame ${l.cursor.seq}, record ${l.cursor.index})`,
+        `  ${l.lane}: lag ${l.lagRecords} records` +
+          (l.cursor ? ` (cursor frame ${l.cursor.seq}, record ${l.cursor.index})` : ''),
       )
   }
   return lines.join('\n')

@@ -252,6 +252,7 @@ export class Metrics {
     help: '1 when the last delivery attempt of the sink succeeded, 0 when it is failing.',
     labelNames: ['sink'],
     registers: [this.registry],
+    aggregator: 'min', // workers (src/cluster/): 0 when any worker's delivery fails
   })
 
   private readonly circuitOpen = new Gauge({
@@ -259,6 +260,7 @@ export class Metrics {
     help: "1 while the sink's circuit breaker is open or half-open (its lanes wait instead of writing), else 0.",
     labelNames: ['sink'],
     registers: [this.registry],
+    aggregator: 'max',
   })
   private readonly circuitOpened = new Counter({
     name: 'streamgate_sink_circuit_opened_total',
@@ -280,6 +282,7 @@ export class Metrics {
     help: "1 while a stream is degraded (a sink's circuit open, a lane stalled or falling behind; see its health in the API), else 0.",
     labelNames: ['stream'],
     registers: [this.registry],
+    aggregator: 'max',
     collect: () => {
       const streams = this.healthProvider?.()
       if (!streams) return
@@ -347,6 +350,7 @@ export class Metrics {
     help: 'Always 1; the labels say which streamgate version runs on which Node.js.',
     labelNames: ['version', 'node'],
     registers: [this.registry],
+    aggregator: 'first',
   })
 
   private readonly schemaDriftRecords = new Counter({
@@ -465,7 +469,16 @@ export class Metrics {
     this.spoolFull.inc({ stream })
   }
 
+  /** What /metrics answers: this registry, or the cluster's sum (renderWith, src/cluster/worker.ts). */
   async render(): Promise<{ contentType: string; body: string }> {
+    if (this.renderer) return this.renderer()
     return { contentType: this.registry.contentType, body: await this.registry.metrics() }
+  }
+
+  private renderer: (() => Promise<{ contentType: string; body: string }>) | undefined
+
+  /** A cluster worker answers /metrics with every worker's metrics aggregated by the primary. */
+  renderWith(renderer: () => Promise<{ contentType: string; body: string }>): void {
+    this.renderer = renderer
   }
 }

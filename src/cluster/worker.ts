@@ -1,0 +1,197 @@
+import { AggregatorRegistry } from 'prom-client'
+import type { GatewayConfig } from '../config/types.js'
+import { ProblemError } from '../errors.js'
+import { problemAnswer } from '../http/ingest.js'
+import { start, type Running } from '../main.js'
+import type { Logger } from '../telemetry/logger.js'
+import {
+  fromWire,
+  isOurs,
+  responseFromWire,
+  responseToWire,
+  toWire,
+  type Change,
+  type ToPrimary,
+  type ToWorker,
+  type WireResponse,
+} from './messages.js'
+import { addFigures, carriesFigures, gatewayFigures } from './figures.js'
+import { workerConfig } from './shards.js'
+
+// One worker of `server.workers: N`: a complete gateway (src/main.ts start) on its own spool shard and the
+// shared ingest port. Worker 0 is the leader: it alone answers /api/v1 and /ui (the others forward those
+// requests to it through the primary), so management writes are serialised in one process as they are
+// without workers; every change it applies (a new config, a live pause or resume) is sent to the others,
+// which apply it to their own gateway. /metrics on any worker answers with every worker's metrics summed
+// (prom-client's AggregatorRegistry in the primary).
+
+/** A forwarded request or a /metrics aggregation that gets no answer within this time answers 503. */
+const ASK_TIMEOUT_MS = 10_000
+
+export interface WorkerProcess {
+  running: Running
+  index: number
+}
+
+export async function runWorker(
+  config: GatewayConfig,
+  index: number,
+  count: number,
+  logger: Logger,
+  port: number | undefined,
+): Promise<WorkerProcess> {
+  const own = workerConfig(config, index, count)
+  const waiting = new Map<number, (message: ToWorker) => void>()
+  let nextId = 0
+  const send = (message: ToPrimary): void => {
+    if (process.connected) process.send!(message)
+  }
+  const ask = <T>(make: (id: number) => ToPrimary, answer: (reply: ToWorker | undefined) => T): Promise<T> =>
+    new Promise((resolve) => {
+      const id = nextId++
+      const timer = setTimeout(() => {
+        waiting.delete(id)
+        resolve(answer(undefined))
+      }, ASK_TIMEOUT_MS)
+      waiting.set(id, (reply) => {
+        clearTimeout(timer)
+        waiting.delete(id)
+        resolve(answer(reply))
+      })
+      send(make(id))
+    })
+
+  const forward = async (request: Request, remoteAddress: string): Promise<Response> => {
+    const wire = await toWire(request, remoteAddress)
+    return ask(
+      (id) => ({ sg: 'forward', id, request: wire }),
+      (reply) => responseFromWire(reply?.sg === 'forwarded' ? reply.response : leaderSilent()),
+    )
+  }
+
+  // The leader answers /api/v1 and /ui with its own admin app, adding the other workers' live figures.
+  const leader: { app?: Running['adminApp'] } = {}
+  const answerHere = async (request: Request, remoteAddress: string): Promise<Response> => {
+    if (!leader.app) return responseFromWire(leaderSilent())
+    const response = await leader.app.fetch(request, { incoming: { socket: { remoteAddress } } })
+    if (response.status !== 200 || !carriesFigures(request.method, new URL(request.url).pathname))
+      return response
+    const peers = await ask(
+      (id) => ({ sg: 'figures', id }),
+      (reply) => (reply?.sg === 'figures' ? reply.figures : []),
+    )
+    const headers = new Headers(response.headers)
+    headers.delete('content-length')
+    const body = addFigures(await response.json(), peers)
+    return new Response(JSON.stringify(body), { status: 200, headers })
+  }
+
+  const running = await start(own, {
+    logger,
+    ...(port !== undefined ? { port } : {}),
+    forward: index === 0 ? answerHere : forward,
+  })
+  leader.app = running.adminApp
+  const { gateway, metrics } = running
+
+  // /metrics: prom-client answers the primary's requests with this worker's registry.
+  AggregatorRegistry.setRegistries([metrics.registry])
+  new AggregatorRegistry() // attaches prom-client's worker-side listener
+  metrics.renderWith(() =>
+    ask(
+      (id) => ({ sg: 'metrics', id }),
+      (reply) => {
+        if (reply?.sg !== 'metrics' || reply.error !== undefined)
+          throw new ProblemError(
+            503,
+            'metrics-unavailable',
+            'Metrics unavailable',
+            `the workers' metrics could not be gathered (${reply?.sg === 'metrics' ? reply.error : 'no answer'})`,
+          )
+        return { contentType: reply.contentType, body: reply.body }
+      },
+    ),
+  )
+
+  if (index === 0) {
+    // The leader: what its management API applies, the other workers apply too.
+    const apply = gateway.apply.bind(gateway)
+    const setStatus = gateway.setStatus.bind(gateway)
+    gateway.apply = async (next: GatewayConfig): Promise<void> => {
+      await apply(next)
+      send({ sg: 'broadcast', change: { config: next } })
+    }
+    gateway.setStatus = (stream: string, status: 1 | 2): void => {
+      setStatus(stream, status)
+      send({ sg: 'broadcast', change: { stream, status } })
+    }
+  }
+
+  const applyChange = async (change: Change): Promise<void> => {
+    if ('config' in change) await gateway.apply({ ...change.config, spool: own.spool })
+    else gateway.setStatus(change.stream, change.status)
+  }
+
+  process.on('message', (message: unknown) => {
+    if (!isOurs(message)) return
+    const m = message as ToWorker
+    switch (m.sg) {
+      case 'forward':
+        void answerForward(running, answerHere, m.request.remoteAddress, fromWire(m.request)).then(
+          (response) => send({ sg: 'forwarded', id: m.id, response }),
+        )
+        return
+      case 'figures-ask':
+        send({ sg: 'figures-reply', id: m.id, figures: gatewayFigures(gateway) })
+        return
+      case 'apply':
+        applyChange(m.change).catch((err: unknown) =>
+          logger.error({ err }, "applying the leader's management change failed on this worker"),
+        )
+        return
+      default:
+        waiting.get(m.id)?.(m)
+    }
+  })
+  send({ sg: 'ready', port: running.port })
+  return { running, index }
+}
+
+async function answerForward(
+  running: Running,
+  answerHere: (request: Request, remoteAddress: string) => Promise<Response>,
+  remoteAddress: string,
+  request: Request,
+): Promise<WireResponse> {
+  try {
+    const response = await answerHere(request, remoteAddress)
+    return await responseToWire(response)
+  } catch (err) {
+    running.logger.error({ err }, 'a forwarded management request failed')
+    const answer = problemAnswer(
+      new ProblemError(500, 'internal', 'Internal error', 'the request could not be processed'),
+    )
+    return {
+      status: 500,
+      headers: Object.entries(answer.headers),
+      body: Buffer.from(answer.body).toString('base64'),
+    }
+  }
+}
+
+function leaderSilent(): WireResponse {
+  const answer = problemAnswer(
+    new ProblemError(
+      503,
+      'leader-unavailable',
+      'Management API restarting',
+      'the worker that answers the management API did not answer; retry shortly',
+      { headers: { 'retry-after': '1' } },
+    ),
+  )
+  return {
+    status: 503,
+    headers: Object.entries(answer.headers),
+    body: Buffer.from(answer.body).toString('base64'),
+  }
+}
