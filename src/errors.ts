@@ -121,6 +121,9 @@ export const PROBLEM_KINDS = {
   'not-saved': { status: 503, title: 'Change not saved' },
   'apply-failed': { status: 500, title: 'Change not applied' },
   'vendor-error': { status: 502, title: 'The vendor refused' },
+  // workers (server.workers: src/cluster/)
+  'leader-unavailable': { status: 503, title: 'Management API restarting' },
+  'metrics-unavailable': { status: 503, title: 'Metrics unavailable' },
 } as const satisfies Record<string, ProblemKindSpec>
 
 export type ProblemKind = keyof typeof PROBLEM_KINDS

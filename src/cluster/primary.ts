@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises'
 import { AggregatorRegistry } from 'prom-client'
 import type { GatewayConfig } from '../config/types.js'
 import { problemAnswer } from '../http/ingest.js'
-import { ProblemError } from '../errors.js'
+import { problem } from '../errors.js'
 import { StartupError } from '../main.js'
 import { acquireSpoolLock } from '../spool/lock.js'
 import type { Logger } from '../telemetry/logger.js'
@@ -236,13 +236,9 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
 /** What a forwarded management request gets while the leader is restarting. */
 function leaderAway(): WireResponse {
   const answer = problemAnswer(
-    new ProblemError(
-      503,
-      'leader-unavailable',
-      'Management API restarting',
-      'the worker that answers the management API is restarting; retry shortly',
-      { headers: { 'retry-after': '1' } },
-    ),
+    problem('leader-unavailable', 'the worker that answers the management API is restarting; retry shortly', {
+      headers: { 'retry-after': '1' },
+    }),
   )
   return {
     status: 503,

@@ -1,6 +1,6 @@
 import { AggregatorRegistry } from 'prom-client'
 import type { GatewayConfig } from '../config/types.js'
-import { ProblemError } from '../errors.js'
+import { problem } from '../errors.js'
 import { problemAnswer } from '../http/ingest.js'
 import { start, type Running } from '../main.js'
 import type { Logger } from '../telemetry/logger.js'
@@ -102,10 +102,8 @@ export async function runWorker(
       (id) => ({ sg: 'metrics', id }),
       (reply) => {
         if (reply?.sg !== 'metrics' || reply.error !== undefined)
-          throw new ProblemError(
-            503,
+          throw problem(
             'metrics-unavailable',
-            'Metrics unavailable',
             `the workers' metrics could not be gathered (${reply?.sg === 'metrics' ? reply.error : 'no answer'})`,
           )
         return { contentType: reply.contentType, body: reply.body }
@@ -168,9 +166,7 @@ async function answerForward(
     return await responseToWire(response)
   } catch (err) {
     running.logger.error({ err }, 'a forwarded management request failed')
-    const answer = problemAnswer(
-      new ProblemError(500, 'internal', 'Internal error', 'the request could not be processed'),
-    )
+    const answer = problemAnswer(problem('internal', 'the request could not be processed'))
     return {
       status: 500,
       headers: Object.entries(answer.headers),
@@ -181,12 +177,12 @@ async function answerForward(
 
 function leaderSilent(): WireResponse {
   const answer = problemAnswer(
-    new ProblemError(
-      503,
+    problem(
       'leader-unavailable',
-      'Management API restarting',
       'the worker that answers the management API did not answer; retry shortly',
-      { headers: { 'retry-after': '1' } },
+      {
+        headers: { 'retry-after': '1' },
+      },
     ),
   )
   return {

@@ -30,6 +30,7 @@ import { readNdjsonLines, startGateway, waitFor } from '../support/gateway.js'
 import { freePort } from '../../scripts/backends/daemon.js'
 import { send } from '../support/http.js'
 import { HttpTargetMock } from '../support/mocks/http-target.js'
+import { createTopicsWithLeaders } from '../support/kafka-topics.js'
 
 const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js')
 const backends = inject('backends')
@@ -78,10 +79,7 @@ const between = (lo: number, hi: number): number => lo + Math.floor(Math.random(
 
 async function createTopic(): Promise<string> {
   const topic = unique('sg-faults')
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: [{ topic, numPartitions: 4, replicationFactor: 1 }],
-  })
+  await createTopicsWithLeaders(admin, [{ topic, numPartitions: 4, replicationFactor: 1 }])
   topics.push(topic)
   return topic
 }

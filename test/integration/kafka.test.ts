@@ -15,6 +15,7 @@ import type { Sink, WriteResult } from '../../src/sinks/sink.js'
 import { createLogger } from '../../src/telemetry/logger.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { records, sinkConformance } from '../conformance/sink-conformance.js'
+import { createTopicsWithLeaders } from '../support/kafka-topics.js'
 import { fixture, readNdjsonLines, startGateway, waitFor } from '../support/gateway.js'
 import { send } from '../support/http.js'
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js'
@@ -59,15 +60,15 @@ async function createTopics(
   config: Record<string, string> = {},
   numPartitions = 4,
 ): Promise<void> {
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: topics.map((topic) => ({
+  await createTopicsWithLeaders(
+    admin,
+    topics.map((topic) => ({
       topic,
       numPartitions,
       replicationFactor: 1,
       configEntries: Object.entries(config).map(([name, value]) => ({ name, value })),
     })),
-  })
+  )
   createdTopics.push(...topics)
 }
 
