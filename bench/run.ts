@@ -11,6 +11,7 @@
 // Scenarios of kind sustained/fanout (bench/sustained.ts) run without a baseline: long runs whose figures are
 // delivery against acceptance. See bench/README.md for what the numbers mean.
 
+import { answerProblem } from './answers.js'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import {
@@ -314,24 +315,8 @@ async function checkAnswers(
   when: AnswerCheck['when'],
   samples = 3,
 ): Promise<AnswerCheck> {
-  for (let i = 0; i < samples; i++) {
-    let detail: string
-    try {
-      const res = await fetch(target.url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...scenario.headers },
-        body,
-        signal: AbortSignal.timeout(20_000),
-      })
-      const text = await res.text()
-      const accepted = res.ok ? (JSON.parse(text) as { accepted?: unknown }).accepted : undefined
-      if (res.status === 200 && accepted === scenario.recordsPerRequest) continue
-      detail = `HTTP ${res.status}, accepted ${String(accepted)} of ${scenario.recordsPerRequest}: ${text.slice(0, 300)}`
-    } catch (err) {
-      detail = (err as Error).message
-    }
-    return { target: target.name, when, ok: false, detail }
-  }
+  const problem = await answerProblem(target.url, scenario, body, samples)
+  if (problem !== undefined) return { target: target.name, when, ok: false, detail: problem }
   return {
     target: target.name,
     when,

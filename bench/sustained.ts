@@ -31,6 +31,7 @@ import { freePort } from '../scripts/backends/daemon.js'
 import { readBackendsEnv, type BackendsEnv } from '../scripts/backends/index.js'
 import { kafkaAnswers } from '../scripts/backends/kafka.js'
 import { s3Answers } from '../scripts/backends/s3.js'
+import { answerProblem } from './answers.js'
 import type { LoadGenerator, LoadResult, LoadSpec } from './load.js'
 import { hasExited, makeTempDir, removeTempDir, stopChild, track } from './processes.js'
 import { RssSampler, processTree } from './proc-stats.js'
@@ -393,28 +394,6 @@ async function scrapeSure(
   throw new Error(`GET /metrics did not answer (5 tries):\n${gw.output()}`)
 }
 
-/** POSTs the body a few times: 200 and `accepted` = records per request, or the reason it is not. */
-async function checkAnswer(gw: Gateway, scenario: Scenario, body: Buffer): Promise<string | undefined> {
-  for (let i = 0; i < 3; i++) {
-    try {
-      const res = await fetch(gw.ingestUrl, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', ...scenario.headers },
-        body,
-        signal: AbortSignal.timeout(20_000),
-      })
-      const text = await res.text()
-      const accepted = res.ok ? (JSON.parse(text) as { accepted?: unknown }).accepted : undefined
-      if (res.status !== 200 || accepted !== scenario.recordsPerRequest) {
-        return `HTTP ${res.status}, accepted ${String(accepted)} of ${scenario.recordsPerRequest}: ${text.slice(0, 300)}`
-      }
-    } catch (err) {
-      return (err as Error).message
-    }
-  }
-  return undefined
-}
-
 // ---- running phases ------------------------------------------------------------------------------------
 
 interface Runner {
@@ -685,7 +664,7 @@ export async function runSustainedScenario(
     if (options.gatewayConfig !== undefined)
       result.notes.push(`config merged in: ${JSON.stringify(options.gatewayConfig)}`)
     gw = await startGateway(gatewayCli, configFile, scenario.streamId)
-    const wrong = await checkAnswer(gw, scenario, body)
+    const wrong = await answerProblem(gw.ingestUrl, scenario, body)
     if (wrong !== undefined) {
       result.wrongAnswer = wrong
       log(`   !! streamgate answers wrong: ${wrong}`)
