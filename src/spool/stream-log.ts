@@ -2,7 +2,6 @@ import {
   mkdir,
   open,
   readdir,
-  readFile,
   rename,
   stat,
   truncate,
@@ -17,13 +16,12 @@ import {
   decodeFrame,
   encodeFrame,
   FRAME_HEADER_BYTES,
-  frameCount,
-  frameKind,
   frameSeq,
   type Frame,
   type FrameKind,
 } from './format.js'
 import { FrameIndex } from './frame-index.js'
+import { SegmentScanner } from './segment-scan.js'
 
 // One stream's append-only log of segment files (format in ./format.ts). Appends are group-committed:
 // frames queued while a write is in progress go out together in the next writev + fdatasync, and each
@@ -388,35 +386,40 @@ export class StreamLog {
     for (let i = 0; i < names.length; i++) {
       const path = join(this.dir, names[i]!)
       const firstSeq = Number(names[i]!.slice(0, -SEGMENT_SUFFIX.length))
-      const buf = await readFile(path)
+      // Through a window, never the whole segment (src/spool/segment-scan.ts).
+      const scan = await SegmentScanner.open(path)
+      const size = scan.size
       const last = i === names.length - 1
       let offset = 0
       let validEnd = 0
-      while (offset < buf.length) {
-        const check = checkFrame(buf, offset, buf.length)
-        if (check.ok) {
-          const seq = frameSeq(buf, offset)
-          const count = frameCount(buf, offset)
-          report.frames++
-          report.records += count
-          this.index.push(seq, frameKind(buf, offset), count)
-          expectedSeq = seq + 1
-          offset += check.length
-          validEnd = offset
-          continue
+      try {
+        while (offset < size) {
+          const check = await scan.check(offset)
+          if (check.ok) {
+            const { seq, kind, count } = check.frame
+            report.frames++
+            report.records += count
+            this.index.push(seq, kind, count)
+            expectedSeq = seq + 1
+            offset += check.length
+            validEnd = offset
+            continue
+          }
+          // A bad frame: corrupt in the middle (a valid frame follows) or a torn tail (nothing valid follows).
+          const next = check.length !== undefined ? offset + check.length : undefined
+          if (next !== undefined && next < size && (await scan.check(next)).ok) {
+            report.corruptFrames++
+            offset = next
+            validEnd = offset
+            continue
+          }
+          break
         }
-        // A bad frame: corrupt in the middle (a valid frame follows) or a torn tail (nothing valid follows).
-        const next = check.length !== undefined ? offset + check.length : undefined
-        if (next !== undefined && next < buf.length && checkFrame(buf, next, buf.length).ok) {
-          report.corruptFrames++
-          offset = next
-          validEnd = offset
-          continue
-        }
-        break
+      } finally {
+        await scan.close()
       }
-      if (validEnd < buf.length) {
-        report.truncatedBytes += buf.length - validEnd
+      if (validEnd < size) {
+        report.truncatedBytes += size - validEnd
         if (!last) report.corruptFrames++
         if (!this.options.readOnly) await truncate(path, validEnd)
       }

@@ -1,0 +1,92 @@
+import { open, type FileHandle } from 'node:fs/promises'
+import { checkFrame, FRAME_HEADER_BYTES, frameCount, frameKind, frameSeq, type FrameKind } from './format.js'
+
+// Recovery's view of one segment file: its frames checked (length and CRC) in order, read through a window
+// instead of the whole file at once. A segment is up to `segmentBytes` (64 MiB by default) and a gateway that
+// restarts with a backlog recovers every stream's segments before it serves: reading each one whole made
+// start-up peak at ~400 MB with four streams (bench/RESULTS.md, "S3 in constant memory"). The window is a
+// few MiB, grown only for a frame larger than it (one request's records), and reused from frame to frame.
+
+/** Bytes read per file read; a larger frame gets a window of its own size. */
+export const SCAN_WINDOW_BYTES = 4 * 1024 * 1024
+
+export interface ScannedFrame {
+  seq: number
+  kind: FrameKind
+  count: number
+}
+
+export type ScanStep = { ok: true; length: number; frame: ScannedFrame } | { ok: false; length?: number }
+
+/** Reads and checks the frames of one segment file through a bounded window. */
+export class SegmentScanner {
+  private buffer: Buffer
+  /** File bytes [start, start + filled) are in `buffer[0, filled)`. */
+  private start = 0
+  private filled = 0
+
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly size: number,
+    windowBytes: number,
+  ) {
+    this.buffer = Buffer.allocUnsafe(Math.min(windowBytes, Math.max(size, FRAME_HEADER_BYTES)))
+  }
+
+  static async open(path: string, windowBytes = SCAN_WINDOW_BYTES): Promise<SegmentScanner> {
+    const handle = await open(path, 'r')
+    try {
+      const { size } = await handle.stat()
+      return new SegmentScanner(handle, size, windowBytes)
+    } catch (err) {
+      await handle.close()
+      throw err
+    }
+  }
+
+  /**
+   * Checks the frame at file offset `offset`, as `checkFrame` would over the whole file: not ok with a
+   * length when the header is readable (a torn tail runs past the end, or the CRC or version is wrong), not
+   * ok without one when not even a header fits.
+   */
+  async check(offset: number): Promise<ScanStep> {
+    if (this.size - offset < FRAME_HEADER_BYTES) return { ok: false }
+    await this.ensure(offset, FRAME_HEADER_BYTES)
+    const bodyLength = this.buffer.readUInt32LE(offset - this.start)
+    const length = FRAME_HEADER_BYTES + bodyLength
+    // A length past the end of the file (a torn tail, or garbage read as a length) is never read.
+    if (offset + length > this.size) return { ok: false, length }
+    await this.ensure(offset, length)
+    const at = offset - this.start
+    const check = checkFrame(this.buffer, at, this.filled)
+    if (!check.ok) return { ok: false, length }
+    return {
+      ok: true,
+      length,
+      frame: {
+        seq: frameSeq(this.buffer, at),
+        kind: frameKind(this.buffer, at),
+        count: frameCount(this.buffer, at),
+      },
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close()
+  }
+
+  /** Makes file bytes [offset, offset + length) available in the buffer (length ≤ what is left of the file). */
+  private async ensure(offset: number, length: number): Promise<void> {
+    if (offset >= this.start && offset + length <= this.start + this.filled) return
+    const want = Math.min(Math.max(length, this.buffer.length), this.size - offset)
+    if (want > this.buffer.length) this.buffer = Buffer.allocUnsafe(want)
+    let filled = 0
+    while (filled < want) {
+      const { bytesRead } = await this.handle.read(this.buffer, filled, want - filled, offset + filled)
+      if (bytesRead === 0) break // the file shrank under us (it never does while the lock is held)
+      filled += bytesRead
+    }
+    this.start = offset
+    this.filled = filled
+  }
+}
