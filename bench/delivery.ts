@@ -347,7 +347,7 @@ async function main(): Promise<void> {
         `fill: ${records} records, ${mb(bytes)} over ${streams.length} stream(s) in ${fillSeconds.toFixed(1)} s, peak RSS ${mb(fillPeak)}\n`,
       )
 
-      // 2. drain. Sampled from the spawn: start-up (the spool's recovery reads whole segments) until the
+      // 2. drain. Sampled from the spawn: start-up (the spool's recovery, through a window) until the
       // listening line, then delivery.
       let startupPeak = 0
       let peak = 0
