@@ -7,8 +7,17 @@ import { deadLetterRecord } from '../records/dead-letter.js'
 import type { SinkRecord } from '../records/record.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
+import { ControlChannel } from './control.js'
 import { KafkaHandOff } from './ingest.js'
-import { clusterClient, deadLetterTopic, ensureTopics, recordOf, recordsTopic, sinkGroup } from './kafka.js'
+import {
+  clusterClient,
+  controlTopic,
+  deadLetterTopic,
+  ensureTopics,
+  recordOf,
+  recordsTopic,
+  sinkGroup,
+} from './kafka.js'
 
 // The deliver role (SPEC section 9): one kafkajs consumer group per sink, `<prefix>-<sink>`, subscribed to
 // the topics of the streams that route to it (and to the dead-letter topics of the streams whose dead-letter
@@ -18,9 +27,9 @@ import { clusterClient, deadLetterTopic, ensureTopics, recordOf, recordsTopic, s
 // rebalance before that hands the partition to another member, which reads from the last committed offset:
 // at least once, never skipped. Kafka's group membership is the whole of the failover.
 //
-// A paused stream (status 2, the management API) pauses its topics in this node's consumers: its records
-// wait in Kafka and the partitions are read again from the last committed offset once it is resumed. The
-// pause is this node's alone (README, Operations).
+// A paused stream (status 2, the management API of any deliver node: src/roles/control.ts shares it through
+// the control topic) pauses its topics in this node's consumers: its records wait in Kafka, and reading
+// goes on from the last delivered offset once it is resumed.
 
 const DEFAULT_RETRY: RetryConfig = { initialMs: 200, maxMs: 30_000, maxAttempts: 0 }
 /** Heartbeats while a batch waits for its sink (retries, an open circuit): well under the session timeout. */
@@ -47,6 +56,7 @@ export class KafkaDelivery {
   /** Records a sink refused for good go to the stream's dead-letter topic through this producer. */
   private readonly deadLetters: KafkaHandOff
   private timer: NodeJS.Timeout | undefined
+  private readonly control: ControlChannel
   /** Group joins seen (each one a rebalance of some group): the figure the tests and operators look at. */
   rebalances = 0
 
@@ -57,6 +67,7 @@ export class KafkaDelivery {
   ) {
     this.kafka = clusterClient(cluster, 'deliver', deps.logger)
     this.deadLetters = new KafkaHandOff(cluster, deps)
+    this.control = new ControlChannel(this.kafka, cluster, gateway, deps.logger)
   }
 
   /** Which topics each sink's group reads, from the running config. */
@@ -83,11 +94,10 @@ export class KafkaDelivery {
     const admin = this.kafka.admin()
     await admin.connect()
     try {
-      await ensureTopics(
-        admin,
-        this.cluster,
-        [...plan.values()].flatMap((sources) => [...sources.keys()]),
-      )
+      await ensureTopics(admin, this.cluster, [
+        controlTopic(this.cluster),
+        ...new Set([...plan.values()].flatMap((sources) => [...sources.keys()])),
+      ])
     } finally {
       await admin.disconnect()
     }
@@ -133,6 +143,7 @@ export class KafkaDelivery {
         'delivering from Kafka to the sink',
       )
     }
+    await this.control.start()
     this.timer = setInterval(() => this.applyPauses(), PAUSE_CHECK_MS)
     this.timer.unref()
   }
@@ -226,6 +237,7 @@ export class KafkaDelivery {
   /** Leaves the groups (their partitions go to the other members at once) after the batches in progress. */
   async stop(): Promise<void> {
     clearInterval(this.timer)
+    await this.control.stop()
     await Promise.allSettled(this.groups.map((g) => g.consumer.disconnect()))
     await this.deadLetters.close()
   }

@@ -10,6 +10,7 @@ import type { Logger } from '../telemetry/logger.js'
 //
 //   <prefix>-<stream>               the stream's accepted records (value: the original bytes)
 //   <prefix>-<stream>-dead-letter   its dead letters (value: the dead-letter envelope, records/dead-letter.ts)
+//   <prefix>-control                the pause state per stream (compacted, one partition)
 //   <prefix>-<sink>                 the consumer group that delivers to that sink
 
 /** The topic of a stream's accepted records. */
@@ -20,6 +21,11 @@ export function recordsTopic(cluster: ClusterConfig, stream: string): string {
 /** The topic of a stream's dead letters (invalid records, records a sink refused). */
 export function deadLetterTopic(cluster: ClusterConfig, stream: string): string {
   return `${cluster.topicPrefix}-${stream}-dead-letter`
+}
+
+/** The compacted topic of each stream's pause state, read by every deliver node (src/roles/control.ts). */
+export function controlTopic(cluster: ClusterConfig): string {
+  return `${cluster.topicPrefix}-control`
 }
 
 /** The consumer group that delivers to a sink. */
@@ -118,11 +124,16 @@ export async function ensureTopics(
     try {
       await admin.createTopics({
         waitForLeaders: true,
-        topics: missing.map((topic) => ({
-          topic,
-          numPartitions: cluster.partitions,
-          replicationFactor: cluster.replicationFactor,
-        })),
+        topics: missing.map((topic) =>
+          topic === controlTopic(cluster)
+            ? {
+                topic,
+                numPartitions: 1,
+                replicationFactor: cluster.replicationFactor,
+                configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+              }
+            : { topic, numPartitions: cluster.partitions, replicationFactor: cluster.replicationFactor },
+        ),
       })
     } catch (err) {
       const type = (err as { type?: unknown }).type

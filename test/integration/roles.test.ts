@@ -21,6 +21,7 @@ import { send } from '../support/http.js'
 const CLI = join(import.meta.dirname, '..', '..', 'dist', 'cli.js')
 const brokers = inject('backends').KAFKA_BROKERS
 const TOKEN = 'roles-test-token'
+const ADMIN_TOKEN = 'roles-test-admin-token-0123456789'
 let dir: string
 let admin: Admin
 const prefixes: string[] = []
@@ -265,6 +266,52 @@ describe('roles: ingest and deliver nodes on a Kafka consumer group', () => {
       )
     } finally {
       await Promise.all(all.map((n) => n.stop()))
+      await relay.close()
+    }
+  })
+
+  it('pause and resume through the management API of one deliver node apply to every deliver node', async () => {
+    const relay = await Relay.start(0)
+    const prefix = `rt-${randomUUID().slice(0, 8)}`
+    const doc = clusterConfig(prefix, relay.url, { brokers })
+    doc.admin = { token: ADMIN_TOKEN }
+    doc.streams = {
+      ...(doc.streams as object),
+      // The barrier: a stream that is never paused, delivered by the same group to the same sink.
+      marker: { source: 'ndjson', auth: { headers: { Authorization: `Bearer ${TOKEN}` } }, sinks: ['relay'] },
+    }
+    const file = writeConfig(`${prefix}-pause`, doc)
+    const ingest = new Node('ingest', file, await freePort(), join(dir, `${prefix}-pause-ingest.log`))
+    const a = new Node('deliver', file, await freePort(), join(dir, `${prefix}-pause-a.log`))
+    const b = new Node('deliver', file, await freePort(), join(dir, `${prefix}-pause-b.log`))
+    const api = (n: Node, method: string, body?: unknown) =>
+      send(`${n.url}/api/v1/streams/app`, {
+        method,
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      })
+    const statusOn = async (n: Node): Promise<number> =>
+      (await api(n, 'GET')).json<{ status: { id: number } }>().status.id
+    try {
+      for (const n of [ingest, a, b]) await n.start()
+      expect((await api(a, 'PATCH', { status: { id: 2 } })).status).toBe(200)
+      await waitFor(async () => (await statusOn(b)) === 2, 15_000, 'the pause on the other deliver node')
+      const paused = Array.from({ length: 20 }, (_, i) => `p-${i}`)
+      expect(await post(ingest.url, paused)).toBe(200)
+      const marker = await send(`${ingest.url}/ingest/marker`, {
+        body: '{"id":"m-1"}\n',
+        headers: { 'content-type': 'application/x-ndjson', authorization: `Bearer ${TOKEN}` },
+      })
+      expect(marker.status).toBe(200)
+      await waitFor(() => relay.seen.has('m-1'), 30_000, 'the marker record at the relay')
+      await sleep(1_000)
+      expect(paused.filter((id) => relay.seen.has(id))).toEqual([])
+      // Resumed through the other node: both deliver again, the records waiting in Kafka arrive.
+      expect((await api(b, 'PATCH', { status: { id: 1 } })).status).toBe(200)
+      await waitFor(async () => (await statusOn(a)) === 1, 15_000, 'the resume on the first deliver node')
+      await waitFor(() => paused.every((id) => relay.seen.has(id)), 30_000, 'the paused records at the relay')
+    } finally {
+      await Promise.all([ingest, a, b].map((n) => n.stop()))
       await relay.close()
     }
   })
