@@ -1,6 +1,5 @@
 import { mkdir, mkdtemp, access, constants, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { openApiState } from './admin/api-state.js'
 import { createApp, type AppDeps, type Surface } from './app.js'
 import type { GatewayConfig, ListenConfig, ServerConfig } from './config/types.js'
@@ -71,13 +70,17 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
   // Roles (SPEC section 9, src/roles/): Kafka holds the records, so the node keeps no spool of its own;
-  // the gateway gets a throwaway one (empty: nothing is appended to it) under the system's temp dir.
+  // the gateway gets a throwaway one (empty: nothing is appended to it), removed at stop. It sits beside
+  // spool.dir, so what is placed relative to that (the default dead-letter file sink) stays where the
+  // config says, and several nodes may share one machine and config.
   const role = config.role ?? 'all'
   const cluster = config.cluster
   let scratch: string | undefined
   if (role !== 'all') {
-    scratch = await mkdtemp(join(tmpdir(), `streamgate-${role}-`))
-    config = { ...config, spool: { ...config.spool, dir: join(scratch, 'spool') } }
+    const configured = resolve(config.spool.dir)
+    await mkdir(dirname(configured), { recursive: true })
+    scratch = await mkdtemp(`${configured}-${role}-`)
+    config = { ...config, spool: { ...config.spool, dir: scratch } }
   }
   const handOff = role === 'ingest' && cluster ? new KafkaHandOff(cluster, { logger, metrics }) : undefined
   if (handOff) await handOff.prepare(Object.keys(config.streams))
@@ -97,6 +100,8 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     })
   } catch (err) {
     await spoolLock.release() // a no-op when the gateway's spool released it already
+    await handOff?.close()
+    if (scratch) await rm(scratch, { recursive: true, force: true })
     throw err
   }
   let delivery: KafkaDelivery | undefined
