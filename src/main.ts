@@ -112,6 +112,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     } catch (err) {
       await delivery.stop()
       await gateway.close(0)
+      if (scratch) await rm(scratch, { recursive: true, force: true })
       throw new StartupError(`cannot join the cluster's consumer groups: ${(err as Error).message}`, {
         cause: err,
       })
