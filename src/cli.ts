@@ -1,6 +1,7 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { ConfigError, formatIssues } from './config/load.js'
+import type { Role } from './config/types.js'
 import { CONNECT_USAGE, runConnect } from './connect/cli.js'
 import { serve } from './cluster/serve.js'
 import { existingShards } from './cluster/shards.js'
@@ -12,7 +13,9 @@ import { SpoolLockedError, spoolOwner } from './spool/lock.js'
 import { createLogger } from './telemetry/logger.js'
 
 const USAGE = `usage:
-  streamgate serve [--config FILE] [--port N]   run the gateway (default config/streamgate.yaml)
+  streamgate serve [--config FILE] [--port N] [--role all|ingest|deliver]
+                                                run the gateway (default config/streamgate.yaml); --role
+                                                overrides the config's role (ingest and deliver need cluster)
   streamgate check-config FILE                  check a config file as serve would; exit 1 and list every error
   streamgate spool stats [--config FILE] [--json] [--shards]
                                                 bytes, records and lag per stream and sink; the owner
@@ -21,15 +24,34 @@ const USAGE = `usage:
                                                 send a stream's dead letters through again (gateway stopped)
 ${CONNECT_USAGE}`
 
+const ROLES: readonly Role[] = ['all', 'ingest', 'deliver']
+
+function isRole(value: string): value is Role {
+  return (ROLES as readonly string[]).includes(value)
+}
+
 export async function runCli(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   switch (command) {
     case 'serve': {
       const { values } = parseArgs({
         args: rest,
-        options: { config: { type: 'string', short: 'c' }, port: { type: 'string', short: 'p' } },
+        options: {
+          config: { type: 'string', short: 'c' },
+          port: { type: 'string', short: 'p' },
+          role: { type: 'string' },
+        },
       })
-      const config = await loadCheckedConfig(values.config ?? 'config/streamgate.yaml')
+      const role = values.role
+      if (role !== undefined && !isRole(role)) {
+        process.stderr.write(`--role must be one of ${ROLES.join(', ')}, got ${role}\n`)
+        return 2
+      }
+      const config = await loadCheckedConfig(
+        values.config ?? 'config/streamgate.yaml',
+        process.env,
+        role !== undefined ? { role } : {},
+      )
       const port = values.port !== undefined ? Number(values.port) : undefined
       if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
         process.stderr.write(`--port must be an integer 0-65535, got ${values.port}\n`)

@@ -1,10 +1,13 @@
-import { mkdir, access, constants } from 'node:fs/promises'
+import { mkdir, mkdtemp, access, constants, rm } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
 import { openApiState } from './admin/api-state.js'
 import { createApp, type AppDeps, type Surface } from './app.js'
 import type { GatewayConfig, ListenConfig, ServerConfig } from './config/types.js'
 import { IngestHandler } from './http/ingest.js'
 import { createAppListener, createListener, startServer, type RunningServer } from './http/server.js'
 import { Gateway } from './pipeline/gateway.js'
+import { KafkaDelivery } from './roles/deliver.js'
+import { KafkaHandOff } from './roles/ingest.js'
 import {
   acquireSpoolLock,
   SpoolLockedError,
@@ -66,6 +69,21 @@ export interface StartOptions {
 export async function start(config: GatewayConfig, options: StartOptions = {}): Promise<Running> {
   const logger = options.logger ?? createLogger(config.log.level)
   const metrics = new Metrics()
+  // Roles (SPEC section 9, src/roles/): Kafka holds the records, so the node keeps no spool of its own;
+  // the gateway gets a throwaway one (empty: nothing is appended to it), removed at stop. It sits beside
+  // spool.dir, so what is placed relative to that (the default dead-letter file sink) stays where the
+  // config says, and several nodes may share one machine and config.
+  const role = config.role ?? 'all'
+  const cluster = config.cluster
+  let scratch: string | undefined
+  if (role !== 'all') {
+    const configured = resolve(config.spool.dir)
+    await mkdir(dirname(configured), { recursive: true })
+    scratch = await mkdtemp(`${configured}-${role}-`)
+    config = { ...config, spool: { ...config.spool, dir: scratch } }
+  }
+  const handOff = role === 'ingest' && cluster ? new KafkaHandOff(cluster, { logger, metrics }) : undefined
+  if (handOff) await handOff.prepare(Object.keys(config.streams))
   // Own the spool before touching anything that belongs to it (api-state.json beside it included): a
   // second gateway on the same spool stops here.
   const spoolLock = await ownSpool(config.spool.dir)
@@ -74,20 +92,44 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   try {
     // The management API's saved changes (api-state.json beside the spool) applied on the config file's.
     api = await openApiState(config, logger)
-    gateway = await Gateway.create(api.config, { logger, metrics, spoolLock })
+    gateway = await Gateway.create(api.config, {
+      logger,
+      metrics,
+      spoolLock,
+      ...(handOff ? { handOff } : {}),
+    })
   } catch (err) {
     await spoolLock.release() // a no-op when the gateway's spool released it already
+    await handOff?.close()
+    if (scratch) await rm(scratch, { recursive: true, force: true })
     throw err
   }
+  let delivery: KafkaDelivery | undefined
+  if (role === 'deliver' && cluster) {
+    delivery = new KafkaDelivery(gateway, cluster, { logger, metrics })
+    try {
+      await delivery.start()
+    } catch (err) {
+      await delivery.stop()
+      await gateway.close(0)
+      if (scratch) await rm(scratch, { recursive: true, force: true })
+      throw new StartupError(`cannot join the cluster's consumer groups: ${(err as Error).message}`, {
+        cause: err,
+      })
+    }
+  }
+  // An ingest node writes to Kafka only: its sinks are never written to, so not checked either.
   await Promise.all(
-    [...gateway.sinks.values()].map(async (sink) => {
-      try {
-        await sink.healthcheck(AbortSignal.timeout(10_000))
-      } catch (err) {
-        // A sink that is down at start is not fatal: records wait (and are retried) until it is back.
-        logger.warn({ sink: sink.name, err: (err as Error).message }, 'sink health check failed at start')
-      }
-    }),
+    [...gateway.sinks.values()]
+      .filter(() => role !== 'ingest')
+      .map(async (sink) => {
+        try {
+          await sink.healthcheck(AbortSignal.timeout(10_000))
+        } catch (err) {
+          // A sink that is down at start is not fatal: records wait (and are retried) until it is back.
+          logger.warn({ sink: sink.name, err: (err as Error).message }, 'sink health check failed at start')
+        }
+      }),
   )
   const ingest = new IngestHandler(gateway, config.server, metrics, logger)
   const deps: AppDeps = {
@@ -123,10 +165,13 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     adminApp = ingestApp
     server = await startServer(
       config.server,
-      createListener(ingestApp, ingest, metrics, {
-        refusals,
-        ...accessLog,
-      }),
+      // A deliver node takes no records: /ingest answers 404 there, like any path this listener lacks.
+      role === 'deliver'
+        ? createAppListener(ingestApp, accessLog)
+        : createListener(ingestApp, ingest, metrics, {
+            refusals,
+            ...accessLog,
+          }),
       options.port,
       { refusals },
     )
@@ -164,6 +209,8 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     }
   } catch (err) {
     await Promise.all(servers.map((s) => s.close(0)))
+    await delivery?.stop()
+    await handOff?.close()
     await gateway.close(0)
     const code = (err as NodeJS.ErrnoException).code
     if (code === undefined) throw err
@@ -181,6 +228,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     {
       port: server.port,
       host: config.server.host,
+      role,
       admin: where(adminServer, adminListen),
       metrics: where(metricsServer, metricsListen),
       streams: [...gateway.streams.keys()],
@@ -196,7 +244,11 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       gateway.startDraining()
       // Half the shutdown budget for in-flight requests, half for deliveries in progress.
       await Promise.all(servers.map((s) => s.close(config.server.shutdownTimeoutMs / 2)))
+      // A deliver node leaves its groups first: its partitions move to the other members at once.
+      await delivery?.stop()
+      await handOff?.close()
       await gateway.close(config.server.shutdownTimeoutMs / 2)
+      if (scratch) await rm(scratch, { recursive: true, force: true })
       refusals.close()
       logger.info('stopped')
     })())

@@ -272,6 +272,28 @@ export type SinkConfig =
 
 export type SinkConfigOf<T extends SinkType> = Extract<SinkConfig, { type: T }>
 
+/** What a process does (SPEC section 9): everything, or one side of a Kafka log shared by many nodes. */
+export type Role = 'all' | 'ingest' | 'deliver'
+
+/** The connection to the Kafka cluster the roles share (the connection options of a kafka sink). */
+export interface ClusterKafkaConfig {
+  brokers: string[] | string
+  clientId: string
+  timeoutMs: number
+  ssl?: KafkaSinkConfig['ssl']
+  sasl?: KafkaSinkConfig['sasl']
+}
+
+export interface ClusterConfig {
+  kafka: ClusterKafkaConfig
+  /** Topics `<topicPrefix>-<stream>`, groups `<topicPrefix>-<sink>`. */
+  topicPrefix: string
+  partitions: number
+  replicationFactor: number
+  /** How long a silent deliver node keeps its partitions. */
+  sessionTimeoutMs: number
+}
+
 export interface GatewayConfig {
   /** Every file sink's dir resolves inside this directory (relative to the working directory). */
   dataDir: string
@@ -286,6 +308,10 @@ export interface GatewayConfig {
   spool: SpoolConfig
   log: { level: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'; access: boolean }
   health: { lagWindowMs: number; sampleIntervalMs: number }
+  /** Absent (configs built in code) means 'all'; the schema fills in 'all'. */
+  role?: Role
+  /** Needed by role ingest and deliver (the one config check refuses them without it). */
+  cluster?: ClusterConfig
   sinks: Record<string, SinkConfig>
   streams: Record<string, StreamConfig>
 }

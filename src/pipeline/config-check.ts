@@ -6,7 +6,7 @@ import {
   type ConfigIssue,
   type ValidateOptions,
 } from '../config/load.js'
-import type { GatewayConfig } from '../config/types.js'
+import type { GatewayConfig, Role } from '../config/types.js'
 import { sourceIssues } from '../ingest/sources/registry.js'
 import { createSink } from '../sinks/registry.js'
 import { createLogger } from '../telemetry/logger.js'
@@ -31,7 +31,31 @@ export function validateWithComponents(
   raw: unknown,
   options: Omit<ValidateOptions, 'componentIssues'> = {},
 ): { config?: GatewayConfig; issues: ConfigIssue[] } {
-  return validateConfig(raw, { ...options, componentIssues: sourceIssues })
+  return validateConfig(raw, {
+    ...options,
+    componentIssues: (config) => [...sourceIssues(config), ...roleIssues(config)],
+  })
+}
+
+/**
+ * The roles of SPEC section 9 (src/roles/): ingest and deliver nodes meet in a Kafka cluster, so they need
+ * `cluster`; they run as one process each (more nodes, not more workers, is how they scale).
+ */
+export function roleIssues(config: GatewayConfig): ConfigIssue[] {
+  const role = config.role ?? 'all'
+  if (role === 'all') return []
+  const issues: ConfigIssue[] = []
+  if (!config.cluster)
+    issues.push({
+      path: 'cluster',
+      message: `role ${role} needs a cluster (cluster.kafka.brokers at least): ingest and deliver nodes meet in its Kafka topics`,
+    })
+  if (config.server.workers !== 1)
+    issues.push({
+      path: 'server.workers',
+      message: `role ${role} runs as one process (workers: 1); run more ${role} nodes instead`,
+    })
+  return issues
 }
 
 /** Interpolates, validates and dry-builds a parsed config document. Never throws on bad input. */
@@ -46,12 +70,17 @@ export async function checkConfig(
   return built.length > 0 ? { issues: built } : { config, issues: [] }
 }
 
-/** Reads, parses and checks a config file; a ConfigError lists every issue. */
+/** Reads, parses and checks a config file; a ConfigError lists every issue. `overrides` win over the file. */
 export async function loadCheckedConfig(
   file: string,
   env: NodeJS.ProcessEnv = process.env,
+  overrides: { role?: Role } = {},
 ): Promise<GatewayConfig> {
-  const { config, issues } = await checkConfig(readConfigFile(file), {
+  let raw = readConfigFile(file)
+  // `serve --role` replaces the file's role before the check, so the check sees what will run.
+  if (overrides.role !== undefined && raw !== null && typeof raw === 'object' && !Array.isArray(raw))
+    raw = { ...raw, role: overrides.role }
+  const { config, issues } = await checkConfig(raw, {
     env,
     baseDir: dirname(resolve(file)),
   })

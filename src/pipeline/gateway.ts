@@ -18,6 +18,7 @@ import type { SpoolLock } from '../spool/lock.js'
 import { DEAD_LETTER_LANE, Spool, SpoolFullError, type StreamSpool } from '../spool/spool.js'
 import { writeFileAtomic } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
+import type { HandOff } from '../roles/ingest.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import { Validators } from '../validate/validators.js'
 import { Admission } from './admission.js'
@@ -93,6 +94,8 @@ export interface GatewayDeps {
   metrics: Metrics
   /** Ownership of the spool directory, when the caller took it already; the spool takes it over. */
   spoolLock?: SpoolLock
+  /** Role ingest (src/roles/ingest.ts): accepted records go to Kafka instead of the spool. */
+  handOff?: HandOff
 }
 
 export interface StreamCounts {
@@ -452,6 +455,7 @@ export class Gateway {
   /** Resolves once every accepted and dead-lettered record of the request is safe; else a 503 problem. */
   async accept(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void> {
     // No draining check here: a request that began before SIGTERM is in flight and must finish.
+    if (this.deps.handOff) return this.deps.handOff.accept(stream, outcome)
     if (stream.config.durability === 'none') return this.acceptDirect(stream, outcome)
     try {
       await this.spool.append(stream.id, outcome.records, outcome.deadLetters, Date.now())
