@@ -89,7 +89,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       }
     }),
   )
-  const ingest = new IngestHandler(gateway, config.server, metrics, logger)
+  const ingest = new IngestHandler(gateway.entry, config.server, metrics, logger)
   const deps: AppDeps = {
     gateway,
     metrics,

@@ -31,6 +31,8 @@ import {
   type DedupeWindow,
 } from './dedupe.js'
 import { deliver } from './delivery.js'
+import type { HandOff } from './hand-off.js'
+import { IngestEntry, type StreamCounts } from './ingest-entry.js'
 import { LagTrend } from './lag-trend.js'
 import { DeliveryLane } from './lane.js'
 import { StreamRuntime, type ProcessOutcome, type StreamRuntimeOptions } from './stream.js'
@@ -95,13 +97,7 @@ export interface GatewayDeps {
   spoolLock?: SpoolLock
 }
 
-export interface StreamCounts {
-  received: number
-  accepted: number
-  rejected: number
-  filtered: number
-  duplicates: number
-}
+export type { StreamCounts }
 
 /**
  * Whether a stream delivers as it should, apart from its status (1–4 stay emnify's): a stream whose sink's
@@ -132,7 +128,7 @@ export interface StreamState {
  * plus one dead-letter lane per stream. Ingest calls `accept`, which resolves only once every accepted
  * record is durable in the spool (or, for `durability: none`, acknowledged by every sink).
  */
-export class Gateway {
+export class Gateway implements HandOff {
   readonly streams = new Map<string, StreamRuntime>()
   readonly sinks = new Map<string, Sink>()
   readonly validators = new Validators()
@@ -147,6 +143,8 @@ export class Gateway {
   private readonly sampler: NodeJS.Timeout
   /** Admission control and fair scheduling between ingest and delivery (src/pipeline/admission.ts). */
   readonly admission: Admission
+  /** The pipeline's one way in for a request's records (src/pipeline/ingest-entry.ts). */
+  readonly entry: IngestEntry
   private draining = false
   /** Dedupe windows restored at start (or adopted): only these may be snapshotted over the old file. */
   private readonly dedupeReady = new WeakSet<DedupeWindow>()
@@ -190,6 +188,14 @@ export class Gateway {
       },
       { logger: deps.logger, refused: (stream, reason) => deps.metrics.admissionRefused(stream, reason) },
     )
+    this.entry = new IngestEntry({
+      stream: (id) => this.streams.get(id),
+      admission: this.admission,
+      handOff: this,
+      count: (stream, counts) => this.count(stream, counts),
+      isDraining: () => this.draining,
+      metrics: deps.metrics,
+    })
   }
 
   static async create(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
