@@ -80,7 +80,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     throw err
   }
   await Promise.all(
-    [...gateway.sinks.values()].map(async (sink) => {
+    [...gateway.topology.sinks()].map(async (sink) => {
       try {
         await sink.healthcheck(AbortSignal.timeout(10_000))
       } catch (err) {
@@ -183,8 +183,8 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       host: config.server.host,
       admin: where(adminServer, adminListen),
       metrics: where(metricsServer, metricsListen),
-      streams: [...gateway.streams.keys()],
-      sinks: [...gateway.sinks.keys()],
+      streams: gateway.topology.streamIds(),
+      sinks: [...gateway.topology.sinks()].map((s) => s.name),
     },
     'streamgate listening',
   )

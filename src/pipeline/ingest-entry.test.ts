@@ -2,11 +2,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ProblemError } from '../errors.js'
+import { problem, ProblemError } from '../errors.js'
 import { createLogger } from '../telemetry/logger.js'
 import { Metrics } from '../telemetry/metrics.js'
 import { checkConfig } from './config-check.js'
-import { Gateway } from './gateway.js'
+import { Gateway, type GatewayDeps } from './gateway.js'
+import type { HandOff } from './hand-off.js'
+import { SpoolHandOff } from './spool-hand-off.js'
 import type { IngestMeta } from './ingest-entry.js'
 
 // The pipeline's ingest entry without HTTP: a real gateway (real spool on disk, real file sink), bodies
@@ -26,6 +28,7 @@ afterEach(async () => {
 async function gatewayWith(
   stream: Record<string, unknown>,
   spool: Record<string, unknown> = {},
+  handOff?: GatewayDeps['handOff'],
 ): Promise<{ gateway: Gateway; out: string; metrics: Metrics }> {
   const dir = mkdtempSync(join(tmpdir(), 'sg-ingest-entry-'))
   const out = join(dir, 'out')
@@ -41,7 +44,11 @@ async function gatewayWith(
   const { config, issues } = await checkConfig(doc, { env: {} })
   if (!config) throw new Error(issues.map((i) => `${i.path}: ${i.message}`).join('\n'))
   const metrics = new Metrics()
-  const gateway = await Gateway.create(config, { logger: createLogger('silent'), metrics })
+  const gateway = await Gateway.create(config, {
+    logger: createLogger('silent'),
+    metrics,
+    ...(handOff ? { handOff } : {}),
+  })
   open.push({ gateway, dir })
   return { gateway, out, metrics }
 }
@@ -88,7 +95,7 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
     expect(gateway.entry.admit(stream, META)).toBeUndefined()
     const counts = await gateway.entry.ingest(stream, ndjson({ a: 1 }, { a: 2 }), META)
     expect(counts).toEqual({ accepted: 2, rejected: 0, filtered: 0, duplicates: 0 })
-    expect(gateway.state('s')!.counts).toEqual({
+    expect(gateway.states.get('s')!.counts).toEqual({
       received: 2,
       accepted: 2,
       rejected: 0,
@@ -116,7 +123,7 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
       gateway.entry.ingest(stream, ndjson({ a: 1 }), { headers: { 'x-key': KEY, 'x-sig': 'nope' } }),
     )
     expect([bad.status, bad.slug]).toEqual([401, 'unauthorized'])
-    expect(gateway.state('s')!.counts.received).toBe(0)
+    expect(gateway.states.get('s')!.counts.received).toBe(0)
   })
 
   it('rejects the whole request with 422 under validation: reject, and counts the records as rejected', async () => {
@@ -141,7 +148,7 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
         'invalid-records',
         [1, 2],
       ])
-      expect(gateway.state('s')!.counts).toMatchObject({ received: 0, accepted: 0, rejected: 2 })
+      expect(gateway.states.get('s')!.counts).toMatchObject({ received: 0, accepted: 0, rejected: 2 })
       // Nothing of a refused request is stored: the next accepted one is all the sink gets.
       await gateway.entry.ingest(stream, ndjson({ n: 7 }), META)
       expect(await waitFor(() => (lines(out).length > 0 ? lines(out) : undefined), 'delivery')).toEqual([
@@ -159,7 +166,7 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
     expect(first).toEqual({ accepted: 2, rejected: 0, filtered: 0, duplicates: 1 })
     const again = await gateway.entry.ingest(stream, ndjson({ id: 'b' }, { id: 'c' }), META)
     expect(again).toEqual({ accepted: 1, rejected: 0, filtered: 0, duplicates: 1 })
-    expect(gateway.state('s')!.counts).toMatchObject({ received: 5, accepted: 3, duplicates: 2 })
+    expect(gateway.states.get('s')!.counts).toMatchObject({ received: 5, accepted: 3, duplicates: 2 })
   })
 
   it('rate limit: a request over the bucket gets 429 with Retry-After and is neither stored nor counted', async () => {
@@ -168,7 +175,7 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
     await gateway.entry.ingest(stream, ndjson({ a: 1 }, { a: 2 }), META)
     const err = await refusal(gateway.entry.ingest(stream, ndjson({ a: 3 }, { a: 4 }), META))
     expect([err.status, err.slug, err.headers['retry-after']]).toEqual([429, 'rate-limited', '1'])
-    expect(gateway.state('s')!.counts).toMatchObject({ received: 2, accepted: 2 })
+    expect(gateway.states.get('s')!.counts).toMatchObject({ received: 2, accepted: 2 })
     await waitFor(() => (lines(out).length === 2 ? true : undefined), 'delivery')
     expect(lines(out)).toEqual(['{"a":1}', '{"a":2}'])
   })
@@ -182,7 +189,7 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
     const big = ndjson(...Array.from({ length: 20 }, (_, i) => ({ id: `r${i}`, pad: 'x'.repeat(20) })))
     const err = await refusal(gateway.entry.ingest(stream, big, META))
     expect([err.status, err.slug, err.headers['retry-after']]).toEqual([503, 'spool-full', '30'])
-    expect(gateway.state('s')!.counts).toMatchObject({ received: 0, accepted: 0 })
+    expect(gateway.states.get('s')!.counts).toMatchObject({ received: 0, accepted: 0 })
     expect(await metrics.registry.metrics()).toMatch(/^streamgate_spool_full_total\{stream="s"\} 1$/m)
     // The refused records were not remembered: sent again when there is room, they are not duplicates.
     const small = await gateway.entry.ingest(stream, ndjson({ id: 'r0' }), META)
@@ -205,5 +212,31 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
     gateway.startDraining()
     expect(() => gateway.entry.checkOpen()).toThrow(expect.objectContaining({ slug: 'shutting-down' }))
     expect(() => gateway.entry.probe(stream, META)).toThrow(expect.objectContaining({ status: 503 }))
+  })
+  it('GatewayDeps.handOff replaces the spool hand-off of durability: spool streams (the seam of another durable log)', async () => {
+    const seen: string[] = []
+    let refuse = false
+    // Another role's hand-off: here one that refuses on demand and otherwise stores in the spool as usual.
+    const handOff = (spool: ConstructorParameters<typeof SpoolHandOff>[0]): HandOff => {
+      const inner = new SpoolHandOff(spool, { metrics: new Metrics(), logger: createLogger('silent') })
+      return {
+        accept: async (stream, outcome) => {
+          seen.push(`${stream.id}:${outcome.records.length}`)
+          if (refuse) throw problem('spool-unavailable', 'log down')
+          await inner.accept(stream, outcome)
+        },
+      }
+    }
+    const { gateway, out } = await gatewayWith({}, {}, handOff)
+    const stream = gateway.entry.stream('s')!
+    expect(await gateway.entry.ingest(stream, ndjson({ h: 1 }), META)).toMatchObject({ accepted: 1 })
+    refuse = true
+    const err = await refusal(gateway.entry.ingest(stream, ndjson({ h: 2 }), META))
+    expect([err.status, err.slug]).toEqual([503, 'spool-unavailable'])
+    expect(seen).toEqual(['s:1', 's:1'])
+    expect(gateway.states.get('s')!.counts.accepted).toBe(1)
+    expect(await waitFor(() => (lines(out).length > 0 ? lines(out) : undefined), 'delivery')).toEqual([
+      '{"h":1}',
+    ])
   })
 })
