@@ -96,7 +96,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       logger,
       metrics,
       spoolLock,
-      ...(handOff ? { handOff } : {}),
+      ...(handOff ? { handOff: () => handOff } : {}),
     })
   } catch (err) {
     await spoolLock.release() // a no-op when the gateway's spool released it already
@@ -120,7 +120,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
   }
   // An ingest node writes to Kafka only: its sinks are never written to, so not checked either.
   await Promise.all(
-    [...gateway.sinks.values()]
+    [...gateway.topology.sinks()]
       .filter(() => role !== 'ingest')
       .map(async (sink) => {
         try {
@@ -131,7 +131,7 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
         }
       }),
   )
-  const ingest = new IngestHandler(gateway, config.server, metrics, logger)
+  const ingest = new IngestHandler(gateway.entry, config.server, metrics, logger)
   const deps: AppDeps = {
     gateway,
     metrics,
@@ -231,8 +231,8 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       role,
       admin: where(adminServer, adminListen),
       metrics: where(metricsServer, metricsListen),
-      streams: [...gateway.streams.keys()],
-      sinks: [...gateway.sinks.keys()],
+      streams: gateway.topology.streamIds(),
+      sinks: [...gateway.topology.sinks()].map((s) => s.name),
     },
     'streamgate listening',
   )

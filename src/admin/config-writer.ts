@@ -8,7 +8,6 @@ import {
 } from '../config/store.js'
 import type { GatewayConfig } from '../config/types.js'
 import { problem, ProblemError } from '../errors.js'
-import type { Gateway } from '../pipeline/gateway.js'
 import type { Logger } from '../telemetry/logger.js'
 import { checkCandidate } from './candidate.js'
 
@@ -45,7 +44,12 @@ export class ValidationProblem extends ProblemError {
  * src/connect/config-store.ts) a stand-in that only keeps the config, so the same validation and
  * persistence apply.
  */
-export type ConfigTarget = Pick<Gateway, 'config' | 'apply' | 'setStatus'>
+/** What a write changes: the running gateway (src/pipeline/gateway.ts), or a stand-in that only keeps the config. */
+export interface ConfigTarget {
+  config: GatewayConfig
+  apply(next: GatewayConfig): Promise<void>
+  setStatus(stream: string, status: 1 | 2): void
+}
 
 export class ConfigWriter {
   private queue: Promise<unknown> = Promise.resolve()

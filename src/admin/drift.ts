@@ -54,7 +54,7 @@ function driftView(id: string, runtime: StreamRuntime): DriftView {
 }
 
 function runtimeOf(gateway: Gateway, id: string): StreamRuntime {
-  const runtime = Object.hasOwn(gateway.config.streams, id) ? gateway.streams.get(id) : undefined
+  const runtime = Object.hasOwn(gateway.config.streams, id) ? gateway.topology.stream(id) : undefined
   if (!runtime) throw problem('unknown-stream', `no stream ${JSON.stringify(id)} is configured`)
   return runtime
 }

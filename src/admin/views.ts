@@ -85,7 +85,7 @@ export function streamView(
   inletBase: string,
 ): StreamView {
   const stream = config.streams[id]!
-  const state = gateway.state(id)
+  const state = gateway.states.get(id)
   const { status, ...rest } = masked(stream)
   return {
     id,
@@ -93,10 +93,10 @@ export function streamView(
     status: statusObject(state?.status ?? status),
     inletUrl: `${inletBase}/ingest/${encodeURIComponent(id)}`,
     figures: { ...(state?.counts ?? { received: 0, accepted: 0, rejected: 0, filtered: 0, duplicates: 0 }) },
-    delivery: (gateway.lanes.get(id) ?? []).map(laneFigures),
+    delivery: gateway.topology.lanesOf(id).map(laneFigures),
     lastError: state?.lastError ? { ...state.lastError } : null,
-    health: gateway.health(id),
-    drift: driftSummary(gateway.streams.get(id)),
+    health: gateway.states.health(id),
+    drift: driftSummary(gateway.topology.stream(id)),
     admission: gateway.admission.view(id),
   }
 }
@@ -107,7 +107,7 @@ export function sinkView(gateway: Gateway, config: GatewayConfig, name: string):
   let lag = 0
   let lastError: SinkView['lastError'] = null
   let circuit: LaneFigures['circuit']
-  for (const [stream, lanes] of gateway.lanes)
+  for (const [stream, lanes] of gateway.topology.lanes())
     for (const lane of lanes) {
       if (lane.sinkName !== name) continue
       circuit ??= circuitFigures(lane)

@@ -45,7 +45,8 @@ export async function startDrain(
     { ...config, spool: { ...config.spool, dir } },
     { logger: log, metrics: new Metrics({ defaultMetrics: false }), spoolLock: lock },
   )
-  const pending = (): number => [...gateway.lanes.values()].flat().reduce((sum, lane) => sum + lane.lag, 0)
+  const pending = (): number =>
+    gateway.topology.streamIds().reduce((sum, id) => sum + gateway.topology.pendingRecords(id), 0)
   log.info({ records: pending() }, 'draining a spool shard no worker writes to')
   let closing: Promise<void> | undefined
   const close = (graceMs: number): Promise<void> => (closing ??= gateway.close(graceMs))

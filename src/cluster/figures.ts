@@ -19,9 +19,9 @@ export interface WorkerFigures {
 
 export function gatewayFigures(gateway: Gateway): WorkerFigures {
   const streams: WorkerFigures['streams'] = {}
-  for (const [id, lanes] of gateway.lanes)
+  for (const [id, lanes] of gateway.topology.lanes())
     streams[id] = {
-      counts: { ...(gateway.state(id)?.counts ?? zero()) },
+      counts: { ...(gateway.states.get(id)?.counts ?? zero()) },
       lanes: lanes.map((lane) => ({
         sink: lane.sinkName,
         deadLetter: lane.laneName === DEAD_LETTER_LANE,

@@ -50,6 +50,6 @@ describe('src/config imports', () => {
   it('finds imports the way they are written in this code base', () => {
     // The check above must not pass because the pattern misses real imports.
     expect(importsOf(join(CONFIG_DIR, 'load.ts'))).toContain('./interpolate.js')
-    expect(importsOf(join(SRC, 'pipeline', 'gateway.ts'))).toContain('../config/load.js')
+    expect(importsOf(join(SRC, 'pipeline', 'topology.ts'))).toContain('../config/load.js')
   })
 })

@@ -225,6 +225,93 @@ describe('DeliveryLane with several batches in flight', () => {
   })
 })
 
+describe('DeliveryLane: pause, retries and partial failures (one batch at a time)', () => {
+  function laneWith(
+    s: StreamSpool,
+    sink: Sink,
+    o: {
+      paused?: { value: boolean }
+      errors?: SinkError[]
+      dead?: { records: number[]; error: SinkError }[]
+    },
+  ): DeliveryLane {
+    return new DeliveryLane({
+      stream: 's',
+      lane: 'out',
+      kind: FrameKind.Records,
+      sink,
+      retry: { initialMs: 1, maxMs: 5, maxAttempts: 0 },
+      spool: s,
+      metrics: new Metrics({ defaultMetrics: false }),
+      logger,
+      isPaused: () => o.paused?.value ?? false,
+      deadLetter: async (records, error) => {
+        o.dead?.push({ records: numbers(records), error })
+      },
+      onError: (error) => o.errors?.push(error),
+    })
+  }
+
+  it('a paused lane writes nothing and keeps its records; resumed, it delivers them all from its cursor', async () => {
+    const s = await fill(4)
+    const sink = new HandSink(limits())
+    const paused = { value: true }
+    const l = laneWith(s, sink, { paused })
+    const start = l.at
+    l.start()
+    await new Promise((r) => setTimeout(r, 100))
+    expect(sink.writes).toHaveLength(0)
+    expect(l.lag).toBe(4)
+    expect(s.cursors.get('out') ?? start).toEqual(start)
+    paused.value = false
+    for (let i = 0; i < 2; i++) {
+      await until(`write ${i + 1}`, () => sink.writes.length === i + 1)
+      sink.writes[i]!.finish()
+    }
+    await until('lag 0', () => l.lag === 0)
+    expect(sink.writes.flatMap((w) => w.records)).toEqual([0, 1, 2, 3])
+    await l.stop(1_000)
+  })
+
+  it('a transient failure is reported and the same batch is written again; nothing is dead-lettered or skipped', async () => {
+    const s = await fill(2)
+    const sink = new HandSink(limits())
+    const errors: SinkError[] = []
+    const dead: { records: number[]; error: SinkError }[] = []
+    const l = laneWith(s, sink, { errors, dead })
+    l.start()
+    await until('first write', () => sink.writes.length === 1)
+    sink.writes[0]!.fail(transientError('broker busy', 'server-error'))
+    await until('second write', () => sink.writes.length === 2)
+    expect(l.lag).toBe(2) // the cursor did not move over the failed batch
+    sink.writes[1]!.finish()
+    await until('lag 0', () => l.lag === 0)
+    expect(sink.writes.map((w) => w.records)).toEqual([
+      [0, 1],
+      [0, 1],
+    ])
+    expect(errors.map((e) => [e.reason, e.retriable])).toEqual([['server-error', true]])
+    expect(dead).toEqual([])
+    await l.stop(1_000)
+  })
+
+  it('a partial failure by index: the refused record is dead-lettered with its error, the rest count as delivered', async () => {
+    const s = await fill(2)
+    const sink = new HandSink(limits())
+    const dead: { records: number[]; error: SinkError }[] = []
+    const l = laneWith(s, sink, { dead })
+    l.start()
+    await until('first write', () => sink.writes.length === 1)
+    const refused = permanentError('record too big for the topic', 'record-too-large')
+    sink.writes[0]!.finish({ failed: [{ index: 1, error: refused }] })
+    await until('lag 0', () => l.lag === 0)
+    expect(dead).toEqual([{ records: [1], error: refused }])
+    expect(sink.writes).toHaveLength(1) // the delivered record is not written again
+    expect(l.delivered).toBe(1)
+    await l.stop(1_000)
+  })
+})
+
 describe('DeliveryLane positions', () => {
   it('moves past frames of another kind only once the batches before them are delivered', async () => {
     await spool.append('s', [rec(0), rec(1)], [], 0)

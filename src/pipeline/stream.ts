@@ -22,12 +22,24 @@ import { deadLetterRecord } from '../records/dead-letter.js'
 import { rawField } from '../records/json-scan.js'
 import type { SinkRecord } from '../records/record.js'
 import type { BuiltinSchemaName, RecordError, RecordValidator, Validators } from '../validate/validators.js'
+import { compileAuth, type CompiledAuth } from './auth.js'
 import { DedupeWindow } from './dedupe.js'
 import { DriftTracker, knownFromSchema, type DriftCounter, type KnownFields } from './drift.js'
 import { compileFilters, type RecordPredicate } from './filters.js'
+import { RecordRateLimiter } from './rate-limit.js'
 
 /** At most this many per-record errors in a 422 answer (SPEC section 2). */
 export const MAX_PROBLEM_ERRORS = 100
+
+/**
+ * GET and HEAD are availability probes: vendors check an endpoint before and while streaming (Azion probes
+ * once a minute and discards data for an endpoint it finds unavailable [AZ-REF "Error treatment"]). A probe
+ * runs the stream's auth as a POST would and stores nothing.
+ */
+export const PROBE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD'])
+
+/** At most this many distinct Content-Type values are remembered as accepted per stream. */
+const ACCEPTED_CONTENT_TYPES_MAX = 32
 
 export interface ProcessOutcome {
   /** Accepted records, for every sink of the stream. */
@@ -65,6 +77,16 @@ export class StreamRuntime {
   readonly methods: ReadonlySet<string>
   /** The stream's source module (src/ingest/sources/). */
   readonly source: Source
+  /** Its auth (headers, source addresses, HMAC), compiled once with the stream. */
+  readonly auth: CompiledAuth
+  /** Its `rateLimit`, a token bucket over records; a new one with each rebuilt runtime. */
+  readonly limiter: RecordRateLimiter | undefined
+  /** What it accepts as Content-Type (lower case); undefined: anything. */
+  readonly contentTypes: readonly string[] | undefined
+  /** The methods it answers, for an Allow header: its `method` plus the probes. */
+  readonly allow: string
+  /** Content-Type header values already found acceptable (clients send the same one every time). */
+  private readonly acceptedContentTypes = new Set<string>()
 
   constructor(
     readonly id: string,
@@ -127,6 +149,23 @@ export class StreamRuntime {
     this.idPath =
       idField !== undefined && this.dedupePath?.join('.') !== idField ? idField.split('.') : this.dedupePath
     this.methods = new Set(Array.isArray(config.method) ? config.method : [config.method])
+    this.auth = compileAuth(config.auth)
+    const rate = config.rateLimit
+    this.limiter = rate ? new RecordRateLimiter(rate.recordsPerSecond, rate.burstRecords) : undefined
+    // Without `contentTypes`, what the source accepts (src/ingest/sources/; vendor sources: any).
+    this.contentTypes = (config.contentTypes ?? this.source.contentTypes)?.map((t) => t.toLowerCase())
+    this.allow = [...new Set([...this.methods, ...PROBE_METHODS])].join(', ')
+  }
+
+  /**
+   * Throws the 415 problem unless the Content-Type header (as sent) is one the stream accepts; a missing or
+   * empty one passes. Values found acceptable are remembered, so the usual request costs one lookup.
+   */
+  checkContentType(header: string | undefined): void {
+    if (this.contentTypes === undefined || header === undefined) return
+    if (this.acceptedContentTypes.has(header)) return
+    checkContentType(header, this.contentTypes)
+    if (this.acceptedContentTypes.size < ACCEPTED_CONTENT_TYPES_MAX) this.acceptedContentTypes.add(header)
   }
 
   /** Frames, validates, filters and dedupes one request body. Throws ProblemError for 400 and 422. */
@@ -349,6 +388,26 @@ function knownFieldsOf(
       ? `preset template ${preset.id} (${preset.name}; ${preset.documented ? `${variants.length} documented model${variants.length === 1 ? '' : 's'}` : 'reconstructed'})`
       : 'templateModel',
   }
+}
+
+function checkContentType(header: string, allowed: readonly string[]): void {
+  if (header === '') return
+  const media = header.split(';')[0]!.trim().toLowerCase()
+  const [type, subtype] = media.split('/')
+  const ok = allowed.some((a) => {
+    if (a === media) return true
+    if (a.endsWith('/*')) return a.slice(0, -2) === type
+    if (a.startsWith(`${type}/*+`)) return subtype?.endsWith(a.slice(a.indexOf('+'))) ?? false
+    return false
+  })
+  if (!ok)
+    throw problem(
+      'unsupported-media-type',
+      `Content-Type "${media}" is not accepted; send JSON, NDJSON or text`,
+      {
+        extra: { accepted: allowed },
+      },
+    )
 }
 
 function hash(text: string): string {

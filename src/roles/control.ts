@@ -38,7 +38,7 @@ export class ControlChannel {
 
   async start(): Promise<void> {
     // What this node starts with is not news: only changes after this are published.
-    for (const stream of this.gateway.streams.keys()) this.known.set(stream, this.pausedHere(stream))
+    for (const stream of this.gateway.topology.streamIds()) this.known.set(stream, this.pausedHere(stream))
     await this.producer.connect()
     await this.consumer.connect()
     await this.consumer.subscribe({ topics: [controlTopic(this.cluster)], fromBeginning: true })
@@ -54,7 +54,7 @@ export class ControlChannel {
         }
         if (typeof paused !== 'boolean') return Promise.resolve()
         this.known.set(stream, paused)
-        if (this.gateway.streams.has(stream) && this.pausedHere(stream) !== paused) {
+        if (this.gateway.topology.stream(stream) !== undefined && this.pausedHere(stream) !== paused) {
           this.gateway.setStatus(stream, paused ? 2 : 1)
           this.logger.info({ stream, paused }, 'stream pause state applied from the cluster')
         }
@@ -71,7 +71,7 @@ export class ControlChannel {
     this.publishing = true
     try {
       const changed: [string, boolean][] = []
-      for (const stream of this.gateway.streams.keys()) {
+      for (const stream of this.gateway.topology.streamIds()) {
         const paused = this.pausedHere(stream)
         if (this.known.get(stream) !== paused) changed.push([stream, paused])
       }

@@ -177,7 +177,7 @@ export class KafkaDelivery {
       group.consumer.pause([{ topic: batch.topic }])
       return
     }
-    const sink = this.gateway.sinks.get(group.sink)
+    const sink = this.gateway.topology.sink(group.sink)
     if (!sink) throw new Error(`sink ${group.sink} is not configured any more`)
     const records = batch.messages.map((m) => recordOf(m, source.stream))
     const abort = new AbortController()
@@ -191,7 +191,7 @@ export class KafkaDelivery {
       await deliver(sink, records, {
         retry: this.gateway.config.sinks[group.sink]?.retry ?? DEFAULT_RETRY,
         signal: abort.signal,
-        circuit: this.gateway.circuits.get(group.sink),
+        circuit: this.gateway.topology.circuit(group.sink),
         metrics: this.deps.metrics,
         logger: this.deps.logger,
         deadLetter: (failed, error) => this.deadLetter(source, group.sink, failed, error),

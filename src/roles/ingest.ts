@@ -2,6 +2,7 @@ import type { Admin, Kafka, Message, Producer, TopicMessages } from 'kafkajs'
 import type { ClusterConfig } from '../config/types.js'
 import { problem } from '../errors.js'
 import type { StreamRuntime, ProcessOutcome } from '../pipeline/stream.js'
+import type { HandOff } from '../pipeline/hand-off.js'
 import type { SinkRecord } from '../records/record.js'
 import { kafkajs } from '../sinks/kafka/kafkajs-client.js'
 import { murmur2 } from '../sinks/kafka/messages.js'
@@ -36,10 +37,6 @@ interface Chunk {
   bytes: number
   resolve(): void
   reject(err: unknown): void
-}
-
-export interface HandOff {
-  accept(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void>
 }
 
 export class KafkaHandOff implements HandOff {

@@ -21,7 +21,7 @@ describe('spool', () => {
     try {
       const res = await send(`${gw.url}/ingest/s`, { body: lines(5, 'paused') })
       expect(res.json()).toMatchObject({ accepted: 5 })
-      const lane = gw.gateway.lanes.get('s')!.find((l) => l.sinkName === 'out')!
+      const lane = gw.gateway.topology.lanesOf('s').find((l) => l.sinkName === 'out')!
       expect(lane.lag).toBe(5)
       expect(gw.gateway.state('s')!.status).toBe(2)
       expect(readNdjsonLines(`${gw.dir}/out`)).toEqual([])

@@ -487,7 +487,7 @@ describe('fault injection', () => {
       })()
       const targetIds = (): Set<string> => new Set(target.deliveredLines().map(idOf))
       const laneCircuits = (): Record<string, string> =>
-        Object.fromEntries((gw.gateway.lanes.get('steady') ?? []).map((l) => [l.sinkName, l.circuit.state]))
+        Object.fromEntries(gw.gateway.topology.lanesOf('steady').map((l) => [l.sinkName, l.circuit.state]))
       const seenStates = new Map<string, Set<string>>()
       const timings = { stopMs: 0, startMs: 0 }
       let during = { ackedInOutage: 0, targetGrowth: 0, checks: 0 }

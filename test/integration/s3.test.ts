@@ -530,7 +530,7 @@ describe('s3 objects in constant memory', () => {
       expect(await listObjects(bucket)).toEqual([])
       for (const id of streams) gw.gateway.setStatus(id, 1)
       await waitFor(
-        () => [...gw.gateway.lanes.values()].flat().every((lane) => lane.lag === 0),
+        () => [...gw.gateway.topology.lanes()].flatMap(([, lanes]) => lanes).every((lane) => lane.lag === 0),
         120_000,
         'every lane caught up',
       )
@@ -586,7 +586,7 @@ describe('s3 objects in constant memory', () => {
             })
           return next(args)
         }
-      const sink = gw.gateway.sinks.get('lake') as S3Sink
+      const sink = gw.gateway.topology.sink('lake') as S3Sink
       sink.client.middlewareStack.add(failSecondPart, { step: 'initialize', name: 'testFailSecondPart' })
       const posted: string[] = []
       for (let i = 0; i < 14; i++) {
@@ -595,7 +595,7 @@ describe('s3 objects in constant memory', () => {
         posted.push(...lines.map((l) => (JSON.parse(l) as { id: string }).id))
       }
       gw.gateway.setStatus('s', 1)
-      const lane = gw.gateway.lanes.get('s')!.find((l) => l.sinkName === 'lake')!
+      const lane = gw.gateway.topology.lanesOf('s').find((l) => l.sinkName === 'lake')!
       await waitFor(() => lane.lag === 0, 120_000, 'the lane caught up')
       expect(parts).toBeGreaterThanOrEqual(2)
       expect(lane.lastError).toMatchObject({ reason: 'server-error' })
