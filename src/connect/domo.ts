@@ -8,7 +8,7 @@ import {
   domoStreamsUrl,
   idOf,
   type Route,
-} from '../sinks/domo.js'
+} from '../sinks/domo/sink.js'
 import { HttpClient } from '../sinks/http-client.js'
 import type { ConnectContext } from './context.js'
 import type { ConnectionRow, ConnectReport } from './plan.js'

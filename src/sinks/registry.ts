@@ -1,13 +1,13 @@
 import type { SinkConfig, SinkType } from '../config/types.js'
-import { createAdobeSink } from './adobe.js'
-import { createDomoSink } from './domo.js'
-import { createFileSink } from './file.js'
-import { createHttpSink } from './http.js'
+import { createAdobeSink } from './adobe/sink.js'
+import { createDomoSink } from './domo/sink.js'
+import { createFileSink } from './file/sink.js'
+import { createHttpSink } from './http/sink.js'
 import { createKafkaSink } from './kafka/sink.js'
-import { createKinesisSink } from './kinesis.js'
-import { createS3Sink } from './s3.js'
+import { createKinesisSink } from './kinesis/sink.js'
+import { createS3Sink } from './s3/sink.js'
 import type { Sink, SinkContext, SinkFactory } from './sink.js'
-import { createStdoutSink } from './stdout.js'
+import { createStdoutSink } from './stdout/sink.js'
 
 /** Every sink type maps to its factory; a missing type fails the build (`satisfies`). */
 export const SINK_FACTORIES = {

@@ -6,10 +6,10 @@ import { gunzipSync } from 'node:zlib'
 import { S3ServiceException, type ServiceInputTypes, type ServiceOutputTypes } from '@aws-sdk/client-s3'
 import type { InitializeMiddleware } from '@smithy/types'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { S3SinkConfig } from '../config/types.js'
-import type { SinkRecord } from '../records/record.js'
-import { createLogger } from '../telemetry/logger.js'
-import { S3_DEFAULT_KEY, S3_MIN_PART_BYTES, S3_PART_BYTES, S3Sink, classifyS3Error } from './s3.js'
+import type { S3SinkConfig } from '../../config/types.js'
+import type { SinkRecord } from '../../records/record.js'
+import { createLogger } from '../../telemetry/logger.js'
+import { S3_DEFAULT_KEY, S3_MIN_PART_BYTES, S3_PART_BYTES, S3Sink, classifyS3Error } from './sink.js'
 
 const logger = createLogger('silent')
 
