@@ -1,3 +1,4 @@
+import { abortable } from '../abortable.js'
 import type { DomoColumnType, DomoSinkConfig } from '../../config/types.js'
 import { AUTH_FAILED, authError, permanentError, transientError, type SinkError } from '../../errors.js'
 import {
@@ -9,7 +10,6 @@ import {
   type WriteResult,
 } from '../sink.js'
 import {
-  abortable,
   answerDetail,
   answerJson,
   describe,
