@@ -245,7 +245,14 @@ function docType(root: JsonSchema, raw: JsonSchema): string {
   return typeof schema.type === 'string' ? schema.type : 'any'
 }
 
-const text = (value: unknown): string => (typeof value === 'string' ? value : '')
+/** Prose from the schema for Markdown: `<name>` outside code spans would be read as an HTML tag. */
+const text = (value: unknown): string =>
+  typeof value === 'string'
+    ? value
+        .split('`')
+        .map((part, i) => (i % 2 === 0 ? part.replace(/[<>]/g, (c) => `\\${c}`) : part))
+        .join('`')
+    : ''
 
 const cell = (value: string): string => value.replace(/\|/g, '\\|').replace(/\n/g, ' ')
 
@@ -290,7 +297,7 @@ function rows(
         path: `\`${path}\``,
         type: cell(docType(root, prop) + limits(resolved)),
         default: cell(defaultText),
-        description: cell(typeof resolved.description === 'string' ? resolved.description : ''),
+        description: cell(text(resolved.description)),
       })
       if (ref && seen.has(ref)) continue
       const nested = new Set(seen)
@@ -377,7 +384,7 @@ export function configurationReference(schema: JsonSchema, descriptors: readonly
     out.push(
       `### Sink type \`${d.type}\``,
       '',
-      `${d.description}.`,
+      `${text(d.description)}.`,
       '',
       table(rows(schema, { ...d.options, type: 'object' }, 'sinks.<name>.')),
     )
