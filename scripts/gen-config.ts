@@ -235,10 +235,10 @@ function resolveRef(root: JsonSchema, schema: JsonSchema): JsonSchema {
 function docType(root: JsonSchema, raw: JsonSchema): string {
   const schema = resolveRef(root, raw)
   if ('const' in schema) return JSON.stringify(schema.const)
-  if (Array.isArray(schema.enum)) return schema.enum.map((v) => JSON.stringify(v)).join(' \\| ')
+  if (Array.isArray(schema.enum)) return schema.enum.map((v) => JSON.stringify(v)).join(' | ')
   const alternatives = (schema.oneOf ?? schema.anyOf) as JsonSchema[] | undefined
-  if (alternatives) return [...new Set(alternatives.map((a) => docType(root, a)))].join(' \\| ')
-  if (Array.isArray(schema.type)) return schema.type.join(' \\| ')
+  if (alternatives) return [...new Set(alternatives.map((a) => docType(root, a)))].join(' | ')
+  if (Array.isArray(schema.type)) return schema.type.join(' | ')
   if (schema.type === 'array') return `${docType(root, (schema.items ?? {}) as JsonSchema)}[]`
   if (schema.type === 'object' && !schema.properties && typeof schema.additionalProperties === 'object')
     return `map of ${docType(root, schema.additionalProperties as JsonSchema)}`
