@@ -4,17 +4,20 @@ import { createLogger } from '../../src/telemetry/logger.js'
 import { FakeKinesis } from '../support/fakes/kinesis.js'
 import { sinkConformance } from './sink-conformance.js'
 
-// The kinesis sink against a FAKE Kinesis answering its SDK commands in-process (test/support/fakes/
-// kinesis.ts says what it models); kinesis-local runs the same suite in test/integration/kinesis.test.ts.
+// The kinesis sink against a FAKE Kinesis on a loopback port speaking the service's JSON protocol
+// (test/support/fakes/kinesis.ts says what it models); kinesis-local runs the same suite in test/integration/kinesis.test.ts.
 
 const logger = createLogger('silent')
 
-const config = (streamName: string, extra: Partial<KinesisSinkConfig> = {}): KinesisSinkConfig => ({
+const config = (
+  endpoint: string,
+  streamName: string,
+  extra: Partial<KinesisSinkConfig> = {},
+): KinesisSinkConfig => ({
   type: 'kinesis',
   streamName,
+  endpoint,
   region: 'eu-central-1',
-  // Never reached: the fake answers before the SDK would connect.
-  endpoint: 'http://127.0.0.1:9',
   credentials: { accessKeyId: 'AKIDFAKE', secretAccessKey: 'fake-secret' },
   timeoutMs: 5_000,
   maxParallelCalls: 4,
@@ -23,11 +26,11 @@ const config = (streamName: string, extra: Partial<KinesisSinkConfig> = {}): Kin
 })
 
 sinkConformance(
-  'kinesis (fake service)',
+  'kinesis (fake service over loopback HTTP)',
   async () => {
-    const kinesis = new FakeKinesis(['events'])
+    const kinesis = await FakeKinesis.start(['events'])
     const sink = (name: string, stream: string, extra: Partial<KinesisSinkConfig> = {}): KinesisSink =>
-      kinesis.attach(new KinesisSink(name, config(stream, extra), { logger }))
+      new KinesisSink(name, config(kinesis.endpoint, stream, extra), { logger })
     return {
       create: async (o) =>
         sink('kinesis-conf', 'events', o?.maxBatchRecords ? { maxBatchRecords: o.maxBatchRecords } : {}),
@@ -43,6 +46,7 @@ sinkConformance(
         }
       },
       injectPartialFailure: async () => kinesis.throttleEntries([1, 4, 7]),
+      cleanup: () => kinesis.close(),
     }
   },
   { transient: true, partialFailure: true },
