@@ -2,20 +2,19 @@ import { gunzipSync } from 'node:zlib'
 import type { S3SinkConfig } from '../../src/config/types.js'
 import { S3_DEFAULT_KEY, S3_PART_BYTES, S3Sink } from '../../src/sinks/s3/sink.js'
 import { createLogger } from '../../src/telemetry/logger.js'
-import { MemoryS3 } from '../support/fakes/s3.js'
+import { FakeS3Server } from '../support/fakes/s3-http.js'
 import { sinkConformance } from './sink-conformance.js'
 
-// The s3 sink against a FAKE S3 held in memory that answers its SDK commands in-process
-// (test/support/fakes/s3.ts says what it models); MinIO runs the same suite in test/integration/s3.test.ts.
+// The s3 sink against a FAKE S3 on a loopback HTTP port (test/support/fakes/s3-http.ts says what it
+// models); MinIO runs the same suite in test/integration/s3.test.ts.
 
 const logger = createLogger('silent')
 
-const config = (bucket: string, extra: Partial<S3SinkConfig> = {}): S3SinkConfig => ({
+const config = (endpoint: string, bucket: string, extra: Partial<S3SinkConfig> = {}): S3SinkConfig => ({
   type: 's3',
   bucket,
+  endpoint,
   region: 'us-east-1',
-  // Never reached: the fake answers before the SDK would connect.
-  endpoint: 'http://127.0.0.1:9',
   forcePathStyle: true,
   credentials: { accessKeyId: 'AKIDFAKE', secretAccessKey: 'fake-secret' },
   key: S3_DEFAULT_KEY,
@@ -31,23 +30,19 @@ const config = (bucket: string, extra: Partial<S3SinkConfig> = {}): S3SinkConfig
 })
 
 sinkConformance(
-  's3 (fake service)',
+  's3 (fake service over loopback HTTP)',
   async () => {
-    const s3 = new MemoryS3()
-    s3.missingBuckets.add('no-such-bucket')
-    const sink = (name: string, bucket: string, extra: Partial<S3SinkConfig> = {}): S3Sink => {
-      const created = new S3Sink(name, config(bucket, extra), { logger })
-      s3.attach(created)
-      return created
-    }
+    const s3 = await FakeS3Server.start(['lake'])
+    const sink = (name: string, bucket: string, extra: Partial<S3SinkConfig> = {}): S3Sink =>
+      new S3Sink(name, config(s3.endpoint, bucket, extra), { logger })
     return {
       create: async (o) =>
         sink('s3-conf', 'lake', o?.maxBatchRecords ? { maxBatchRecords: o.maxBatchRecords } : {}),
       readBack: async () =>
         [...s3.objects]
           .filter(([key]) => key.startsWith('lake/'))
-          .flatMap(([, o]) =>
-            gunzipSync(o.body)
+          .flatMap(([, body]) =>
+            gunzipSync(body)
               .toString('utf8')
               .split('\n')
               .filter((l) => l !== ''),
@@ -63,6 +58,7 @@ sinkConformance(
           },
         }
       },
+      cleanup: () => s3.close(),
     }
   },
   // An object write is all or nothing: there is no partial failure by index to inject.
