@@ -1,5 +1,6 @@
 import type { SinkType, SourceType, StreamStatusId } from '../config/types.js'
 import { STREAM_STATUSES } from '../pipeline/gateway.js'
+import { SINKS } from '../sinks/registry.js'
 
 // The management API's lookup tables, in emnify's lookup shape ({id, description}) [EM-STATUS, EM-OAS].
 
@@ -28,17 +29,8 @@ export const SOURCE_TYPES: readonly Lookup<SourceType>[] = Object.entries(SOURCE
   ([id, description]) => ({ id: id as SourceType, description }),
 )
 
-const SINK_DESCRIPTIONS = {
-  kafka: 'Apache Kafka topic (idempotent producer, acks all, key and topic templates, SASL/TLS)',
-  kinesis: 'Amazon Kinesis Data Streams (PutRecords, only failed entries retried)',
-  s3: 'Amazon S3 or an S3-compatible store: NDJSON objects (gzip), rolled over by size, records and age',
-  adobe: 'Adobe Experience Platform streaming inlet (XDM envelope, batch or single, authenticated inlets)',
-  domo: 'Domo Streams API: gzip CSV parts per execution (create, upload, commit)',
-  http: 'Any HTTP endpoint (another streamgate, a webhook): NDJSON or a JSON array per request',
-  file: 'NDJSON files in a local directory, rotated by size and age',
-  stdout: 'NDJSON on standard output',
-} satisfies Record<SinkType, string>
-
-export const SINK_TYPES: readonly Lookup<SinkType>[] = Object.entries(SINK_DESCRIPTIONS).map(
-  ([id, description]) => ({ id: id as SinkType, description }),
-)
+/** The sink types as they describe themselves (src/sinks/<type>/index.ts), in the registry's order. */
+export const SINK_TYPES: readonly Lookup<SinkType>[] = SINKS.map(({ type, description }) => ({
+  id: type,
+  description,
+}))

@@ -4,6 +4,8 @@ import { SCHEMAS_DIR } from '../config/load.js'
 import { CONNECT_TAG, connectPaths, connectSchemas } from '../connect/openapi.js'
 import { SINK_TYPES, SOURCE_TYPES, STREAM_STATUS_LIST } from './lookups.js'
 import { MAX_API_BODY_BYTES } from './request-body.js'
+import { sinkDefinitionName } from '../sinks/define.js'
+import { SINKS } from '../sinks/registry.js'
 
 // GET /api/v1/openapi.json: an OpenAPI 3.1 document generated from schemas/config.schema.json, so the API's
 // request and answer shapes can never drift from what the config file accepts. The config schema's
@@ -15,16 +17,10 @@ type Schema = Record<string, unknown>
 
 const ref = (name: string): Schema => ({ $ref: `#/components/schemas/${name}` })
 const nullable = (schema: Schema): Schema => ({ anyOf: [schema, { type: 'null' }] })
-const SINK_TYPE_DEFS = {
-  kafka: 'kafkaSink',
-  kinesis: 'kinesisSink',
-  s3: 's3Sink',
-  adobe: 'adobeSink',
-  domo: 'domoSink',
-  http: 'httpSink',
-  file: 'fileSink',
-  stdout: 'stdoutSink',
-} as const
+/** Sink type → the config schema definition of its keys, from the sink registry. */
+const SINK_TYPE_DEFS: Readonly<Record<string, string>> = Object.fromEntries(
+  SINKS.map(({ type }) => [type, sinkDefinitionName(type)]),
+)
 
 let cached: Schema | undefined
 

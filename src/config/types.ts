@@ -1,8 +1,13 @@
 // TypeScript view of schemas/config.schema.json. The schema is the source of truth (it is what validates
 // files and management-API writes); these types mirror it after defaults are applied.
 
+import type { KafkaSinkConfig, SinkConfig, SinkType } from './sink-types.generated.js'
+
+// The sink types (SinkType, <Type>SinkConfig, SinkConfig) are generated from the sink descriptors
+// (src/sinks/<type>/index.ts) by `npm run gen`; the rest of this file is written by hand.
+export type * from './sink-types.generated.js'
+
 export type SourceType = 'emnify' | 'azion' | 'ndjson' | 'json' | 'lines'
-export type SinkType = 'kafka' | 'kinesis' | 's3' | 'adobe' | 'domo' | 'http' | 'file' | 'stdout'
 export type ValidationPolicy = 'dead-letter' | 'reject' | 'drop' | 'off'
 export type IngestMethod = 'POST' | 'PUT' | 'PATCH'
 export type StreamStatusId = 1 | 2 | 3 | 4
@@ -143,132 +148,8 @@ export interface AwsCredentialsConfig {
   sessionToken?: string
 }
 
-export interface KafkaSinkConfig extends CommonSinkConfig {
-  type: 'kafka'
-  brokers: string[] | string
-  topic: string
-  key?: string
-  headers?: Record<string, string>
-  acks: -1 | 0 | 1
-  idempotent: boolean
-  compression: 'none' | 'gzip' | 'snappy' | 'lz4' | 'zstd'
-  client: 'kafkajs' | 'platformatic'
-  producers: number
-  clientId: string
-  timeoutMs: number
-  ssl?: boolean | { caFile?: string; certFile?: string; keyFile?: string; rejectUnauthorized?: boolean }
-  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string }
-}
-
-export interface KinesisSinkConfig extends CommonSinkConfig {
-  type: 'kinesis'
-  streamName?: string
-  streamArn?: string
-  region?: string
-  endpoint?: string
-  partitionKey?: string
-  credentials?: AwsCredentialsConfig
-  timeoutMs: number
-  maxParallelCalls: number
-}
-
-export interface S3SinkConfig extends CommonSinkConfig {
-  type: 's3'
-  bucket: string
-  region: string
-  endpoint?: string
-  forcePathStyle: boolean
-  key: string
-  compression: 'gzip' | 'none'
-  maxObjectBytes: number
-  maxObjectRecords: number
-  maxObjectAgeMs: number
-  partBytes: number
-  credentials?: AwsCredentialsConfig
-  timeoutMs: number
-}
-
-export interface AdobeSinkConfig extends CommonSinkConfig {
-  type: 'adobe'
-  /** Unset: not connected (records are held) until `streamgate connect adobe` writes it. */
-  inletUrl?: string
-  mode: 'batch' | 'single' | 'raw'
-  syncValidation: boolean
-  schemaRef?: string
-  schemaContentType: string
-  imsOrgId?: string
-  datasetId?: string
-  flowId?: string
-  sourceName?: string
-  mapping?: Record<string, string>
-  // tokenUrl is optional: ajv does not apply defaults inside oneOf, so the sink falls back to Adobe IMS itself.
-  auth?: { token: string } | { clientId: string; clientSecret: string; tokenUrl?: string; scopes?: string[] }
-  apiKey?: string
-  sandboxName?: string
-  requestsPerSecond: number
-  messagesPerSecond: number
-}
-
 /** Domo dataset column types [DOMO-DS]. */
 export type DomoColumnType = 'STRING' | 'DECIMAL' | 'LONG' | 'DOUBLE' | 'DATE' | 'DATETIME'
-
-export interface DomoSinkConfig extends CommonSinkConfig {
-  type: 'domo'
-  /** public: api.domo.com with OAuth client credentials; instance: <instanceUrl>/api/data/v1 with a developer token. */
-  api: 'public' | 'instance'
-  clientId?: string
-  clientSecret?: string
-  instanceUrl?: string
-  developerToken?: string
-  /** The stream to write to; or `create` finds (by dataset name) or creates it. */
-  streamId?: number | string
-  create?: {
-    name: string
-    description?: string
-    /** Dataset schema, one per `columns` entry: a name (STRING) or {name, type}; default: the field paths as STRING. */
-    columns?: (string | { name: string; type?: DomoColumnType })[]
-  }
-  columns: string[]
-  updateMethod: 'APPEND' | 'REPLACE'
-  apiBase: string
-  tokenUrl: string
-  partBytes: number
-  compression: 'gzip' | 'none'
-  parallelParts: number
-}
-
-export interface HttpSinkConfig extends CommonSinkConfig {
-  type: 'http'
-  url: string
-  method: 'POST' | 'PUT' | 'PATCH'
-  headers?: Record<string, string>
-  format: 'ndjson' | 'json-array'
-  compression: 'none' | 'gzip'
-  timeoutMs: number
-}
-
-export interface FileSinkConfig extends CommonSinkConfig {
-  type: 'file'
-  dir: string
-  prefix: string
-  maxFileBytes: number
-  maxFileAgeMs: number
-  fsync: boolean
-}
-
-export interface StdoutSinkConfig extends CommonSinkConfig {
-  type: 'stdout'
-}
-
-export type SinkConfig =
-  | KafkaSinkConfig
-  | KinesisSinkConfig
-  | S3SinkConfig
-  | AdobeSinkConfig
-  | DomoSinkConfig
-  | HttpSinkConfig
-  | FileSinkConfig
-  | StdoutSinkConfig
 
 export type SinkConfigOf<T extends SinkType> = Extract<SinkConfig, { type: T }>
 

@@ -1,5 +1,5 @@
 import type { AdobeSinkConfig } from '../config/types.js'
-import { ADOBE_TOKEN_URL, parseInletUrl } from '../sinks/adobe.js'
+import { ADOBE_TOKEN_URL, parseInletUrl } from '../sinks/adobe/sink.js'
 import { HttpClient } from '../sinks/http-client.js'
 import { ClientCredentialsToken } from '../sinks/oauth.js'
 import type { ConnectContext } from './context.js'

@@ -8,7 +8,7 @@ import {
   domoStreamsUrl,
   idOf,
   type Route,
-} from '../sinks/domo.js'
+} from '../sinks/domo/sink.js'
 import { HttpClient } from '../sinks/http-client.js'
 import type { ConnectContext } from './context.js'
 import type { ConnectionRow, ConnectReport } from './plan.js'
@@ -23,7 +23,7 @@ import {
 } from './vendor-http.js'
 
 // Domo Streams (vendor-docs/002; vendor-formats.md §4), through the Domo sink's own API code
-// (src/sinks/domo.ts: collection URL, routes, OAuth, create bodies, search matching), with the sink's
+// (src/sinks/domo/sink.ts: collection URL, routes, OAuth, create bodies, search matching), with the sink's
 // credentials and API (`api: public | instance`):
 //   search   GET  …/streams/search?q=dataSource.name:<name>     the stream whose dataset has the name
 //   create   POST …/streams (public: {"dataSet": {name, description, schema: {columns}}, "updateMethod"};

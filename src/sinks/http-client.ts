@@ -230,21 +230,6 @@ export async function mapLimit<T, R>(
 /** A signal that never aborts, for calls bounded by their own timeout only. */
 export const NEVER: AbortSignal = new AbortController().signal
 
-/** Resolves with `promise`, or rejects with the signal's reason as soon as it aborts. */
-export async function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  signal.throwIfAborted()
-  let onAbort!: () => void
-  const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason as Error)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-  try {
-    return await Promise.race([promise, aborted])
-  } finally {
-    signal.removeEventListener('abort', onAbort)
-  }
-}
-
 /** One failed entry of a write, by its index in the batch. */
 export interface IndexedFailure {
   index: number

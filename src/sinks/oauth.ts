@@ -1,6 +1,6 @@
+import { abortable } from './abortable.js'
 import { authError, transientError } from '../errors.js'
 import {
-  abortable,
   answerDetail,
   answerJson,
   describe,

@@ -1,27 +1,44 @@
 import type { SinkConfig, SinkType } from '../config/types.js'
-import { createAdobeSink } from './adobe.js'
-import { createDomoSink } from './domo.js'
-import { createFileSink } from './file.js'
-import { createHttpSink } from './http.js'
-import { createKafkaSink } from './kafka/sink.js'
-import { createKinesisSink } from './kinesis.js'
-import { createS3Sink } from './s3.js'
+import { adobeSink } from './adobe/index.js'
+import type { AnySinkDescriptor } from './define.js'
+import { domoSink } from './domo/index.js'
+import { fileSink } from './file/index.js'
+import { httpSink } from './http/index.js'
+import { kafkaSink } from './kafka/index.js'
+import { kinesisSink } from './kinesis/index.js'
+import { s3Sink } from './s3/index.js'
 import type { Sink, SinkContext, SinkFactory } from './sink.js'
-import { createStdoutSink } from './stdout.js'
+import { stdoutSink } from './stdout/index.js'
 
-/** Every sink type maps to its factory; a missing type fails the build (`satisfies`). */
-export const SINK_FACTORIES = {
-  file: createFileSink,
-  stdout: createStdoutSink,
-  kafka: createKafkaSink,
-  kinesis: createKinesisSink,
-  s3: createS3Sink,
-  adobe: createAdobeSink,
-  domo: createDomoSink,
-  http: createHttpSink,
-} satisfies { [T in SinkType]: SinkFactory<T> }
+/**
+ * Every sink type, one line each, in the order the config schema, the API lookup and the docs list them.
+ * A new type: its folder, one line here, then `npm run gen` (the schema, src/config/sink-types.generated.ts
+ * and docs/configuration.md follow; src/sinks/generated.test.ts fails until they do).
+ */
+export const SINKS = [
+  kafkaSink,
+  kinesisSink,
+  s3Sink,
+  adobeSink,
+  domoSink,
+  httpSink,
+  fileSink,
+  stdoutSink,
+] as const satisfies readonly AnySinkDescriptor[]
+
+// Every SinkType has a descriptor: the build fails here otherwise.
+type Missing = Exclude<SinkType, (typeof SINKS)[number]['type']>
+const _everyTypeListed: [Missing] extends [never] ? true : Missing = true
+
+const BY_TYPE = new Map<string, AnySinkDescriptor>(SINKS.map((d) => [d.type, d]))
+
+export function sinkDescriptor(type: SinkType): AnySinkDescriptor {
+  const descriptor = BY_TYPE.get(type)
+  if (!descriptor) throw new Error(`unknown sink type "${type}"`)
+  return descriptor
+}
 
 export function createSink(name: string, config: SinkConfig, context: SinkContext): Sink {
-  const factory = SINK_FACTORIES[config.type] as SinkFactory
+  const factory = sinkDescriptor(config.type).create as SinkFactory
   return factory(name, config, context)
 }

@@ -16,8 +16,8 @@ export interface ConformanceTarget {
   create(options?: { maxBatchRecords?: number }): Promise<Sink>
   /** Every payload the destination holds now (order not significant). */
   readBack(): Promise<Buffer[]>
-  /** A sink whose writes fail permanently (unknown topic, missing bucket, 4xx …). */
-  createPermanentlyFailing(): Promise<Sink>
+  /** A sink whose writes fail permanently (unknown topic, missing bucket, 4xx …); see `permanent`. */
+  createPermanentlyFailing?(): Promise<Sink>
   /** A sink whose writes fail transiently until `heal` is called (broker down, 503 …). */
   createTransientlyFailing?(): Promise<{ sink: Sink; heal(): Promise<void> }>
   /** Makes the next write report some entries failed (retriable) by index; returns the failed indexes. */
@@ -57,6 +57,11 @@ export interface ConformanceCapabilities {
   transient?: boolean
   /** The target implements injectPartialFailure (the sink reports failures by index). */
   partialFailure?: boolean
+  /**
+   * The destination can refuse records for good (default true). Only stdout cannot: a failed write to
+   * standard output is always worth another try, so its target has no createPermanentlyFailing.
+   */
+  permanent?: boolean
 }
 
 export function sinkConformance(
@@ -128,37 +133,38 @@ export function sinkConformance(
         )
       }))
 
-    it('reports a permanent failure as not retriable, and delivery dead-letters without retrying', () =>
-      withTarget(async (t) => {
-        const sink = await t.createPermanentlyFailing()
-        const batch = records(2, 'perm')
-        let writes = 0
-        const counting: Sink = {
-          ...sink,
-          limits: sink.limits,
-          name: sink.name,
-          type: sink.type,
-          write: (b, s) => (writes++, sink.write(b, s)),
-          healthcheck: (s) => sink.healthcheck(s),
-          close: () => sink.close(),
-        }
-        const dead: SinkError[] = []
-        await deliver(counting, batch, {
-          retry: { initialMs: 10, maxMs: 50, maxAttempts: 5 },
-          signal: AbortSignal.timeout(60_000),
-          metrics: new Metrics({ defaultMetrics: false }),
-          logger,
-          deadLetter: async (recs, error) => {
-            expect(recs).toHaveLength(2)
-            dead.push(error)
-          },
-        })
-        await sink.close()
-        expect(dead).toHaveLength(1)
-        expect(dead[0]!.retriable).toBe(false)
-        expect(dead[0]!.reason).not.toBe('retries-exhausted')
-        expect(writes).toBe(1)
-      }))
+    if (capabilities.permanent !== false)
+      it('reports a permanent failure as not retriable, and delivery dead-letters without retrying', () =>
+        withTarget(async (t) => {
+          const sink = await t.createPermanentlyFailing!()
+          const batch = records(2, 'perm')
+          let writes = 0
+          const counting: Sink = {
+            ...sink,
+            limits: sink.limits,
+            name: sink.name,
+            type: sink.type,
+            write: (b, s) => (writes++, sink.write(b, s)),
+            healthcheck: (s) => sink.healthcheck(s),
+            close: () => sink.close(),
+          }
+          const dead: SinkError[] = []
+          await deliver(counting, batch, {
+            retry: { initialMs: 10, maxMs: 50, maxAttempts: 5 },
+            signal: AbortSignal.timeout(60_000),
+            metrics: new Metrics({ defaultMetrics: false }),
+            logger,
+            deadLetter: async (recs, error) => {
+              expect(recs).toHaveLength(2)
+              dead.push(error)
+            },
+          })
+          await sink.close()
+          expect(dead).toHaveLength(1)
+          expect(dead[0]!.retriable).toBe(false)
+          expect(dead[0]!.reason).not.toBe('retries-exhausted')
+          expect(writes).toBe(1)
+        }))
 
     if (capabilities.transient)
       it('retries transient failures until the destination heals, delivering everything once healed', async () => {

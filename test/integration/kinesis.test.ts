@@ -30,7 +30,7 @@ import {
   KINESIS_MAX_RECORDS_PER_CALL,
   KinesisSink,
   createKinesisSink,
-} from '../../src/sinks/kinesis.js'
+} from '../../src/sinks/kinesis/sink.js'
 import type { Sink } from '../../src/sinks/sink.js'
 import { createLogger } from '../../src/telemetry/logger.js'
 import { Metrics } from '../../src/telemetry/metrics.js'

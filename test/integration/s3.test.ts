@@ -28,7 +28,13 @@ import type { SinkError } from '../../src/errors.js'
 import { deliver } from '../../src/pipeline/delivery.js'
 import { parseDeadLetter } from '../../src/records/dead-letter.js'
 import type { SinkRecord } from '../../src/records/record.js'
-import { S3_DEFAULT_KEY, S3_MIN_PART_BYTES, S3_PART_BYTES, S3Sink, createS3Sink } from '../../src/sinks/s3.js'
+import {
+  S3_DEFAULT_KEY,
+  S3_MIN_PART_BYTES,
+  S3_PART_BYTES,
+  S3Sink,
+  createS3Sink,
+} from '../../src/sinks/s3/sink.js'
 import { createLogger } from '../../src/telemetry/logger.js'
 import { Metrics } from '../../src/telemetry/metrics.js'
 import { records, sinkConformance } from '../conformance/sink-conformance.js'

@@ -1,3 +1,4 @@
+import { abortable } from '../abortable.js'
 import type { KafkaSinkConfig } from '../../config/types.js'
 import { permanentError, transientError, type SinkError } from '../../errors.js'
 import { RecordTemplate } from '../../records/template.js'
@@ -59,6 +60,8 @@ export interface KafkaSinkOptions {
   redirectBrokers?: Record<string, string>
   /** Most estimated bytes per produce request and topic (default 1,000,000); tests use small records. */
   produceChunkBytes?: number
+  /** The client to send with instead of the one `client` names (test/support/fakes/kafka-client.ts). */
+  client?: KafkaClient
 }
 
 export function createKafkaSink(
@@ -109,20 +112,22 @@ class KafkaSink implements Sink {
       throw new Error(`${where}.topic: "${config.topic}" is not a valid Kafka topic name`)
     this.messages = new MessageBuilder(config)
     const tls = tlsSettings(config.ssl, where)
-    this.client = createKafkaClient(config.client, {
-      where,
-      brokers,
-      clientId: config.clientId,
-      timeoutMs: config.timeoutMs,
-      acks: config.acks,
-      idempotent: config.idempotent,
-      compression: config.compression,
-      producers: config.producers,
-      ...(tls ? { tls } : {}),
-      ...(config.sasl ? { sasl: config.sasl } : {}),
-      ...(options.redirectBrokers ? { redirectBrokers: options.redirectBrokers } : {}),
-      logger: context.logger,
-    })
+    this.client =
+      options.client ??
+      createKafkaClient(config.client, {
+        where,
+        brokers,
+        clientId: config.clientId,
+        timeoutMs: config.timeoutMs,
+        acks: config.acks,
+        idempotent: config.idempotent,
+        compression: config.compression,
+        producers: config.producers,
+        ...(tls ? { tls } : {}),
+        ...(config.sasl ? { sasl: config.sasl } : {}),
+        ...(options.redirectBrokers ? { redirectBrokers: options.redirectBrokers } : {}),
+        logger: context.logger,
+      })
   }
 
   write(batch: readonly SinkRecord[], signal: AbortSignal): Promise<WriteResult> {
@@ -285,23 +290,4 @@ class KafkaSink implements Sink {
 
 function validTopic(topic: string): boolean {
   return TOPIC_NAME.test(topic) && topic !== '.' && topic !== '..'
-}
-
-/** Rejects with the signal's reason once it aborts; the work itself goes on (close() waits for it). */
-function abortable<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason as Error)
-    if (signal.aborted) onAbort()
-    else signal.addEventListener('abort', onAbort, { once: true })
-    work.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (err: Error) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(err)
-      },
-    )
-  })
 }

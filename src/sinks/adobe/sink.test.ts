@@ -1,14 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import type { AdobeSinkConfig } from '../config/types.js'
-import { SinkError } from '../errors.js'
-import type { SinkRecord } from '../records/record.js'
-import {
-  ADOBE_MAX_REQUEST_BYTES,
-  EnvelopeBuilder,
-  groupByBytes,
-  parseInletUrl,
-  TokenBucket,
-} from './adobe.js'
+import type { AdobeSinkConfig } from '../../config/types.js'
+import { SinkError } from '../../errors.js'
+import type { SinkRecord } from '../../records/record.js'
+import { ADOBE_MAX_REQUEST_BYTES, EnvelopeBuilder, groupByBytes, parseInletUrl, TokenBucket } from './sink.js'
 
 const base: AdobeSinkConfig = {
   type: 'adobe',

@@ -5,11 +5,11 @@ import { join } from 'node:path'
 import { createGzip, type Gzip } from 'node:zlib'
 import type * as S3Sdk from '@aws-sdk/client-s3'
 import type { CompletedPart, S3Client, S3ClientConfig } from '@aws-sdk/client-s3'
-import type { S3SinkConfig } from '../config/types.js'
-import { type SinkError, permanentError, transientError } from '../errors.js'
-import { RecordTemplate } from '../records/template.js'
-import type { Logger } from '../telemetry/logger.js'
-import { awsClientSettings, classifyAwsError, type KnownAwsErrors } from './aws.js'
+import type { S3SinkConfig } from '../../config/types.js'
+import { type SinkError, permanentError, transientError } from '../../errors.js'
+import { RecordTemplate } from '../../records/template.js'
+import type { Logger } from '../../telemetry/logger.js'
+import { awsClientSettings, classifyAwsError, type KnownAwsErrors } from '../aws.js'
 import {
   ALL_WRITTEN,
   ndjsonChunks,
@@ -20,7 +20,7 @@ import {
   type StagedBatch,
   type Staging,
   type WriteResult,
-} from './sink.js'
+} from '../sink.js'
 
 // The AWS SDK is loaded when the first s3 sink is built (or an error is classified), not at start-up:
 // ~200 ms and ~20 MB of RSS a gateway without an s3 sink never needs. Its packages are CommonJS, so

@@ -1,5 +1,6 @@
-import type { DomoColumnType, DomoSinkConfig } from '../config/types.js'
-import { AUTH_FAILED, authError, permanentError, transientError, type SinkError } from '../errors.js'
+import { abortable } from '../abortable.js'
+import type { DomoColumnType, DomoSinkConfig } from '../../config/types.js'
+import { AUTH_FAILED, authError, permanentError, transientError, type SinkError } from '../../errors.js'
 import {
   ALL_WRITTEN,
   batchLimits,
@@ -7,9 +8,8 @@ import {
   type SinkContext,
   type SinkRecord,
   type WriteResult,
-} from './sink.js'
+} from '../sink.js'
 import {
-  abortable,
   answerDetail,
   answerJson,
   describe,
@@ -22,10 +22,10 @@ import {
   type HttpAnswer,
   type HttpMethod,
   type IndexedFailure,
-} from './http-client.js'
-import { notConnectedSink } from './not-connected.js'
-import { ClientCredentialsToken } from './oauth.js'
-import { fieldJson } from './record-json.js'
+} from '../http-client.js'
+import { notConnectedSink } from '../not-connected.js'
+import { ClientCredentialsToken } from '../oauth.js'
+import { fieldJson } from '../record-json.js'
 
 // Domo Streams (vendor-formats.md §4; vendor-docs/002 for the instance API). Two APIs, chosen by `api`:
 //

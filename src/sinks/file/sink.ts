@@ -1,7 +1,7 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
-import { permanentError, transientError } from '../errors.js'
-import type { FileSinkConfig } from '../config/types.js'
+import { permanentError, transientError } from '../../errors.js'
+import type { FileSinkConfig } from '../../config/types.js'
 import {
   ALL_WRITTEN,
   batchLimits,
@@ -9,7 +9,7 @@ import {
   type SinkContext,
   type SinkRecord,
   type WriteResult,
-} from './sink.js'
+} from '../sink.js'
 
 // NDJSON files under a directory, one record per line, rotated by size and age:
 //   <dir>/<prefix>-<UTC yyyymmddThhmmss>-<pid>-<n>.ndjson

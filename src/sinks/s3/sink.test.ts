@@ -1,15 +1,14 @@
-import { createHash, randomBytes } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
-import { S3ServiceException, type ServiceInputTypes, type ServiceOutputTypes } from '@aws-sdk/client-s3'
-import type { InitializeMiddleware } from '@smithy/types'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { S3SinkConfig } from '../config/types.js'
-import type { SinkRecord } from '../records/record.js'
-import { createLogger } from '../telemetry/logger.js'
-import { S3_DEFAULT_KEY, S3_MIN_PART_BYTES, S3_PART_BYTES, S3Sink, classifyS3Error } from './s3.js'
+import type { S3SinkConfig } from '../../config/types.js'
+import type { SinkRecord } from '../../records/record.js'
+import { createLogger } from '../../telemetry/logger.js'
+import { MemoryS3, s3ServiceError as serviceError } from '../../../test/support/fakes/s3.js'
+import { S3_DEFAULT_KEY, S3_MIN_PART_BYTES, S3_PART_BYTES, S3Sink, classifyS3Error } from './sink.js'
 
 const logger = createLogger('silent')
 
@@ -71,14 +70,6 @@ describe('s3 sink limits', () => {
   })
 })
 
-const serviceError = (name: string, status: number): Error =>
-  new S3ServiceException({
-    name,
-    $fault: status >= 500 ? 'server' : 'client',
-    $metadata: { httpStatusCode: status },
-    message: name,
-  })
-
 describe('classifyS3Error', () => {
   it.each([
     ['NoSuchBucket', 404, false, 'unknown-bucket'],
@@ -109,98 +100,7 @@ describe('classifyS3Error', () => {
   })
 })
 
-// ---- the object writer against an S3 held in memory ---------------------------------------------------
-// A client middleware answers every S3 command the sink sends, the way S3 does (Content-MD5 checked, parts
-// assembled at CompleteMultipartUpload, uploads listed by prefix), so the writer's requests are seen
-// exactly, without a server. test/integration/s3.test.ts runs the same paths against MinIO.
-
-interface MemoryUpload {
-  bucket: string
-  key: string
-  parts: Map<number, Buffer>
-}
-
-class MemoryS3 {
-  readonly objects = new Map<string, { body: Buffer; metadata?: Record<string, string>; parts: number }>()
-  readonly uploads = new Map<string, MemoryUpload>()
-  readonly commands: string[] = []
-  /** Fails the command of this name the nth time it is seen (1-based). */
-  failures: { command: string; nth: number; error: Error }[] = []
-  private nextId = 0
-  private readonly seen = new Map<string, number>()
-
-  attach(sink: S3Sink): void {
-    const answer: InitializeMiddleware<ServiceInputTypes, ServiceOutputTypes> =
-      (_, context) => async (args) => {
-        const output = this.handle(context.commandName ?? '', args.input as Record<string, unknown>)
-        return { output: { $metadata: {}, ...output } as ServiceOutputTypes, response: {} }
-      }
-    sink.client.middlewareStack.add(answer, { step: 'initialize', name: 'memoryS3' })
-  }
-
-  inProgress(): { key: string; uploadId: string }[] {
-    return [...this.uploads].map(([uploadId, u]) => ({ key: u.key, uploadId }))
-  }
-
-  /** Answers one command as S3 would (tests call it to make uploads of other writers). */
-  handle(command: string, input: Record<string, unknown>): Record<string, unknown> {
-    this.commands.push(command)
-    const nth = (this.seen.get(command) ?? 0) + 1
-    this.seen.set(command, nth)
-    const failure = this.failures.find((f) => f.command === command && f.nth === nth)
-    if (failure) throw failure.error
-    const body = input.Body as Buffer | undefined
-    if (body && input.ContentMD5 !== createHash('md5').update(body).digest('base64'))
-      throw serviceError('BadDigest', 400)
-    const key = `${input.Bucket as string}/${input.Key as string}`
-    switch (command) {
-      case 'PutObjectCommand':
-        this.objects.set(key, { body: Buffer.from(body!), metadata: input.Metadata as never, parts: 0 })
-        return { ETag: '"e"' }
-      case 'CreateMultipartUploadCommand': {
-        const UploadId = `upload-${++this.nextId}`
-        this.uploads.set(UploadId, {
-          bucket: input.Bucket as string,
-          key: input.Key as string,
-          parts: new Map(),
-        })
-        return { UploadId }
-      }
-      case 'UploadPartCommand': {
-        const upload = this.uploads.get(input.UploadId as string)
-        if (!upload) throw serviceError('NoSuchUpload', 404)
-        upload.parts.set(input.PartNumber as number, Buffer.from(body!))
-        return { ETag: `"part-${input.PartNumber as number}"` }
-      }
-      case 'CompleteMultipartUploadCommand': {
-        const upload = this.uploads.get(input.UploadId as string)
-        if (!upload) throw serviceError('NoSuchUpload', 404)
-        const parts = (input.MultipartUpload as { Parts: { PartNumber: number }[] }).Parts
-        const sizes = parts.map((p) => upload.parts.get(p.PartNumber)!.length)
-        // Every part but the last at least 5 MiB, or S3 answers EntityTooSmall.
-        if (sizes.slice(0, -1).some((n) => n < S3_MIN_PART_BYTES)) throw serviceError('EntityTooSmall', 400)
-        this.objects.set(key, {
-          body: Buffer.concat(parts.map((p) => upload.parts.get(p.PartNumber)!)),
-          parts: parts.length,
-        })
-        this.uploads.delete(input.UploadId as string)
-        return { ETag: `"x-${parts.length}"` }
-      }
-      case 'AbortMultipartUploadCommand':
-        if (!this.uploads.delete(input.UploadId as string)) throw serviceError('NoSuchUpload', 404)
-        return {}
-      case 'ListMultipartUploadsCommand':
-        return {
-          IsTruncated: false,
-          Uploads: [...this.uploads]
-            .filter(([, u]) => u.bucket === input.Bucket && u.key.startsWith(input.Prefix as string))
-            .map(([UploadId, u]) => ({ Key: u.key, UploadId })),
-        }
-      default:
-        throw new Error(`memory S3 does not answer ${command}`)
-    }
-  }
-}
+// ---- the object writer against an S3 held in memory (test/support/fakes/s3.ts) ------------------------
 
 const tempDirs: string[] = []
 afterAll(() => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import type { SinkRecord } from '../records/record.js'
-import { csvField, csvParts } from './domo.js'
+import type { SinkRecord } from '../../records/record.js'
+import { csvField, csvParts } from './sink.js'
 
 describe('csvField (DOMO-CSV: empty = null, "" = empty string)', () => {
   it.each([

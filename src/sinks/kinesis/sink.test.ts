@@ -7,16 +7,16 @@ import {
 } from '@aws-sdk/client-kinesis'
 import type { InitializeMiddleware } from '@smithy/types'
 import { describe, expect, it } from 'vitest'
-import type { KinesisSinkConfig } from '../config/types.js'
-import type { SinkRecord } from '../records/record.js'
-import { createLogger } from '../telemetry/logger.js'
+import type { KinesisSinkConfig } from '../../config/types.js'
+import type { SinkRecord } from '../../records/record.js'
+import { createLogger } from '../../telemetry/logger.js'
 import {
   KINESIS_MAX_BYTES_PER_CALL,
   KINESIS_MAX_RECORD_BYTES,
   KINESIS_MAX_RECORDS_PER_CALL,
   KinesisSink,
   classifyKinesisError,
-} from './kinesis.js'
+} from './sink.js'
 
 // What the sink does before and after the wire, without a server: the PutRecords calls it builds are
 // captured by a client middleware that answers them itself (every entry accepted).

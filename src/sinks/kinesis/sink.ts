@@ -7,10 +7,10 @@ import type {
   PutRecordsRequestEntry,
   PutRecordsResultEntry,
 } from '@aws-sdk/client-kinesis'
-import type { KinesisSinkConfig } from '../config/types.js'
-import { SinkError, permanentError, transientError } from '../errors.js'
-import { RecordTemplate } from '../records/template.js'
-import { awsClientSettings, classifyAwsError, type KnownAwsErrors } from './aws.js'
+import type { KinesisSinkConfig } from '../../config/types.js'
+import { SinkError, permanentError, transientError } from '../../errors.js'
+import { RecordTemplate } from '../../records/template.js'
+import { awsClientSettings, classifyAwsError, type KnownAwsErrors } from '../aws.js'
 import {
   ALL_WRITTEN,
   batchLimits,
@@ -19,7 +19,7 @@ import {
   type SinkContext,
   type SinkRecord,
   type WriteResult,
-} from './sink.js'
+} from '../sink.js'
 
 // The AWS SDK is loaded when the first kinesis sink is built (or an error is classified), not at start-up:
 // ~90 ms and ~15 MB of RSS a gateway without a kinesis sink never needs. Its packages are CommonJS, so

@@ -1,5 +1,5 @@
-import type { HttpSinkConfig } from '../config/types.js'
-import { permanentError, SinkError, transientError } from '../errors.js'
+import type { HttpSinkConfig } from '../../config/types.js'
+import { permanentError, SinkError, transientError } from '../../errors.js'
 import {
   ALL_WRITTEN,
   batchLimits,
@@ -8,8 +8,8 @@ import {
   type SinkContext,
   type SinkRecord,
   type WriteResult,
-} from './sink.js'
-import { describe, gzip, HttpClient, statusError, writeOutcome, type IndexedFailure } from './http-client.js'
+} from '../sink.js'
+import { describe, gzip, HttpClient, statusError, writeOutcome, type IndexedFailure } from '../http-client.js'
 
 // The http sink: one request per write to `url`, carrying the batch's records byte for byte as
 //   ndjson      every payload followed by "\n"                (Content-Type: application/x-ndjson)

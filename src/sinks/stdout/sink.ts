@@ -1,5 +1,5 @@
-import type { StdoutSinkConfig } from '../config/types.js'
-import { transientError } from '../errors.js'
+import type { StdoutSinkConfig } from '../../config/types.js'
+import { transientError } from '../../errors.js'
 import {
   ALL_WRITTEN,
   batchLimits,
@@ -7,7 +7,7 @@ import {
   type Sink,
   type SinkRecord,
   type WriteResult,
-} from './sink.js'
+} from '../sink.js'
 
 // NDJSON to standard output. Logs go to stdout too by default: use the stdout sink with `log.level: silent`
 // or redirect logs if the two must not interleave.

@@ -1,6 +1,6 @@
-import type { AdobeSinkConfig } from '../config/types.js'
-import { AUTH_FAILED, authError, permanentError, SinkError, transientError } from '../errors.js'
-import { sleep } from '../retry.js'
+import type { AdobeSinkConfig } from '../../config/types.js'
+import { AUTH_FAILED, authError, permanentError, SinkError, transientError } from '../../errors.js'
+import { sleep } from '../../retry.js'
 import {
   ALL_WRITTEN,
   batchLimits,
@@ -8,7 +8,7 @@ import {
   type SinkContext,
   type SinkRecord,
   type WriteResult,
-} from './sink.js'
+} from '../sink.js'
 import {
   answerDetail,
   answerJson,
@@ -19,10 +19,10 @@ import {
   writeOutcome,
   type HttpAnswer,
   type IndexedFailure,
-} from './http-client.js'
-import { notConnectedSink } from './not-connected.js'
-import { ClientCredentialsToken } from './oauth.js'
-import { fieldJson, isJsonObject } from './record-json.js'
+} from '../http-client.js'
+import { notConnectedSink } from '../not-connected.js'
+import { ClientCredentialsToken } from '../oauth.js'
+import { fieldJson, isJsonObject } from '../record-json.js'
 
 // Adobe Experience Platform streaming ingestion (vendor-formats.md §3; sources AEP-*).
 //
