@@ -180,7 +180,11 @@ function frameJsonDocument(
   const first = body[start]
   if (first === 0x5b /* [ */) {
     if (body[end - 1] !== 0x5d /* ] */) throw badBody('the JSON array is not closed', expectation)
-    const spans = scan(() => splitTopLevel(body, start + 1, end - 1, COMMA, maxDepth), start + 1, expectation)
+    const spans = scan(
+      () => splitTopLevel(body, start + 1, end - 1, COMMA, maxDepth, proven?.valueEnd),
+      start + 1,
+      expectation,
+    )
     return new JsonSpans(body, spans, 'element', {
       splitOnNewline: false,
       maxDepth,
@@ -254,7 +258,7 @@ class JsonSpans implements FramedBody {
     const { start, end } = span
     // A proven record is no deeper than maxDepth (a flat object of strings for Azion; the schema check
     // counts depth itself).
-    const scanned = this.proven ? this.proven(this.body, start, end) : -1
+    const scanned = span.proven ? 0 : this.proven ? this.proven(this.body, start, end) : -1
     if (scanned >= 0) {
       const bytes = this.body.subarray(start, end)
       const record: FramedRecord = {
@@ -285,7 +289,8 @@ class JsonSpans implements FramedBody {
 
   verifyFrom(from: number): void {
     for (let i = from; i < this.length; i++) {
-      const { start, end } = this.spans[i]!
+      const { start, end, proven } = this.spans[i]!
+      if (proven) continue
       if (!this.proven || this.proven(this.body, start, end) < 0)
         this.parse(this.body.toString('utf8', start, end), i)
     }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest'
 import type { StreamConfig, ValidationPolicy } from '../config/types.js'
 import { ProblemError } from '../errors.js'
 import { StreamRuntime } from '../pipeline/stream.js'
+import { splitTopLevel } from '../records/json-scan.js'
 import { byteSchemaCheck } from './byte-schema.js'
 import { BUILTIN_SCHEMAS, Validators } from './validators.js'
 
@@ -314,6 +315,44 @@ describe('byteSchemaCheck: the built-in emnify schemas', () => {
         { numRuns: 500 },
       )
     }
+  })
+
+  it('splits an array where the plain split does, proving records on the way (one pass)', () => {
+    const schema = validators.builtinSchema('emnify-usage')
+    const check = validators.builtinByteCheck('emnify-usage', 3)!
+    const comma = Buffer.from(',')
+    const record = fc.oneof(
+      objectArb(schema, true, 0),
+      objectArb(schema, false, 0),
+      fc.tuple(objectArb(schema, false, 0), damage).map(([t, hurt]) => hurt(t)),
+    )
+    const split = (buf: Buffer, prove: boolean): unknown => {
+      try {
+        return splitTopLevel(buf, 0, buf.length, comma, 3, prove ? check.valueEnd : undefined).map((s) => ({
+          start: s.start,
+          end: s.end,
+          deep: s.deep,
+        }))
+      } catch (err) {
+        return String(err)
+      }
+    }
+    let proven = 0
+    fc.assert(
+      fc.property(fc.array(record, { maxLength: 6 }), ws, (records, w) => {
+        const buf = Buffer.from(records.join(`${w},${w}`))
+        expect(split(buf, true)).toEqual(split(buf, false))
+        const result = split(buf, true)
+        if (typeof result === 'string') return // both refused the body alike
+        for (const s of splitTopLevel(buf, 0, buf.length, comma, 3, check.valueEnd))
+          if (s.proven) {
+            proven++
+            expect(check(buf, s.start, s.end)).toBe(0)
+          }
+      }),
+      { numRuns: 1000 },
+    )
+    expect(proven).toBeGreaterThan(200)
   })
 
   it('leaves schemas with keywords it does not implement to ajv', () => {

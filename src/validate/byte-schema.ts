@@ -109,10 +109,7 @@ class Unsupported extends Error {}
  * surely a JSON value (nested at most `maxDepth` deep) that ajv accepts under `schema`, and -1 when that is
  * not proven. Undefined when the schema uses a keyword this check does not implement.
  */
-export function byteSchemaCheck(
-  schema: unknown,
-  maxDepth: number,
-): ((buf: Buffer, start: number, end: number) => number) | undefined {
+export function byteSchemaCheck(schema: unknown, maxDepth: number): ByteSchemaCheck | undefined {
   let root: Node
   try {
     root = compile(schema)
@@ -121,11 +118,23 @@ export function byteSchemaCheck(
     throw err
   }
   const depthLimit = Math.min(maxDepth, MAX_PROVEN_DEPTH)
-  return (buf, start, end) => {
+  const check: ByteSchemaCheck = (buf, start, end) => {
     const scanner = new Scanner(buf, end, depthLimit)
     const pos = scanner.value(root, scanner.ws(start), 1)
     return pos >= 0 && scanner.ws(pos) === end ? 0 : -1
   }
+  check.valueEnd = (buf, pos, end) => new Scanner(buf, end, depthLimit).value(root, pos, 1)
+  return check
+}
+
+/**
+ * `(buf, start, end)`: 0 when `buf[start, end)` (whitespace around allowed) is proven, else -1.
+ * `valueEnd(buf, pos, end)`: the same proof for the value at `pos`, answering the index just past it (or -1):
+ * what an array's top-level split uses to prove and split in one pass (json-scan.ts splitTopLevel).
+ */
+export interface ByteSchemaCheck {
+  (buf: Buffer, start: number, end: number): number
+  valueEnd?: (buf: Buffer, pos: number, end: number) => number
 }
 
 function compile(schema: unknown): Node {

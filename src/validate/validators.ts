@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import addFormatsModule, { type FormatsPlugin } from 'ajv-formats'
 import { SCHEMAS_DIR } from '../config/load.js'
-import { byteSchemaCheck } from './byte-schema.js'
+import { byteSchemaCheck, type ByteSchemaCheck } from './byte-schema.js'
 
 // One ajv instance for records; each schema is compiled once and looked up by its $id. The config file has
 // its own validator (config/load.ts) because it fills in defaults, which record validation must never do.
@@ -49,20 +49,14 @@ export class Validators {
    * nested at most `maxDepth` deep, that the schema accepts; -1 means "parse and validate it". Undefined when
    * the schema uses keywords the check does not implement.
    */
-  builtinByteCheck(
-    name: keyof typeof BUILTIN_SCHEMAS,
-    maxDepth: number,
-  ): ((buf: Buffer, start: number, end: number) => number) | undefined {
+  builtinByteCheck(name: keyof typeof BUILTIN_SCHEMAS, maxDepth: number): ByteSchemaCheck | undefined {
     const key = `${name}:${maxDepth}`
     if (!this.byteChecks.has(key))
       this.byteChecks.set(key, byteSchemaCheck(this.builtinSchema(name), maxDepth))
     return this.byteChecks.get(key)
   }
 
-  private readonly byteChecks = new Map<
-    string,
-    ((buf: Buffer, start: number, end: number) => number) | undefined
-  >()
+  private readonly byteChecks = new Map<string, ByteSchemaCheck | undefined>()
 
   /** The schema object of a built-in schema (what drift tracking compares records with). */
   builtinSchema(name: keyof typeof BUILTIN_SCHEMAS): Record<string, unknown> {
