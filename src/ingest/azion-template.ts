@@ -26,7 +26,7 @@
 //   Values are JSON-escaped in JSON templates (JSON.stringify rules; non-ASCII is left as UTF-8, since whether
 //   Azion escapes it is undocumented) and inserted raw in text templates. A missing value renders as '-'.
 
-import { splitOn, stringObjectScanner, type Span } from '../records/json-scan.js'
+import { splitOn, stringObjectScanner, type Span, type ValueProof } from '../records/json-scan.js'
 
 /** `$name`, global: used for scanning and for rendering. */
 const VARIABLE_RE = /\$([A-Za-z_][A-Za-z0-9_]*)/g
@@ -308,7 +308,14 @@ export function templateSchema(
  * its keys differ from the template's: 0 not at all, else DRIFT_UNKNOWN | DRIFT_MISSING (the drift tracker
  * then looks at them).
  */
-export type RecordScan = (buf: Buffer, start: number, end: number) => number
+export interface RecordScan {
+  (buf: Buffer, start: number, end: number): number
+  /**
+   * The same proof for the value at `pos` (no drift bits), answering the index just past it or -1: lets a
+   * JSON array's top-level split prove records as it finds them (json-scan.ts splitTopLevel `prove`).
+   */
+  valueEnd?: ValueProof
+}
 
 /** Bits of a RecordScan answer (the same as src/pipeline/drift.ts's UNKNOWN and MISSING). */
 export const DRIFT_UNKNOWN = 1

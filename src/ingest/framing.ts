@@ -89,8 +89,13 @@ export type RecordFramer = (raw: Buffer) => FramedRecord
  * A JSON document: an array of records or a single one. `objectsOnly` (emnify): every record must be an
  * object, and the 400's detail ends with `expectation`.
  */
-export function jsonDocumentFramer(expectation: string, objectsOnly: boolean, maxDepth: number): Framer {
-  return (body) => frameJsonDocument(body, expectation, objectsOnly, maxDepth)
+export function jsonDocumentFramer(
+  expectation: string,
+  objectsOnly: boolean,
+  maxDepth: number,
+  proven?: RecordScan,
+): Framer {
+  return (body) => frameJsonDocument(body, expectation, objectsOnly, maxDepth, proven)
 }
 
 /** One JSON value per line ("\n" or "\r\n"); empty lines skipped. */
@@ -165,6 +170,7 @@ function frameJsonDocument(
   expectation: string,
   objectsOnly: boolean,
   maxDepth: number,
+  proven: RecordScan | undefined,
 ): FramedBody {
   let start = 0
   let end = body.length
@@ -174,12 +180,17 @@ function frameJsonDocument(
   const first = body[start]
   if (first === 0x5b /* [ */) {
     if (body[end - 1] !== 0x5d /* ] */) throw badBody('the JSON array is not closed', expectation)
-    const spans = scan(() => splitTopLevel(body, start + 1, end - 1, COMMA, maxDepth), start + 1, expectation)
+    const spans = scan(
+      () => splitTopLevel(body, start + 1, end - 1, COMMA, maxDepth, proven?.valueEnd),
+      start + 1,
+      expectation,
+    )
     return new JsonSpans(body, spans, 'element', {
       splitOnNewline: false,
       maxDepth,
       depthScanned: true,
       ...(objectsOnly ? { objectsExpectation: expectation } : {}),
+      ...(proven ? { proven } : {}),
     })
   }
   if (objectsOnly && first !== 0x7b /* { */)
@@ -188,6 +199,7 @@ function frameJsonDocument(
     splitOnNewline: false,
     maxDepth,
     depthScanned: false,
+    ...(proven ? { proven } : {}),
   })
 }
 
@@ -244,8 +256,9 @@ class JsonSpans implements FramedBody {
   record(i: number): FramedRecord {
     const span = this.spans[i]!
     const { start, end } = span
-    // A proven record is a flat object of strings: depth 1.
-    const scanned = this.proven ? this.proven(this.body, start, end) : -1
+    // A proven record is no deeper than maxDepth (a flat object of strings for Azion; the schema check
+    // counts depth itself).
+    const scanned = span.proven ? 0 : this.proven ? this.proven(this.body, start, end) : -1
     if (scanned >= 0) {
       const bytes = this.body.subarray(start, end)
       const record: FramedRecord = {
@@ -276,7 +289,8 @@ class JsonSpans implements FramedBody {
 
   verifyFrom(from: number): void {
     for (let i = from; i < this.length; i++) {
-      const { start, end } = this.spans[i]!
+      const { start, end, proven } = this.spans[i]!
+      if (proven) continue
       if (!this.proven || this.proven(this.body, start, end) < 0)
         this.parse(this.body.toString('utf8', start, end), i)
     }

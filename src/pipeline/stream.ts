@@ -11,6 +11,7 @@ import {
 import type { AzionTemplate } from '../ingest/azion-templates.js'
 import {
   framedRecords,
+  maxDepthOf,
   type FramedBody,
   type FramedRecord,
   type Framer,
@@ -126,6 +127,8 @@ export class StreamRuntime {
     // Azion JSON records proven valid at byte level skip JSON.parse and ajv: only when the validator is the
     // template's own schema (or validation is off) and no filter needs the parsed value. Ids and dedupe keys
     // are read from the bytes (rawField) either way. The scan also tells drift: whether the keys differ.
+    // The same for a source's built-in schema (emnify): records the schema's byte-level check proves
+    // (src/validate/byte-schema.ts) skip JSON.parse and ajv; drift parses the ones it samples.
     const proven =
       this.template && config.schema === undefined && !this.filter
         ? templateRecordCheck(variants, {
@@ -133,7 +136,9 @@ export class StreamRuntime {
             countMissing: preset?.documented ?? true,
             unknownRejects: this.rejectUnknown,
           })
-        : undefined
+        : builtin && config.schema === undefined && !this.filter && !this.rejectUnknown
+          ? validators.builtinByteCheck(builtin, maxDepthOf(config))
+          : undefined
     this.framer = this.source.framer(config, {
       ...(this.template ? { template: this.template } : {}),
       ...(proven ? { proven } : {}),
@@ -296,6 +301,12 @@ export class StreamRuntime {
   private observe(record: FramedRecord, now: number, live: boolean): RecordError[] | null {
     const drift = this.drift
     if (!drift.tracking) return null
+    if (record.proven && this.template === undefined) {
+      // Proven by the built-in schema's byte check: walked, on the usual sample, from a parse of its own.
+      const weight = live ? drift.sample(false) : 0
+      if (weight > 0) drift.value(JSON.parse(record.bytes.toString('utf8')), now, weight, undefined, live)
+      return null
+    }
     if (record.proven) {
       if (!live) return null
       if (record.driftBits === undefined) drift.exact()

@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv'
 import addFormatsModule, { type FormatsPlugin } from 'ajv-formats'
 import { SCHEMAS_DIR } from '../config/load.js'
+import { byteSchemaCheck, type ByteSchemaCheck } from './byte-schema.js'
 
 // One ajv instance for records; each schema is compiled once and looked up by its $id. The config file has
 // its own validator (config/load.ts) because it fills in defaults, which record validation must never do.
@@ -42,6 +43,20 @@ export class Validators {
   builtin(name: keyof typeof BUILTIN_SCHEMAS): RecordValidator {
     return this.fromFile(resolve(SCHEMAS_DIR, BUILTIN_SCHEMAS[name]))
   }
+
+  /**
+   * The byte-level check of a built-in schema (src/validate/byte-schema.ts): 0 proves a record valid JSON,
+   * nested at most `maxDepth` deep, that the schema accepts; -1 means "parse and validate it". Undefined when
+   * the schema uses keywords the check does not implement.
+   */
+  builtinByteCheck(name: keyof typeof BUILTIN_SCHEMAS, maxDepth: number): ByteSchemaCheck | undefined {
+    const key = `${name}:${maxDepth}`
+    if (!this.byteChecks.has(key))
+      this.byteChecks.set(key, byteSchemaCheck(this.builtinSchema(name), maxDepth))
+    return this.byteChecks.get(key)
+  }
+
+  private readonly byteChecks = new Map<string, ByteSchemaCheck | undefined>()
 
   /** The schema object of a built-in schema (what drift tracking compares records with). */
   builtinSchema(name: keyof typeof BUILTIN_SCHEMAS): Record<string, unknown> {

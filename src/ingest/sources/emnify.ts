@@ -14,11 +14,13 @@ export const emnifySource: Source<'emnify'> = {
   contentTypes: undefined,
   idField: 'id',
   builtinSchema: (stream) => (stream.recordType === 'usage' ? 'emnify-usage' : 'emnify-event'),
-  framer: (stream) =>
+  // `proven`: the built-in schema's byte-level check (src/validate/byte-schema.ts), when the stream uses it.
+  framer: (stream, framing) =>
     jsonDocumentFramer(
       'an emnify body must be a JSON array of records or a single record object',
       true,
       maxDepthOf(stream),
+      framing.proven,
     ),
   recordFramer: (stream) => jsonRecordFramer(maxDepthOf(stream), true),
 }
