@@ -5,8 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { isLoopbackHost, placeholderIn } from './exposure.js'
 import {
   ConfigError,
-  EMNIFY_DEFAULT_DEDUPE,
-  EMNIFY_DEFAULT_MAX_BODY_BYTES,
+  DEFAULT_DEDUPE,
   formatIssues,
   loadConfigFile,
   streamBodyLimit,
@@ -304,18 +303,18 @@ const valid = (stream: Record<string, unknown>, server: Record<string, unknown> 
   return c!
 }
 
-describe('emnify defaults', () => {
-  it('dedupe is on by id for emnify streams, off for the others, unless the stream says otherwise', () => {
-    expect(streamDedupe(valid({ source: 'emnify' }).streams.s!)).toEqual({
+describe('stream defaults (a source such as emnify may ask for dedupe and a larger body limit)', () => {
+  it('dedupe is on by id where the source dedupes by default, off otherwise, unless the stream says so', () => {
+    expect(streamDedupe(valid({ source: 'emnify' }).streams.s!, true)).toEqual({
       key: 'id',
       windowRecords: 100_000,
       windowMs: 3_600_000,
     })
-    expect(EMNIFY_DEFAULT_DEDUPE).toEqual({ key: 'id', windowRecords: 100_000, windowMs: 3_600_000 })
+    expect(DEFAULT_DEDUPE).toEqual({ key: 'id', windowRecords: 100_000, windowMs: 3_600_000 })
     expect(streamDedupe(valid({ source: 'ndjson' }).streams.s!)).toBeUndefined()
-    expect(streamDedupe(valid({ source: 'emnify', dedupe: false }).streams.s!)).toBeUndefined()
-    expect(streamDedupe(valid({ source: 'ndjson', dedupe: true }).streams.s!)).toEqual(EMNIFY_DEFAULT_DEDUPE)
-    expect(streamDedupe(valid({ source: 'emnify', dedupe: { windowMs: 60_000 } }).streams.s!)).toEqual({
+    expect(streamDedupe(valid({ source: 'emnify', dedupe: false }).streams.s!, true)).toBeUndefined()
+    expect(streamDedupe(valid({ source: 'ndjson', dedupe: true }).streams.s!)).toEqual(DEFAULT_DEDUPE)
+    expect(streamDedupe(valid({ source: 'emnify', dedupe: { windowMs: 60_000 } }).streams.s!, true)).toEqual({
       key: 'id',
       windowRecords: 100_000,
       windowMs: 60_000,
@@ -335,16 +334,16 @@ describe('emnify defaults', () => {
     })
   })
 
-  it("an emnify stream's body limit is at least 32 MiB unless the stream sets its own", () => {
+  it("a stream's body limit is at least its source's minimum unless the stream sets its own", () => {
     const server = valid({ source: 'emnify' }).server
+    const min = 32 * 1024 * 1024
     expect(server.maxBodyBytes).toBe(10 * 1024 * 1024)
-    expect(streamBodyLimit(valid({ source: 'emnify' }).streams.s!, server)).toBe(
-      EMNIFY_DEFAULT_MAX_BODY_BYTES,
-    )
-    expect(EMNIFY_DEFAULT_MAX_BODY_BYTES).toBe(32 * 1024 * 1024)
+    expect(streamBodyLimit(valid({ source: 'emnify' }).streams.s!, server, min)).toBe(min)
     expect(streamBodyLimit(valid({ source: 'ndjson' }).streams.s!, server)).toBe(10 * 1024 * 1024)
-    expect(streamBodyLimit(valid({ source: 'emnify', maxBodyBytes: 1000 }).streams.s!, server)).toBe(1000)
+    expect(streamBodyLimit(valid({ source: 'emnify', maxBodyBytes: 1000 }).streams.s!, server, min)).toBe(
+      1000,
+    )
     const big = valid({ source: 'emnify' }, { maxBodyBytes: 64 * 1024 * 1024 })
-    expect(streamBodyLimit(big.streams.s!, big.server)).toBe(64 * 1024 * 1024)
+    expect(streamBodyLimit(big.streams.s!, big.server, min)).toBe(64 * 1024 * 1024)
   })
 })

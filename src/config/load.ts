@@ -11,41 +11,34 @@ import { sinkIssues } from './sink-checks.js'
 import type { DedupeConfig, GatewayConfig, ServerConfig, StreamConfig } from './types.js'
 
 /**
- * Body limit of an emnify stream that sets no `maxBodyBytes`. A webhook bulk holds up to 10,000 records (the
- * destination's `size`, 1–10000 [EM-OAS]); 10,000 PDP events with every documented pdp_context key are
- * ~15 MB, so the 10 MiB server default would refuse the documented maximum. 32 MiB leaves room for longer
- * records and pretty-printed bodies.
+ * The dedupe window of `dedupe: true` (and of a source that dedupes by default, such as emnify): the config
+ * schema's defaults, on the record's `id`.
  */
-export const EMNIFY_DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
-
-/**
- * Dedupe of an emnify stream that sets no `dedupe`: emnify says streams overlap on migration and ids are
- * unique 64-bit Longs [EM-DS-USAGE, EM-REF-DS], so duplicates are expected and the id identifies them.
- * The window matches the config schema's defaults; `dedupe: true` on any stream means the same.
- */
-export const EMNIFY_DEFAULT_DEDUPE: Readonly<DedupeConfig> = {
+export const DEFAULT_DEDUPE: Readonly<DedupeConfig> = {
   key: 'id',
   windowRecords: 100_000,
   windowMs: 3_600_000,
 }
 
-/** A stream's body limit: its own `maxBodyBytes`, else the server's (at least 32 MiB for emnify). */
-export function streamBodyLimit(stream: StreamConfig, server: ServerConfig): number {
+/**
+ * A stream's body limit: its own `maxBodyBytes`, else the server's — at least `sourceMinBytes`, what its
+ * source needs for the largest body its vendor documents (emnify: 32 MiB, src/ingest/sources/emnify.ts).
+ */
+export function streamBodyLimit(stream: StreamConfig, server: ServerConfig, sourceMinBytes = 0): number {
   if (stream.maxBodyBytes !== undefined) return stream.maxBodyBytes
-  if (stream.source === 'emnify') return Math.max(server.maxBodyBytes, EMNIFY_DEFAULT_MAX_BODY_BYTES)
-  return server.maxBodyBytes
+  return Math.max(server.maxBodyBytes, sourceMinBytes)
 }
 
 /**
  * A stream's dedupe as it runs: `false` turns it off, `true` is the default window on `id`, an object is
- * itself; left out, emnify streams dedupe on `id` (EMNIFY_DEFAULT_DEDUPE) and the other sources do not.
+ * itself; left out, on with the default window when its source dedupes by default (emnify), else off.
  */
-export function streamDedupe(stream: StreamConfig): DedupeConfig | undefined {
+export function streamDedupe(stream: StreamConfig, sourceDedupes = false): DedupeConfig | undefined {
   const d = stream.dedupe
   if (d === false) return undefined
-  if (d === true) return { ...EMNIFY_DEFAULT_DEDUPE }
+  if (d === true) return { ...DEFAULT_DEDUPE }
   if (d !== undefined) return d
-  return stream.source === 'emnify' ? { ...EMNIFY_DEFAULT_DEDUPE } : undefined
+  return sourceDedupes ? { ...DEFAULT_DEDUPE } : undefined
 }
 
 export const SCHEMAS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../schemas')

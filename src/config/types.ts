@@ -107,7 +107,7 @@ export interface StreamConfig {
   unknownFields?: 'drift' | 'reject'
   validation: ValidationPolicy
   filters: FilterConfig[]
-  /** Left out: on for emnify (key id), off otherwise; `false` off, `true` on with the defaults (streamDedupe). */
+  /** Left out: on for emnify (key id), off otherwise; `false` off, `true` on with the defaults (streamDedupe, the source's defaults). */
   dedupe?: DedupeConfig | boolean
   rateLimit?: { recordsPerSecond: number; burstRecords?: number }
   durability: 'spool' | 'none'

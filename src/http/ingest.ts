@@ -106,7 +106,7 @@ export class IngestHandler {
         headers: { 'retry-after': '1' },
       })
     const meta: IngestMeta = { headers: input.headers, remoteAddress: input.remoteAddress }
-    const limit = streamBodyLimit(stream.config, this.server)
+    const limit = streamBodyLimit(stream.config, this.server, stream.source.defaults?.minBodyBytes)
     const declared = first(input.headers['content-length'])
     // Admission control: refused at the cost of a header check, before the body is read or parsed.
     const refused = this.entry.admit(stream, meta)

@@ -71,7 +71,7 @@ export class StreamRuntime {
   private readonly validate?: RecordValidator
   private readonly filter?: RecordPredicate
   private dedupe?: DedupeWindow
-  /** The dedupe this stream runs (config/load.ts streamDedupe: on by default for emnify). */
+  /** The dedupe this stream runs (config/load.ts streamDedupe; on by default where the source says so: emnify). */
   readonly dedupeConfig?: DedupeConfig
   private readonly dedupePath?: string[]
   private readonly idPath?: string[]
@@ -143,7 +143,7 @@ export class StreamRuntime {
       ...(this.template ? { template: this.template } : {}),
       ...(proven ? { proven } : {}),
     })
-    this.dedupeConfig = streamDedupe(config)
+    this.dedupeConfig = streamDedupe(config, this.source.defaults?.dedupe)
     if (this.dedupeConfig) {
       this.dedupe = new DedupeWindow(this.dedupeConfig.windowRecords, this.dedupeConfig.windowMs)
       this.dedupePath = this.dedupeConfig.key.split('.')

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { SourceType, StreamConfig } from '../../config/types.js'
 import { compileTemplate } from '../azion-template.js'
 import { createFramer, createRecordFramer, SOURCES, sourceOf, streamSourceIssues } from './registry.js'
+import type { Source } from './source.js'
 
 const stream = (over: Partial<StreamConfig>): StreamConfig => ({
   source: 'ndjson',
@@ -73,6 +74,12 @@ describe('the source registry', () => {
     )
     expect(sourceOf('emnify').idField).toBe('id')
     expect('builtinSchema' in sourceOf('ndjson')).toBe(false)
+  })
+
+  it('emnify streams dedupe on id and take 32 MiB bodies by default; no other source changes a default', () => {
+    expect(sourceOf('emnify').defaults).toEqual({ minBodyBytes: 32 * 1024 * 1024, dedupe: true })
+    for (const source of Object.values(SOURCES) as Source[])
+      if (source.type !== 'emnify') expect(source.defaults).toBeUndefined()
   })
 
   it("refuses another source's keys and runs the stream's own source check", () => {

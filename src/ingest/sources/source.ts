@@ -32,6 +32,15 @@ export interface Source<T extends SourceType = SourceType> {
   framer(stream: StreamConfig, framing: SourceFraming): Framer
   /** Frames one record given alone (a dead-letter replay). */
   recordFramer(stream: StreamConfig, template: CompiledTemplate | undefined): RecordFramer
+  /** What a stream of this source gets for keys it leaves out, where that differs from other streams. */
+  readonly defaults?: SourceDefaults
+}
+
+export interface SourceDefaults {
+  /** The body limit is at least this without the stream's own `maxBodyBytes` (config/load.ts streamBodyLimit). */
+  minBodyBytes?: number
+  /** Without a `dedupe` key the stream dedupes on `id` with the default window (config/load.ts streamDedupe). */
+  dedupe?: boolean
 }
 
 export interface SourceTemplates {
