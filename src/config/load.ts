@@ -7,7 +7,6 @@ import { exposureIssues } from './exposure.js'
 import { headerPairs } from './headers.js'
 import { interpolate, type InterpolationError } from './interpolate.js'
 import { configPath } from './paths.js'
-import { sinkIssues } from './sink-checks.js'
 import type { DedupeConfig, GatewayConfig, ServerConfig, StreamConfig } from './types.js'
 
 /**
@@ -179,7 +178,6 @@ function schemaIssues(errors: readonly ErrorObject[]): ConfigIssue[] {
 function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
   const issues: ConfigIssue[] = [
     ...fileSinkIssues(config),
-    ...sinkIssues(config.sinks),
     ...listenerIssues(config),
     ...spoolMarkIssues(config.spool),
   ]

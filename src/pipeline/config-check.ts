@@ -8,7 +8,7 @@ import {
 } from '../config/load.js'
 import type { GatewayConfig, Role } from '../config/types.js'
 import { sourceIssues } from '../ingest/sources/registry.js'
-import { createSink } from '../sinks/registry.js'
+import { createSink, sinkIssues } from '../sinks/registry.js'
 import { createLogger } from '../telemetry/logger.js'
 import { Validators } from '../validate/validators.js'
 import { StreamRuntime } from './stream.js'
@@ -26,14 +26,14 @@ export interface CheckOptions extends Omit<ValidateOptions, 'componentIssues'> {
   current?: GatewayConfig
 }
 
-/** The synchronous part of the check: schema, cross-references and the sources' checks. */
+/** The synchronous part of the check: schema, cross-references and the sources', sinks' and roles' checks. */
 export function validateWithComponents(
   raw: unknown,
   options: Omit<ValidateOptions, 'componentIssues'> = {},
 ): { config?: GatewayConfig; issues: ConfigIssue[] } {
   return validateConfig(raw, {
     ...options,
-    componentIssues: (config) => [...sourceIssues(config), ...roleIssues(config)],
+    componentIssues: (config) => [...sourceIssues(config), ...sinkIssues(config), ...roleIssues(config)],
   })
 }
 

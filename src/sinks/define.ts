@@ -1,4 +1,5 @@
-import type { SinkType } from '../config/types.js'
+import type { ConfigIssue } from '../config/load.js'
+import type { SinkConfig, SinkType } from '../config/types.js'
 import type { SinkFactory } from './sink.js'
 
 // A sink type describes itself in one module (src/sinks/<type>/index.ts): its name, what it is, the JSON
@@ -31,6 +32,12 @@ export interface SinkDescription<T extends SinkType = SinkType> {
 
 export interface SinkDescriptor<T extends SinkType = SinkType> extends SinkDescription<T> {
   create: SinkFactory<T>
+  /**
+   * Rules about its keys that a JSON Schema cannot say clearly (which keys go together), as issues at paths
+   * under `at` (`sinks.<name>`). The one config check (src/pipeline/config-check.ts) runs them with the
+   * schema, so check-config, serve and the management API refuse the same configs with the same paths.
+   */
+  check?: (config: Extract<SinkConfig, { type: T }>, at: string) => ConfigIssue[]
 }
 
 /** A descriptor of any one sink type (its factory takes that type's config). */

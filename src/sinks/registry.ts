@@ -1,4 +1,5 @@
-import type { SinkConfig, SinkType } from '../config/types.js'
+import type { ConfigIssue } from '../config/load.js'
+import type { GatewayConfig, SinkConfig, SinkType } from '../config/types.js'
 import { adobeSink } from './adobe/index.js'
 import type { AnySinkDescriptor } from './define.js'
 import { domoSink } from './domo/index.js'
@@ -41,4 +42,15 @@ export function sinkDescriptor(type: SinkType): AnySinkDescriptor {
 export function createSink(name: string, config: SinkConfig, context: SinkContext): Sink {
   const factory = sinkDescriptor(config.type).create as SinkFactory
   return factory(name, config, context)
+}
+
+/** Every sink's own checks (its descriptor's `check`), at `sinks.<name>` paths. */
+export function sinkIssues(config: GatewayConfig): ConfigIssue[] {
+  const issues: ConfigIssue[] = []
+  for (const [name, sink] of Object.entries(config.sinks)) {
+    const check = sinkDescriptor(sink.type).check as
+      ((config: SinkConfig, at: string) => ConfigIssue[]) | undefined
+    if (check) issues.push(...check(sink, `sinks.${name}`))
+  }
+  return issues
 }

@@ -1,4 +1,5 @@
 import { defineSink } from '../define.js'
+import { adobeIssues } from './check.js'
 import { createAdobeSink } from './sink.js'
 
 export const adobeSink = defineSink({
@@ -126,5 +127,6 @@ export const adobeSink = defineSink({
       },
     },
   },
+  check: adobeIssues,
   create: createAdobeSink,
 })

@@ -54,7 +54,7 @@ import { fieldJson, isJsonObject } from '../record-json.js'
 // `?syncValidation=true`, `?x-adobe-flow-id=…`) belongs to the single-message endpoint, where AEP-VALID and
 // AEP-HTTP document those parameters, and is kept on single and raw requests only. syncValidation is not
 // available on the batch endpoint [AEP-VALID]: `syncValidation: true` with mode "batch" is a config error
-// (src/config/sink-checks.ts).
+// (src/sinks/adobe/check.ts).
 
 /** A request's whole payload must not exceed 1 MB, else 413 [AEP-MULTI]; read as 10^6 bytes, the stricter reading. */
 export const ADOBE_MAX_REQUEST_BYTES = 1_000_000

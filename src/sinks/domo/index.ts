@@ -1,4 +1,5 @@
 import { defineSink } from '../define.js'
+import { domoIssues } from './check.js'
 import { createDomoSink } from './sink.js'
 
 export const domoSink = defineSink({
@@ -131,5 +132,6 @@ export const domoSink = defineSink({
       },
     },
   },
+  check: domoIssues,
   create: createDomoSink,
 })

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest'
-import { validateConfig } from './load.js'
+// The sinks' own checks (each descriptor's `check`: src/sinks/adobe/check.ts, src/sinks/domo/check.ts), run by
+// the one config check as check-config, serve and the management API do.
+import { validateWithComponents } from '../pipeline/config-check.js'
 
 const issuesOf = (sink: Record<string, unknown>): { path: string; message: string }[] =>
-  validateConfig({ sinks: { s: sink }, streams: {} }, { env: {} }).issues
+  validateWithComponents({ sinks: { s: sink }, streams: {} }, { env: {} }).issues
 
 const domo = { type: 'domo', columns: ['id', 'n'] }
 const publicDomo = { ...domo, clientId: 'c', clientSecret: 'x', streamId: 42 }
@@ -18,7 +20,7 @@ describe('domo sink keys', () => {
   it('accepts the public API (the default) and the instance API with their own credentials', () => {
     expect(issuesOf(publicDomo)).toEqual([])
     expect(issuesOf(instanceDomo)).toEqual([])
-    const { config } = validateConfig({ sinks: { s: publicDomo }, streams: {} }, { env: {} })
+    const { config } = validateWithComponents({ sinks: { s: publicDomo }, streams: {} }, { env: {} })
     expect(config!.sinks.s).toMatchObject({ api: 'public', updateMethod: 'APPEND' })
   })
 
