@@ -138,6 +138,8 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
     logger,
     apiState: api.state,
     ready: async () => {
+      // An ingest node stores nothing locally: it is ready while its Kafka cluster answers.
+      if (handOff) return handOff.ready()
       try {
         await access(config.spool.dir, constants.W_OK)
         return undefined

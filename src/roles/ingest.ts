@@ -246,6 +246,41 @@ export class KafkaHandOff implements HandOff {
   }
 
   private adminReady: Promise<Admin> | undefined
+  /** The last readiness probe and when it started (performance.now()). */
+  private probe: { at: number; result: Promise<string | undefined> } | undefined
+
+  /**
+   * Why this node cannot take records now, or undefined: /readyz of an ingest node answers 503 while its
+   * Kafka cluster does not answer, so a load balancer sends the vendor's requests to a node that can store
+   * them. One metadata call per READY_PROBE_MS at most, whatever the poll rate.
+   */
+  ready(): Promise<string | undefined> {
+    if (this.closed) return Promise.resolve('this node is shutting down')
+    const now = performance.now()
+    if (!this.probe || now - this.probe.at >= READY_PROBE_MS)
+      this.probe = { at: now, result: this.reachable() }
+    return this.probe.result
+  }
+
+  private async reachable(): Promise<string | undefined> {
+    const limitMs = Math.min(this.cluster.kafka.timeoutMs, READY_PROBE_MS)
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${limitMs} ms`)), limitMs)
+    })
+    try {
+      await Promise.race([this.connectedAdmin().then((admin) => admin.describeCluster()), timeout])
+      return undefined
+    } catch (err) {
+      // A failed connect leaves the admin suspect: the next look-up connects a new one.
+      const admin = this.admin
+      this.admin = undefined
+      admin?.disconnect().catch(() => undefined)
+      return `the Kafka cluster does not answer (${(err as Error).message})`
+    } finally {
+      clearTimeout(timer)
+    }
+  }
 
   private connectedAdmin(): Promise<Admin> {
     if (!this.admin || !this.adminReady) {
@@ -264,6 +299,9 @@ export class KafkaHandOff implements HandOff {
     await Promise.allSettled([this.producer?.disconnect(), this.admin?.disconnect()])
   }
 }
+
+/** Readiness probes of the Kafka cluster: at most one per this long, each waiting at most this long. */
+const READY_PROBE_MS = 2_000
 
 function unavailable(detail: string): Error {
   return problem('spool-full', `${detail}; retry shortly`, { headers: { 'retry-after': '5' } })

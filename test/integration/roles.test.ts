@@ -101,7 +101,8 @@ class Node {
     return `http://127.0.0.1:${this.port}`
   }
 
-  async start(): Promise<void> {
+  /** Starts the node and waits until `/readyz` (or, for a node that cannot be ready, `/healthz`) answers 200. */
+  async start(until: '/readyz' | '/healthz' = '/readyz'): Promise<void> {
     const fd = openSync(this.logFile, 'a')
     const child = spawn(
       process.execPath,
@@ -116,10 +117,10 @@ class Node {
     await waitFor(
       async () => {
         if (dead) throw new Error(`the ${this.role} node exited during start:\n${this.log()}`)
-        return (await send(`${this.url}/readyz`, { method: 'GET' }).catch(() => undefined))?.status === 200
+        return (await send(`${this.url}${until}`, { method: 'GET' }).catch(() => undefined))?.status === 200
       },
       60_000,
-      `${this.role} node on ${this.port} (readyz)`,
+      `${this.role} node on ${this.port} (${until})`,
     )
   }
 
@@ -316,7 +317,7 @@ describe('roles: ingest and deliver nodes on a Kafka consumer group', () => {
     }
   })
 
-  it('an ingest node whose Kafka is unreachable answers 503 with Retry-After, never 200', async () => {
+  it('an ingest node whose Kafka is unreachable answers 503 with Retry-After, never 200, and is not ready', async () => {
     const closed = await freePort() // nothing listens there
     const prefix = `rt-${randomUUID().slice(0, 8)}`
     const file = writeConfig(
@@ -325,7 +326,13 @@ describe('roles: ingest and deliver nodes on a Kafka consumer group', () => {
     )
     const n = new Node('ingest', file, await freePort(), join(dir, `${prefix}-down.log`))
     try {
-      await n.start()
+      // Alive, but not ready: a load balancer polling /readyz sends the vendor to a node whose Kafka answers
+      // (the ingest nodes of the tests above only start once their /readyz says 200).
+      await n.start('/healthz')
+      const ready = await send(`${n.url}/readyz`, { method: 'GET' })
+      expect(ready.status).toBe(503)
+      expect(ready.headers['content-type']).toMatch(/problem\+json/)
+      expect(JSON.stringify(ready.json())).toContain('Kafka cluster does not answer')
       for (let i = 0; i < 3; i++) {
         const res = await send(`${n.url}/ingest/app`, {
           body: `{"id":"d-${i}"}\n`,
