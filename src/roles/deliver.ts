@@ -111,6 +111,7 @@ export class KafkaDelivery {
       const group: Group = { sink, consumer, sources, paused: new Set() }
       consumer.on(consumer.events.GROUP_JOIN, (event) => {
         this.rebalances++
+        this.deps.metrics.clusterRebalanced(groupId)
         this.deps.logger.info(
           {
             group: groupId,

@@ -268,6 +268,12 @@ export class Metrics {
     labelNames: ['sink'],
     registers: [this.registry],
   })
+  private readonly rebalances = new Counter({
+    name: 'streamgate_cluster_rebalances_total',
+    help: "Deliver role: times this node joined a sink's consumer group with a new assignment (a rebalance: a node came, went or was restarted).",
+    labelNames: ['group'],
+    registers: [this.registry],
+  })
   private readonly authFailures = new Counter({
     name: 'streamgate_sink_auth_failures_total',
     help: 'Sink writes the destination refused for its credentials (401/403, token refused); the records are kept and retried, never dead-lettered.',
@@ -430,6 +436,11 @@ export class Metrics {
   sinkCircuit(sink: string, state: 'closed' | 'open' | 'half-open'): void {
     this.circuitOpen.set({ sink }, state === 'closed' ? 0 : 1)
     if (state === 'open') this.circuitOpened.inc({ sink })
+  }
+
+  /** Deliver role (src/roles/deliver.ts): a consumer group of this node rebalanced. */
+  clusterRebalanced(group: string): void {
+    this.rebalances.inc({ group })
   }
 
   deadLetter(stream: string, reason: string, records: number): void {

@@ -257,6 +257,13 @@ describe('roles: ingest and deliver nodes on a Kafka consumer group', () => {
         n.lines('consumer group rebalanced: partitions assigned').filter((l) => l.group === `${prefix}-relay`)
       expect(joins(deliver[1]!).length).toBeGreaterThanOrEqual(2)
       expect(joins(replacement).length).toBeGreaterThanOrEqual(1)
+      // …and counted where operators look: /metrics of the surviving node, by group.
+      const scraped = (await send(`${deliver[1]!.url}/metrics`, { method: 'GET' })).text
+      const counted = new RegExp(
+        `^streamgate_cluster_rebalances_total\\{group="${prefix}-relay"\\} (\\d+)$`,
+        'm',
+      )
+      expect(Number(counted.exec(scraped)?.[1])).toBe(joins(deliver[1]!).length)
       const unknown = [...relay.seen.keys()].filter((id) => !acked.has(id))
       expect(unknown).toEqual([])
       console.log(
