@@ -17,6 +17,7 @@ export async function serve(config: GatewayConfig, port: number | undefined): Pr
     const index = Number(process.env[WORKER_INDEX_ENV])
     const count = Number(process.env[WORKER_COUNT_ENV])
     const logger = baseLogger.child({ worker: index })
+    const stopOnSignal = onSignals(config.server.shutdownTimeoutMs, logger)
     const { running } = await runWorker(config, index, count, logger, port).catch((err: unknown) => {
       // The IPC channel would keep this worker alive after a failed start (the CLI only sets exitCode):
       // closing it lets the worker exit 1, and the primary stops the cluster on that exit.
@@ -27,22 +28,21 @@ export async function serve(config: GatewayConfig, port: number | undefined): Pr
     const stop = async (): Promise<void> => {
       await Promise.all([...drains.map((d) => d.stop(config.server.shutdownTimeoutMs / 2)), running.stop()])
     }
-    onSignals(stop, config.server.shutdownTimeoutMs, logger)
+    stopOnSignal(stop)
     // The primary is gone (killed): stop as on SIGTERM rather than linger without it.
     process.once('disconnect', () => stopAndExit(stop, logger, 'the primary process is gone'))
     return
   }
   const count = workerCount(config.server.workers)
   if (count > 1) return runPrimary(config, count, baseLogger)
+  // Handlers first: a SIGTERM right after the listening line (while the shard drains start) is a graceful
+  // stop, not the default action that kills the process (exit by signal, nothing flushed).
+  const stopOnSignal = onSignals(config.server.shutdownTimeoutMs, baseLogger)
   const running = await start(config, { logger: baseLogger, ...(port !== undefined ? { port } : {}) })
   const drains = await startDrains(running.gateway.config, config.spool.dir, undefined, baseLogger)
-  onSignals(
-    async () => {
-      await Promise.all([...drains.map((d) => d.stop(config.server.shutdownTimeoutMs / 2)), running.stop()])
-    },
-    config.server.shutdownTimeoutMs,
-    baseLogger,
-  )
+  stopOnSignal(async () => {
+    await Promise.all([...drains.map((d) => d.stop(config.server.shutdownTimeoutMs / 2)), running.stop()])
+  })
 }
 
 async function startDrains(
@@ -59,8 +59,14 @@ async function startDrains(
   return drains
 }
 
-/** SIGTERM/SIGINT: a graceful stop, then exit; a stop that outlasts the shutdown budget exits 1. */
-function onSignals(stop: () => Promise<void>, shutdownTimeoutMs: number, logger: Logger): void {
+/**
+ * SIGTERM/SIGINT: a graceful stop, then exit; a stop that outlasts the shutdown budget exits 1. Installed
+ * before the gateway starts; the returned function hands it the stop once there is something to stop (a
+ * signal that came meanwhile stops it at once).
+ */
+function onSignals(shutdownTimeoutMs: number, logger: Logger): (stop: () => Promise<void>) => void {
+  let stopNow: (() => Promise<void>) | undefined
+  let signalled = false
   const onSignal = (signal: NodeJS.Signals): void => {
     logger.info({ signal }, 'signal received')
     const hardStop = setTimeout(() => {
@@ -68,10 +74,15 @@ function onSignals(stop: () => Promise<void>, shutdownTimeoutMs: number, logger:
       process.exit(1)
     }, shutdownTimeoutMs + 5_000)
     hardStop.unref()
-    stopAndExit(stop, logger)
+    signalled = true
+    if (stopNow) stopAndExit(stopNow, logger)
   }
   process.once('SIGTERM', onSignal)
   process.once('SIGINT', onSignal)
+  return (stop) => {
+    stopNow = stop
+    if (signalled) stopAndExit(stop, logger)
+  }
 }
 
 let stopping: Promise<void> | undefined
