@@ -447,12 +447,12 @@ function stringEnd(buf: Buffer, i: number, end: number, escapes: boolean): numbe
   return -1
 }
 
-function isHexDigit(b: number): boolean {
+export function isHexDigit(b: number): boolean {
   return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66)
 }
 
 /** " \ / b f n r t */
-function isSimpleEscape(b: number): boolean {
+export function isSimpleEscape(b: number): boolean {
   return (
     b === QUOTE ||
     b === BACKSLASH ||

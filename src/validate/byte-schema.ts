@@ -20,6 +20,8 @@
 // annotations ($schema, $id, $comment, title, description, examples, default). A schema with anything else
 // compiles to no check at all (undefined): every record is then parsed and validated.
 
+import { isHexDigit, isSimpleEscape } from '../records/json-scan.js'
+
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const OPEN_BRACE = 0x7b
@@ -529,21 +531,3 @@ const ANY: Node = newNode(T_ANY)
 const NULL_BYTES = Buffer.from('null')
 const TRUE_BYTES = Buffer.from('true')
 const FALSE_BYTES = Buffer.from('false')
-
-function isHexDigit(b: number): boolean {
-  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66)
-}
-
-/** " \ / b f n r t */
-function isSimpleEscape(b: number): boolean {
-  return (
-    b === QUOTE ||
-    b === BACKSLASH ||
-    b === 0x2f ||
-    b === 0x62 ||
-    b === 0x66 ||
-    b === 0x6e ||
-    b === 0x72 ||
-    b === 0x74
-  )
-}
