@@ -290,9 +290,11 @@ function rows(
       const defaultText =
         'default' in resolved
           ? `\`${JSON.stringify(resolved.default)}\``
-          : required.has(key) || (resolveRef(root, object).required as string[] | undefined)?.includes(key)
+          : required.has(key)
             ? '**required**'
-            : '—'
+            : (resolveRef(root, object).required as string[] | undefined)?.includes(key)
+              ? 'required in its form (oneOf)' // one alternative of a oneOf/anyOf needs it; the others do not
+              : '—'
       out.push({
         path: `\`${path}\``,
         type: cell(docType(root, prop) + limits(resolved)),
@@ -337,8 +339,9 @@ export function configurationReference(schema: JsonSchema, descriptors: readonly
     '',
     text(schema.description),
     'Every key of the config file, with its type, default and meaning. A key whose default is `—` is optional',
-    'without a default (its description says what its absence means). The management API accepts the same keys',
-    '(GET /api/v1/openapi.json).',
+    'without a default (its description says what its absence means); "required in its form" marks a key that one',
+    "of its object's alternative shapes needs and the others do not have. The management API accepts the same",
+    'keys (GET /api/v1/openapi.json).',
     '',
     '## Top level',
     '',
