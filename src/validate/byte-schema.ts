@@ -21,6 +21,7 @@
 // compiles to no check at all (undefined): every record is then parsed and validated.
 
 import { isHexDigit, isSimpleEscape } from '../records/json-scan.js'
+import { bytePatternOf, type BytePattern } from './byte-pattern.js'
 
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
@@ -81,7 +82,8 @@ interface ObjectBranch {
 interface Node {
   /** Allowed JSON types (T_*); a number matches T_INTEGER only when proven an integer. */
   types: number
-  pattern: RegExp | undefined
+  /** `pattern`, tested on the string's bytes (byte-pattern.ts). */
+  pattern: BytePattern | undefined
   /** Object keywords: keys whose values matter (properties, required, anyOf branches'). */
   watched: Buffer[] | undefined
   /** Per watched key: the node's own schema for it (properties), if any. */
@@ -178,7 +180,7 @@ function compile(schema: unknown): Node {
         break
       case 'pattern':
         if (typeof value !== 'string') throw new Unsupported()
-        node.pattern = new RegExp(value, 'u')
+        node.pattern = bytePatternOf(value)
         break
       case 'anyOf':
         if (!Array.isArray(value) || value.length === 0) throw new Unsupported()
@@ -366,12 +368,11 @@ class Scanner {
   }
 
   /** A JSON string at `pos` (its opening quote); with `pattern`, its text must match (no escapes then). */
-  private string(pos: number, pattern: RegExp | undefined): number {
+  private string(pos: number, pattern: BytePattern | undefined): number {
     const buf = this.buf
     const end = this.end
     let i = pos + 1
     let escaped = false
-    let ascii = true
     for (;;) {
       if (i >= end) return -1
       const c = buf[i]!
@@ -391,14 +392,9 @@ class Scanner {
         i += 2
         continue
       }
-      if (c >= 0x80) ascii = false
       i++
     }
-    if (pattern !== undefined) {
-      if (escaped) return -1
-      const text = buf.toString(ascii ? 'latin1' : 'utf8', pos + 1, i)
-      if (!pattern.test(text)) return -1
-    }
+    if (pattern !== undefined && (escaped || !pattern(buf, pos + 1, i))) return -1
     return i + 1
   }
 
