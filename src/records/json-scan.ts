@@ -425,26 +425,28 @@ function findKey(keys: readonly Buffer[], first: number, buf: Buffer, start: num
  * with the rest of a valid JSON string, else -1. With `escapes` false any backslash answers -1.
  */
 function stringEnd(buf: Buffer, i: number, end: number, escapes: boolean): number {
-  while (i < end) {
-    const c = buf[i]!
+  for (;;) {
+    // The run of plain bytes up to the next quote, backslash or control byte: one tight loop with a single
+    // exit (measured 0.73× of one loop that branches on each kind of byte; bench/RESULTS.md, third round).
+    let c = 0
+    while (i < end) {
+      c = buf[i]!
+      if (c === QUOTE || c === BACKSLASH || c < 0x20) break
+      i++
+    }
+    if (i >= end) return -1
     if (c === QUOTE) return i + 1
-    if (c < 0x20) return -1
-    if (c === BACKSLASH) {
-      if (!escapes || i + 1 >= end) return -1
-      const e = buf[i + 1]
-      if (e === 0x75 /* u */) {
-        if (i + 6 > end) return -1
-        for (let h = i + 2; h < i + 6; h++) if (!isHexDigit(buf[h]!)) return -1
-        i += 6
-        continue
-      }
-      if (!isSimpleEscape(e!)) return -1
-      i += 2
+    if (c !== BACKSLASH || !escapes || i + 1 >= end) return -1
+    const e = buf[i + 1]!
+    if (e === 0x75 /* u */) {
+      if (i + 6 > end) return -1
+      for (let h = i + 2; h < i + 6; h++) if (!isHexDigit(buf[h]!)) return -1
+      i += 6
       continue
     }
-    i++
+    if (!isSimpleEscape(e)) return -1
+    i += 2
   }
-  return -1
 }
 
 export function isHexDigit(b: number): boolean {
