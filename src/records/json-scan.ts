@@ -30,9 +30,21 @@ export function skipWhitespace(buf: Uint8Array, pos: number, end: number): numbe
   return pos
 }
 
+/** Bytes of a string `skipString` scans in a loop before it hands the rest to indexOf. */
+const SHORT_STRING_BYTES = 64
+
 /** `pos` is at an opening quote; returns the index just past the closing quote. */
 export function skipString(buf: Buffer, pos: number, end: number): number {
   let i = pos + 1
+  // Short strings (keys, most values) in a loop: a native indexOf per string cost more than the bytes it
+  // skipped (17 % of the gateway's CPU on Azion JSON arrays). A long one goes on with indexOf.
+  const near = Math.min(end, i + SHORT_STRING_BYTES)
+  while (i < near) {
+    const c = buf[i]!
+    if (c === QUOTE) return i + 1
+    i += c === BACKSLASH ? 2 : 1
+  }
+  if (i >= end) throw new JsonScanError('unterminated string', pos)
   for (;;) {
     const q = buf.indexOf(QUOTE, i)
     if (q < 0 || q >= end) throw new JsonScanError('unterminated string', pos)
