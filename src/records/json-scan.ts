@@ -110,13 +110,19 @@ export interface Span {
   deep?: true
   /** Set by `splitTopLevel` on a value its `prove` proved (valid, and no deeper than `maxDepth`). */
   proven?: true
+  /** With `proven`: the proof's drift bits when not 0 (ValueProof.lastBits). */
+  driftBits?: number
 }
 
 /**
  * Reads the JSON value at `pos` (not whitespace) and answers the index just past it if it proves the value
  * valid (JSON, and whatever else the proof stands for), else -1, never reading at or past `end`.
  */
-export type ValueProof = (buf: Buffer, pos: number, end: number) => number
+export interface ValueProof {
+  (buf: Buffer, pos: number, end: number): number
+  /** After a proof: the drift bits of the value it proved last (Azion templates; 0 when none). */
+  lastBits?: () => number
+}
 
 /**
  * Splits `buf[start, end)` into top-level JSON values separated by `separator` (any byte string, e.g. ","
@@ -157,7 +163,9 @@ export function splitTopLevel(
     const provenEnd = prove && (c === OPEN_BRACE || c === OPEN_BRACKET) ? prove(buf, pos, end) : -1
     if (provenEnd >= 0) {
       valueEnd = provenEnd
-      spans.push({ start: pos, end: valueEnd, proven: true })
+      const bits = prove!.lastBits?.() ?? 0
+      if (bits === 0) spans.push({ start: pos, end: valueEnd, proven: true })
+      else spans.push({ start: pos, end: valueEnd, proven: true, driftBits: bits })
     } else if (c === OPEN_BRACE || c === OPEN_BRACKET) {
       valueEnd = skipValue(buf, pos, end, probe)
       if (probe.max > maxDepth) spans.push({ start: pos, end: valueEnd, deep: true })
@@ -352,6 +360,12 @@ export function stringObjectCheck(required: readonly string[]): SpanCheck {
  */
 export interface StringObjectScanner {
   scan(buf: Buffer, start: number, end: number): number
+  /**
+   * The same scan of the object at `pos` (no whitespace before it), which may be followed by anything:
+   * answers the index just past its `}`, or -1; `result()` then answers what `scan` would have.
+   */
+  scanValue(buf: Buffer, pos: number, end: number): number
+  result(): number
   has(k: number): boolean
   /** Bit k set: `keys[k]` occurred in the record scanned last (the first 31 keys only). */
   mask(): number
@@ -374,7 +388,9 @@ export function stringObjectScanner(keyNames: readonly string[]): StringObjectSc
   const seen = new Uint32Array(count)
   let generation = 0
   let mask = 0
-  const scan = (buf: Buffer, start: number, end: number): number => {
+  let result = -1
+  const scanValue = (buf: Buffer, start: number, end: number): number => {
+    result = -1
     generation = (generation + 1) >>> 0
     if (generation === 0) {
       seen.fill(0)
@@ -420,9 +436,14 @@ export function stringObjectScanner(keyNames: readonly string[]): StringObjectSc
         pos = skipWhitespace(buf, pos + 1, end)
       }
     }
-    return skipWhitespace(buf, pos, end) === end ? found * 2 + other : -1
+    result = found * 2 + other
+    return pos
   }
-  return { scan, has: (k) => seen[k] === generation, mask: () => mask }
+  const scan = (buf: Buffer, start: number, end: number): number => {
+    const pos = scanValue(buf, start, end)
+    return pos >= 0 && skipWhitespace(buf, pos, end) === end ? result : -1
+  }
+  return { scan, scanValue, result: () => result, has: (k) => seen[k] === generation, mask: () => mask }
 }
 
 /** Index of the required key equal to `buf[start, end)`, trying `first` before the others; -1 if none. */
