@@ -344,20 +344,33 @@ export function templateRecordCheck(
   const union = [...new Set(variants.flatMap(templateKeys))]
   if (union.includes('__proto__')) return undefined
   const scanner = stringObjectScanner(union)
+  const check = (bitsOf: (r: number) => number): RecordScan => {
+    // The whole span; or, for a JSON array's top-level split, the object at `pos` (its drift bits kept for
+    // lastBits), proven and split in one pass.
+    const whole: RecordScan = (buf, start, end) => bitsOf(scanner.scan(buf, start, end))
+    let last = 0
+    const valueEnd: ValueProof = (buf, pos, end) => {
+      const after = scanner.scanValue(buf, pos, end)
+      if (after < 0) return -1
+      last = bitsOf(scanner.result())
+      return last < 0 ? -1 : after
+    }
+    valueEnd.lastBits = () => last
+    whole.valueEnd = valueEnd
+    return whole
+  }
   if (contract === 'strict') {
     const count = union.length
-    return (buf, start, end) => {
-      const r = scanner.scan(buf, start, end)
+    return check((r) => {
       if (r < count * 2) return -1 // not flat, or a template key is missing: ajv says which
       if ((r & 1) === 1) return unknownRejects ? -1 : DRIFT_UNKNOWN
       return 0
-    }
+    })
   }
   const sets = variants.map((t) => [...new Set(templateKeys(t))].map((k) => union.indexOf(k)))
   // A record holding exactly a variant's keys (the usual case) is found by one mask compare per variant.
   const masks = union.length <= 31 ? sets.map((set) => set.reduce((m, k) => m | (1 << k), 0)) : []
-  return (buf, start, end) => {
-    const r = scanner.scan(buf, start, end)
+  return check((r) => {
     if (r < 0) return -1
     const other = r & 1
     if (other === 0 && masks.length > 0) {
@@ -380,7 +393,7 @@ export function templateRecordCheck(
       }
     }
     return (bestUnknown > 0 ? DRIFT_UNKNOWN : 0) | (countMissing && bestMissing > 0 ? DRIFT_MISSING : 0)
-  }
+  })
 }
 
 /**

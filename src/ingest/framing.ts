@@ -258,7 +258,11 @@ class JsonSpans implements FramedBody {
     const { start, end } = span
     // A proven record is no deeper than maxDepth (a flat object of strings for Azion; the schema check
     // counts depth itself).
-    const scanned = span.proven ? 0 : this.proven ? this.proven(this.body, start, end) : -1
+    const scanned = span.proven
+      ? (span.driftBits ?? 0)
+      : this.proven
+        ? this.proven(this.body, start, end)
+        : -1
     if (scanned >= 0) {
       const bytes = this.body.subarray(start, end)
       const record: FramedRecord = {
@@ -427,7 +431,11 @@ export function azionFramer(
     if (template.kind === 'json') {
       const spans = whitespaceSeparator
         ? trimSpans(body, splitOn(body, start, end, separator))
-        : scan(() => splitTopLevel(body, start, end, separator, maxDepth), start, expectation)
+        : scan(
+            () => splitTopLevel(body, start, end, separator, maxDepth, proven?.valueEnd),
+            start,
+            expectation,
+          )
       return new JsonSpans(body, spans, 'record', {
         splitOnNewline: separatorText === '\n',
         maxDepth,

@@ -3,10 +3,10 @@ import { describe, expect, it } from 'vitest'
 import type { StreamConfig, ValidationPolicy } from '../config/types.js'
 import { ProblemError } from '../errors.js'
 import { StreamRuntime } from '../pipeline/stream.js'
-import { stringObjectCheck } from '../records/json-scan.js'
+import { splitTopLevel, stringObjectCheck, type Span, type ValueProof } from '../records/json-scan.js'
 import { Validators, type RecordValidator } from '../validate/validators.js'
-import { compileTemplate, templateRecordCheck, templateSchema } from './azion-template.js'
-import { findAzionTemplate } from './azion-templates.js'
+import { compileTemplate, templateKeys, templateRecordCheck, templateSchema } from './azion-template.js'
+import { findAzionTemplate, presetModels } from './azion-templates.js'
 
 // The byte-level check may only ever say "valid" for a record that JSON.parse accepts and the template's
 // ajv validator accepts; everything it does not prove goes the usual way. These properties generate records
@@ -457,6 +457,66 @@ describe('StreamRuntime with the fast path', () => {
           const dataset = records.join(c.framing.logLineSeparator === ',' ? ',' : '\n')
           const body = Buffer.from(c.framing.payloadFormat.replace('$dataset', dataset))
           expect(outcomeOf(fast, body)).toEqual(outcomeOf(slow, body))
+        },
+      ),
+      { numRuns: 600 },
+    )
+  })
+})
+
+// ---- a JSON array's records proven while it is split ---------------------------------------------------------
+
+describe('templateRecordCheck.valueEnd (an Azion JSON array proven while split)', () => {
+  // The preset's variants under `describe` (drift bits), and a strict model with unknown keys allowed.
+  const presetVariants = presetModels(findAzionTemplate(86)!).map(compileTemplate)
+  const checks = [
+    {
+      keys: [...new Set(presetVariants.flatMap(templateKeys))],
+      check: templateRecordCheck(presetVariants, { contract: 'describe' })!,
+    },
+    { keys: compiled(TEMPLATE_86).keys, check: templateRecordCheck([compileTemplate(TEMPLATE_86)])! },
+  ]
+
+  it('splits where the plain split does and proves with the drift bits the whole-span check gives', () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(0, 1).chain((which) => {
+          const keys = checks[which]!.keys
+          // Records with some of the keys, others, or damaged: bits of every kind, and records not proven.
+          const someKeys = fc.subarray(keys).chain((ks) => recordArb([...ks, 'extra_key'], true))
+          const record = fc.oneof(
+            { weight: 4, arbitrary: recordArb(keys, true).map((r) => r.text) },
+            { weight: 3, arbitrary: someKeys.map((r) => r.text) },
+            { weight: 1, arbitrary: fc.tuple(recordArb(keys), mutationArb).map(([r, m]) => m(r.text)) },
+          )
+          return fc.tuple(
+            fc.constant(which),
+            fc.array(record, { maxLength: 10 }),
+            fc.constantFrom(',', ', ', ' , '),
+          )
+        }),
+        ([which, records, sep]) => {
+          const { check } = checks[which]!
+          const body = Buffer.from(`[${records.join(sep)}]`)
+          const split = (prove?: ValueProof): Span[] | string => {
+            try {
+              return splitTopLevel(body, 1, body.length - 1, Buffer.from(','), 256, prove)
+            } catch (err) {
+              return (err as Error).message
+            }
+          }
+          const plain = split()
+          const proven = split(check.valueEnd)
+          if (typeof plain === 'string' || typeof proven === 'string') {
+            expect(proven).toEqual(plain)
+            return
+          }
+          expect(proven.map((s) => [s.start, s.end])).toEqual(plain.map((s) => [s.start, s.end]))
+          for (const s of proven) {
+            const whole = check(body, s.start, s.end)
+            if (s.proven) expect(s.driftBits ?? 0).toBe(whole)
+            else expect(whole).toBe(-1)
+          }
         },
       ),
       { numRuns: 600 },

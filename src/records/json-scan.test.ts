@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { JsonScanError, nestsDeeper, rawField, splitOn, splitTopLevel } from './json-scan.js'
+import { JsonScanError, nestsDeeper, rawField, skipString, splitOn, splitTopLevel } from './json-scan.js'
 
 const spansText = (buf: Buffer, spans: { start: number; end: number }[]): string[] =>
   spans.map((s) => buf.toString('utf8', s.start, s.end))
@@ -51,6 +51,56 @@ describe('splitTopLevel', () => {
           expect(got).toEqual(texts)
         },
       ),
+    )
+  })
+})
+
+describe('skipString', () => {
+  // The string's end as the scan found it before it took short strings in a loop: the next quote with an
+  // even run of backslashes before it.
+  const reference = (buf: Buffer, pos: number, end: number): number => {
+    let i = pos + 1
+    for (;;) {
+      const q = buf.indexOf(0x22, i)
+      if (q < 0 || q >= end) return -1
+      let backslashes = 0
+      for (let k = q - 1; k > pos && buf[k] === 0x5c; k--) backslashes++
+      if (backslashes % 2 === 0) return q + 1
+      i = q + 1
+    }
+  }
+  const ends = (buf: Buffer, end: number): number => {
+    try {
+      return skipString(buf, 0, end)
+    } catch (err) {
+      if (err instanceof JsonScanError) return -1
+      throw err
+    }
+  }
+  // Runs of backslashes and quotes placed around the 64 bytes it scans in a loop before indexOf.
+  const piece = fc.oneof(
+    fc.constantFrom('\\\\', '\\"', '\\', '"', '\\\\\\"', 'é', '\\u0022'),
+    fc.string({ maxLength: 70 }).map((t) => t.replace(/["\\]/g, 'x')),
+  )
+
+  it('ends where the indexOf scan ends, on any bytes (property)', () => {
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 12 }), fc.nat(200), (pieces, cut) => {
+        const buf = Buffer.from(`"${pieces.join('')}`)
+        const end = Math.min(buf.length, 1 + cut)
+        expect(ends(buf, end)).toBe(reference(buf, 0, end))
+        expect(ends(buf, buf.length)).toBe(reference(buf, 0, buf.length))
+      }),
+      { numRuns: 5000 },
+    )
+  })
+
+  it('ends just past a JSON string of any length (property)', () => {
+    fc.assert(
+      fc.property(fc.string({ maxLength: 200 }), (text) => {
+        const literal = Buffer.from(`${JSON.stringify(text)},"next"`)
+        expect(ends(literal, literal.length)).toBe(Buffer.byteLength(JSON.stringify(text)))
+      }),
     )
   })
 })

@@ -21,6 +21,7 @@
 // compiles to no check at all (undefined): every record is then parsed and validated.
 
 import { isHexDigit, isSimpleEscape } from '../records/json-scan.js'
+import { bytePatternOf, type BytePattern } from './byte-pattern.js'
 
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
@@ -81,7 +82,8 @@ interface ObjectBranch {
 interface Node {
   /** Allowed JSON types (T_*); a number matches T_INTEGER only when proven an integer. */
   types: number
-  pattern: RegExp | undefined
+  /** `pattern`, tested on the string's bytes (byte-pattern.ts). */
+  pattern: BytePattern | undefined
   /** Object keywords: keys whose values matter (properties, required, anyOf branches'). */
   watched: Buffer[] | undefined
   /** Per watched key: the node's own schema for it (properties), if any. */
@@ -178,7 +180,7 @@ function compile(schema: unknown): Node {
         break
       case 'pattern':
         if (typeof value !== 'string') throw new Unsupported()
-        node.pattern = new RegExp(value, 'u')
+        node.pattern = bytePatternOf(value)
         break
       case 'anyOf':
         if (!Array.isArray(value) || value.length === 0) throw new Unsupported()
@@ -366,39 +368,34 @@ class Scanner {
   }
 
   /** A JSON string at `pos` (its opening quote); with `pattern`, its text must match (no escapes then). */
-  private string(pos: number, pattern: RegExp | undefined): number {
+  private string(pos: number, pattern: BytePattern | undefined): number {
     const buf = this.buf
     const end = this.end
     let i = pos + 1
     let escaped = false
-    let ascii = true
     for (;;) {
-      if (i >= end) return -1
-      const c = buf[i]!
-      if (c === QUOTE) break
-      if (c < 0x20) return -1
-      if (c === BACKSLASH) {
-        escaped = true
-        if (i + 1 >= end) return -1
-        const e = buf[i + 1]!
-        if (e === 0x75 /* u */) {
-          if (i + 6 > end) return -1
-          for (let h = i + 2; h < i + 6; h++) if (!isHexDigit(buf[h]!)) return -1
-          i += 6
-          continue
-        }
-        if (!isSimpleEscape(e)) return -1
-        i += 2
+      // The run of plain bytes first: one tight loop with a single exit (as json-scan.ts stringEnd).
+      let c = 0
+      while (i < end) {
+        c = buf[i]!
+        if (c === QUOTE || c === BACKSLASH || c < 0x20) break
+        i++
+      }
+      if (i >= end || c !== BACKSLASH) break
+      escaped = true
+      if (i + 1 >= end) return -1
+      const e = buf[i + 1]!
+      if (e === 0x75 /* u */) {
+        if (i + 6 > end) return -1
+        for (let h = i + 2; h < i + 6; h++) if (!isHexDigit(buf[h]!)) return -1
+        i += 6
         continue
       }
-      if (c >= 0x80) ascii = false
-      i++
+      if (!isSimpleEscape(e)) return -1
+      i += 2
     }
-    if (pattern !== undefined) {
-      if (escaped) return -1
-      const text = buf.toString(ascii ? 'latin1' : 'utf8', pos + 1, i)
-      if (!pattern.test(text)) return -1
-    }
+    if (i >= end || buf[i] !== QUOTE) return -1
+    if (pattern !== undefined && (escaped || !pattern(buf, pos + 1, i))) return -1
     return i + 1
   }
 
