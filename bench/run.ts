@@ -40,6 +40,7 @@ import {
   sustainedFailures,
   sustainedReport,
   type SustainedResult,
+  deepMerge,
 } from './sustained.js'
 
 const REPO = resolve(new URL('..', import.meta.url).pathname)
@@ -69,7 +70,7 @@ const HELP = `usage: npm run bench -- [options]
   --profile DIR            run streamgate with --cpu-prof into DIR and print its top self-time functions
                            (profiling slows streamgate: do not quote those ratios)
   --steps N                sustained/fanout: fixed-rate runs in the search for the sustainable rate (default 4)
-  --gateway-config JSON    sustained/fanout: merged over the generated streamgate config, e.g.
+  --gateway-config JSON    merged over the generated streamgate config (every scenario), e.g.
                            '{"spool":{"maxBytes":268435456}}' or a later build's admission-control keys
 `
 
@@ -272,15 +273,23 @@ async function waitHealthy(target: Target, timeoutMs = 20_000): Promise<void> {
   throw new Error(`${target.name} not healthy after ${timeoutMs} ms:\n${target.output()}`)
 }
 
-function streamgateConfig(scenario: Scenario, dir: string, sink: Record<string, unknown>): object {
-  return {
-    server: { host: '127.0.0.1', port: 0 },
-    log: { level: 'warn' },
-    dataDir: dir,
-    spool: { dir: join(dir, 'spool') },
-    sinks: { out: sink },
-    streams: { [scenario.streamId]: { ...scenario.stream, sinks: ['out'] } },
-  }
+function streamgateConfig(
+  scenario: Scenario,
+  dir: string,
+  sink: Record<string, unknown>,
+  merged: Record<string, unknown> = {},
+): object {
+  return deepMerge(
+    {
+      server: { host: '127.0.0.1', port: 0 },
+      log: { level: 'warn' },
+      dataDir: dir,
+      spool: { dir: join(dir, 'spool') },
+      sinks: { out: sink },
+      streams: { [scenario.streamId]: { ...scenario.stream, sinks: ['out'] } },
+    },
+    merged,
+  )
 }
 
 /**
@@ -553,7 +562,10 @@ async function runScenario(
     writeFileSync(bodyFile, body)
     const configFile = join(dir, 'streamgate.json')
     const sink = await sinkConfig(scenario.sink ?? 'file', dir, scenario.name, backends)
-    writeFileSync(configFile, JSON.stringify(streamgateConfig(scenario, dir, sink), null, 2))
+    writeFileSync(
+      configFile,
+      JSON.stringify(streamgateConfig(scenario, dir, sink, options.gatewayConfig), null, 2),
+    )
     log(
       `\n== ${scenario.name}: ${scenario.description}\n   body ${formatBytes(body.length)}, ` +
         `${scenario.recordsPerRequest} record(s) per request`,

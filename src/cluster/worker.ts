@@ -47,16 +47,26 @@ export async function runWorker(
     if (process.connected) process.send!(message)
   }
   const ask = <T>(make: (id: number) => ToPrimary, answer: (reply: ToWorker | undefined) => T): Promise<T> =>
-    new Promise((resolve) => {
+    new Promise((resolve, reject) => {
       const id = nextId++
+      // `answer` may throw (a refusal: metrics not gathered in time): that rejects this ask. Thrown in the
+      // timer or the message handler it was an uncaught exception that killed the worker (seen under load:
+      // a /metrics scrape whose gathering timed out restarted both workers over and over).
+      const settle = (reply: ToWorker | undefined): void => {
+        try {
+          resolve(answer(reply))
+        } catch (err) {
+          reject(err instanceof Error ? err : new Error(String(err)))
+        }
+      }
       const timer = setTimeout(() => {
         waiting.delete(id)
-        resolve(answer(undefined))
+        settle(undefined)
       }, ASK_TIMEOUT_MS)
       waiting.set(id, (reply) => {
         clearTimeout(timer)
         waiting.delete(id)
-        resolve(answer(reply))
+        settle(reply)
       })
       send(make(id))
     })

@@ -119,3 +119,31 @@ describe('readBody: the stall timeout', () => {
     expect(statusOf(await stalled)).toBe(408)
   })
 })
+
+describe('readBody: a node stream read through its events', () => {
+  it('returns the same bytes as the chunks written, with and without the declared length', async () => {
+    for (const declared of [undefined, 11, 8, 20]) {
+      const stream = new PassThrough()
+      const read = readBody(stream, 100, declared)
+      for (const piece of ['{"a":', '1,', '"b":2}']) stream.write(piece)
+      stream.end()
+      expect((await read).toString()).toBe('{"a":1,"b":2}')
+    }
+  })
+
+  it("rejects with the stream's error, and leaves the stream unread and paused on a 413", async () => {
+    const failing = new PassThrough()
+    const read = readBody(failing, 100).catch((err: unknown) => err)
+    failing.write('{')
+    const boom = Object.assign(new Error('aborted'), { code: 'ECONNRESET' })
+    failing.destroy(boom)
+    expect(await read).toBe(boom)
+    const big = new PassThrough()
+    const tooBig = readBody(big, 4).catch((err: unknown) => err)
+    big.write('01234')
+    expect(statusOf(await tooBig)).toBe(413)
+    expect(big.listenerCount('data')).toBe(0)
+    expect(big.isPaused()).toBe(true)
+    expect(big.destroyed).toBe(false)
+  })
+})

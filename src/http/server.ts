@@ -14,7 +14,7 @@ import type { ServerConfig } from '../config/types.js'
 import { problem, ProblemError } from '../errors.js'
 import { logAccess, requestIdOf, type Logger, type RefusalLog } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
-import { problemAnswer, type IngestHandler } from './ingest.js'
+import { problemAnswer, type HttpAnswer, type IngestHandler } from './ingest.js'
 
 // The listener. /ingest/* goes straight from node:http to the ingest handler: hono's Request/Response
 // conversion costs 25–35 % on small requests (SPEC section 10), and ingest is the hot path. Everything else
@@ -140,11 +140,7 @@ function handleIngest(
         // chunking) and send a second, unsolicited bare 400 on a request already answered, which a
         // pipelining client takes as the answer to its next request.
         const unread = !req.complete && answer.drainBody !== true
-        res.writeHead(answer.status, {
-          ...answer.headers,
-          'content-length': Buffer.byteLength(answer.body),
-          ...(unread ? { connection: 'close' } : {}),
-        })
+        res.writeHead(answer.status, answerHeaders(answer, unread))
         res.end(answer.body)
         // Closing, the rest is read only until node closes the socket after the answer; drained (a small
         // admission refusal of declared length, src/http/ingest.ts), it is discarded and the connection stays.
@@ -159,6 +155,15 @@ function handleIngest(
         )
       },
     )
+}
+
+/** The answer's headers as node's flat [name, value, …] list: no object spreads per request. */
+function answerHeaders(answer: HttpAnswer, close: boolean): string[] {
+  const list: string[] = []
+  for (const name in answer.headers) list.push(name, answer.headers[name]!)
+  list.push('content-length', String(Buffer.byteLength(answer.body)))
+  if (close && answer.headers.connection === undefined) list.push('connection', 'close')
+  return list
 }
 
 /** Server-level options: where connection-level refusals (timeouts, bad HTTP, connection limit) are logged. */

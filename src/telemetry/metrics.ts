@@ -161,10 +161,15 @@ export class Metrics {
     labelNames: ['route', 'status'],
     registers: [this.registry],
   })
+  /** Ingest requests being processed: a plain number per request, handed to prom-client when it collects. */
+  private inFlightNow = 0
   private readonly inFlight = new Gauge({
     name: 'streamgate_ingest_in_flight_requests',
     help: 'Ingest requests being processed.',
     registers: [this.registry],
+    collect: () => {
+      this.inFlight.set(this.inFlightNow)
+    },
   })
   private readonly delivered = new BoundCounter({
     name: 'streamgate_sink_records_delivered_total',
@@ -411,7 +416,7 @@ export class Metrics {
   }
 
   inFlightChanged(delta: number): void {
-    this.inFlight.inc(delta)
+    this.inFlightNow += delta
   }
 
   sinkDelivered(sink: string, records: number, seconds: number): void {
