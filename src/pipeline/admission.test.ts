@@ -166,10 +166,10 @@ describe('Admission', () => {
     const { admission, state, lines } = harness(spool())
     state.used = 950
     admission.sample(0)
-    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: ['high-water'] }])
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: ['high-water'], held: 0 }])
     state.used = 0
     admission.sample(250)
-    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: [] }])
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: [], held: 0 }])
     expect(lines).toHaveLength(2)
   })
 
@@ -260,6 +260,7 @@ describe('Admission with backpressure: pause', () => {
     expect(first).toBeInstanceOf(Promise)
     expect(admission.heldCount('s')).toBe(2)
     expect(admission.heldCount('other')).toBe(0)
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: ['high-water'], held: 2 }])
     state.used = 500 // between the marks: still held
     admission.sample(250)
     vi.advanceTimersByTime(1000)

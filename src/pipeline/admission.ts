@@ -353,7 +353,7 @@ export class Admission {
       const refusing: AdmissionReason[] = []
       if (this.spoolMark.on) refusing.push('high-water')
       if ((this.overBudget.get(entry.stream)?.size ?? 0) > 0) refusing.push('lag-budget')
-      streams.push({ stream: entry.stream, refusing })
+      streams.push({ stream: entry.stream, refusing, held: this.heldCount(entry.stream) })
       for (const lane of entry.lanes) {
         const b = this.budgets.get(lane)
         if (b && Number.isFinite(b.lagSeconds))

@@ -46,6 +46,9 @@ describe('backpressure: pause', () => {
       expect(await settledWithin(held, 700)).toBe(false)
       expect(gw.gateway.admission.heldCount('s')).toBe(1)
       expect(gw.gateway.state('s')!.counts.received).toBe(100)
+      expect((await send(`${gw.url}/metrics`, { method: 'GET' })).text).toMatch(
+        /streamgate_admission_held_requests\{stream="s"\} 1/,
+      )
 
       // The stream delivers again: the spool drains under the low mark and the held request is let in.
       gw.gateway.setStatus('s', 1)
