@@ -11,6 +11,8 @@
 //
 //   npm run build && npx tsx bench/admission.ts --build before=/tmp/sg-main --build after=. [--duration 60]
 //     [--connections 32] [--spool '{"maxLagSeconds":4}'] (spool keys for builds that know them: `after` only)
+//     [--stream pause='{"backpressure":"pause"}'] (stream keys per label; the same build may run under two
+//     labels: --build refuse=. --build pause=. --build pause2=. --stream pause=… --stream pause2=…)
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -28,6 +30,7 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '60' },
     connections: { type: 'string', default: '32' },
     spool: { type: 'string', multiple: true },
+    stream: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
   },
 })
@@ -35,13 +38,16 @@ const builds = (values.build ?? ['after=.']).map((b) => {
   const [label, dir] = b.includes('=') ? [b.slice(0, b.indexOf('=')), b.slice(b.indexOf('=') + 1)] : [b, b]
   return { label, dir: resolve(dir) }
 })
-/** Extra spool keys per label: --spool after='{"maxLagSeconds":4}'. */
-const spoolExtra = new Map(
-  (values.spool ?? []).map((s) => {
-    const at = s.indexOf('=')
-    return [s.slice(0, at), JSON.parse(s.slice(at + 1)) as Record<string, unknown>]
-  }),
-)
+/** Extra keys per label: --spool after='{"maxLagSeconds":4}', --stream pause='{"backpressure":"pause"}'. */
+const perLabel = (given: string[] | undefined): Map<string, Record<string, unknown>> =>
+  new Map(
+    (given ?? []).map((s) => {
+      const at = s.indexOf('=')
+      return [s.slice(0, at), JSON.parse(s.slice(at + 1)) as Record<string, unknown>]
+    }),
+  )
+const spoolExtra = perLabel(values.spool)
+const streamExtra = perLabel(values.stream)
 const durationS = Number(values.duration)
 /** Extra node flags for the gateway, e.g. --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/tmp/prof. */
 const nodeArgs = values['node-arg'] ?? []
@@ -100,10 +106,11 @@ async function connectionLoop(
   url: string,
   agent: Agent,
   until: number,
-  out: { status: number; ms: number }[],
+  out: { status: number; ms: number; reason?: string }[],
 ): Promise<void> {
   while (performance.now() < until) {
     const t0 = performance.now()
+    let reason: string | undefined
     const status = await new Promise<number>((ok) => {
       const req = request(
         url,
@@ -117,15 +124,28 @@ async function connectionLoop(
           },
         },
         (res) => {
-          res.resume()
-          res.on('end', () => ok(res.statusCode ?? 0))
+          // A refusal's problem names its reason (high-water, lag-budget) or its type (overloaded …).
+          const chunks: Buffer[] = []
+          if (res.statusCode === 503) res.on('data', (c: Buffer) => chunks.push(c))
+          else res.resume()
+          res.on('end', () => {
+            if (chunks.length > 0) {
+              try {
+                const p = JSON.parse(Buffer.concat(chunks).toString()) as { reason?: string; type?: string }
+                reason = p.reason ?? p.type?.split('/').at(-1)
+              } catch {
+                reason = 'unparsable'
+              }
+            }
+            ok(res.statusCode ?? 0)
+          })
           res.on('error', () => ok(-1))
         },
       )
       req.on('error', () => ok(-1))
       req.end(body)
     })
-    out.push({ status, ms: performance.now() - t0 })
+    out.push({ status, ms: performance.now() - t0, ...(reason ? { reason } : {}) })
   }
 }
 
@@ -138,7 +158,7 @@ async function runOne(label: string, dir: string): Promise<string> {
     dataDir: work,
     spool: { dir: join(work, 'spool'), ...spoolExtra.get(label) },
     sinks: { out: { type: 'file', dir: join(work, 'out') } },
-    streams: { [scenario.streamId]: { ...scenario.stream, sinks: ['out'] } },
+    streams: { [scenario.streamId]: { ...scenario.stream, ...streamExtra.get(label), sinks: ['out'] } },
   }
   const configFile = join(work, 'config.json')
   writeFileSync(configFile, JSON.stringify(config))
@@ -163,7 +183,7 @@ async function runOne(label: string, dir: string): Promise<string> {
     const started = performance.now()
     const samples: Sample[] = [await sample(base, started)]
     const until = started + durationS * 1000
-    const answers: { status: number; ms: number }[] = []
+    const answers: { status: number; ms: number; reason?: string }[] = []
     const agent = new Agent({ keepAlive: true, maxSockets: connections })
     const loops = Array.from({ length: connections }, () =>
       connectionLoop(`${base}/ingest/${scenario.streamId}`, agent, until, answers),
@@ -208,6 +228,9 @@ async function runOne(label: string, dir: string): Promise<string> {
       .filter((a) => a.status === 503)
       .map((a) => a.ms)
       .sort((a, b) => a - b)
+    const reasons = new Map<string, number>()
+    for (const a of answers)
+      if (a.status === 503) reasons.set(a.reason ?? '?', (reasons.get(a.reason ?? '?') ?? 0) + 1)
     const other = answers.filter((a) => a.status !== 200 && a.status !== 503).length
     const loop = samples.map((x) => x.loopP99S * 1000).sort((a, b) => a - b)
     const cores = (end.cpuS - first.cpuS) / window
@@ -222,7 +245,7 @@ async function runOne(label: string, dir: string): Promise<string> {
       `  accepted ${f(acceptedRate)} rec/s, delivered ${f(deliveredRate)} rec/s over ${window.toFixed(1)} s: delivered/accepted ${(deliveredRate / acceptedRate).toFixed(2)}×`,
       `  delivered 1st half ${f(firstHalf)} rec/s, 2nd half ${f(secondHalf)} rec/s: 2nd/1st ${(secondHalf / firstHalf).toFixed(2)}×`,
       `  lag at end ${f(end.lag)} records = ${(end.lag / deliveredRate).toFixed(1)} s of delivery; lag (every 5 s) ${series}`,
-      `  answers: ${ok.length} × 200 (p50 ${ms(percentile(ok, 50))}, p99 ${ms(percentile(ok, 99))}), ${refused.length} × 503 (p50 ${ms(percentile(refused, 50))}, p99 ${ms(percentile(refused, 99))}), ${other} other`,
+      `  answers: ${ok.length} × 200 (p50 ${ms(percentile(ok, 50))}, p99 ${ms(percentile(ok, 99))}), ${refused.length} × 503 (p50 ${ms(percentile(refused, 50))}, p99 ${ms(percentile(refused, 99))}; ${[...reasons].map(([r, n]) => `${n} ${r}`).join(', ') || 'none'}), ${other} other`,
       `  gateway: ${cores.toFixed(2)} CPU cores on average; event-loop delay p99 (per 1 s sample) median ${percentile(loop, 50).toFixed(0)} ms, max ${loop.at(-1)?.toFixed(0)} ms; load average ${loadavg()
         .map((l) => l.toFixed(1))
         .join(' ')}`,

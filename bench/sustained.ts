@@ -21,6 +21,11 @@
 // LAG_END_BUDGET_S seconds of that lane's delivery (issue 17's target). A fixed rate is *sustainable* when every
 // lane's lag is bounded, the gateway answered ≥ 99 % of the requests 2xx, and it kept up with the asked rate.
 //
+// With `--gateway-config '{"streams":{"azion-ndjson":{"backpressure":"pause"}}}'` the stream pauses instead of
+// refusing (README, admission control): held requests hold their autocannon connection, so under the 2× overload
+// the generator cannot keep its asked rate — the sender is slowed down, which is the point — and the 503s are
+// only those refused at spool.maxPauseMs. Read "asked vs achieved req/s" and the 200s' latency there.
+//
 // The generator is always autocannon in its child process (bench/load.ts): only it holds a fixed rate and times
 // answers per status, so refusals (503) get their own latency.
 

@@ -347,3 +347,32 @@ describe('stream defaults (a source such as emnify may ask for dedupe and a larg
     expect(streamBodyLimit(big.streams.s!, big.server, min)).toBe(64 * 1024 * 1024)
   })
 })
+
+describe('backpressure: pause', () => {
+  const doc = (stream: Record<string, unknown>, extra: { server?: object; spool?: object } = {}) => ({
+    server: { host: '127.0.0.1', ...extra.server },
+    ...(extra.spool ? { spool: extra.spool } : {}),
+    sinks: { out: { type: 'stdout' } },
+    streams: { s: { source: 'ndjson', sinks: ['out'], ...stream } },
+  })
+
+  it('defaults to refuse, and spool.maxPauseMs to 10 s', () => {
+    const result = validateConfig(doc({}), { env: {} })
+    expect(result.issues).toEqual([])
+    expect(result.config?.streams.s!.backpressure).toBe('refuse')
+    expect(result.config?.spool.maxPauseMs).toBe(10_000)
+    expect(issuesOf(doc({ backpressure: 'block' }))).toEqual([
+      expect.stringMatching(/^streams\.s\.backpressure/),
+    ])
+  })
+
+  it('must give up before the server times the request out, where a stream pauses', () => {
+    const slow = { server: { requestTimeoutMs: 5000 } }
+    expect(issuesOf(doc({ backpressure: 'pause' }))).toEqual([])
+    expect(issuesOf(doc({ backpressure: 'pause' }, slow))).toEqual([
+      'spool.maxPauseMs: must be less than server.requestTimeoutMs (5000) while a stream has backpressure: pause (s)',
+    ])
+    expect(issuesOf(doc({ backpressure: 'pause' }, { ...slow, spool: { maxPauseMs: 4000 } }))).toEqual([])
+    expect(issuesOf(doc({}, slow))).toEqual([])
+  })
+})

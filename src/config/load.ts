@@ -180,6 +180,7 @@ function semanticIssues(config: GatewayConfig, baseDir: string): ConfigIssue[] {
     ...fileSinkIssues(config),
     ...listenerIssues(config),
     ...spoolMarkIssues(config.spool),
+    ...pauseIssues(config),
   ]
   for (const [id, stream] of Object.entries(config.streams)) {
     const at = `streams.${id}`
@@ -275,6 +276,22 @@ function spoolMarkIssues(spool: GatewayConfig['spool']): ConfigIssue[] {
       message: `must be at most the high-water mark (${highOrDefault} bytes${high === undefined ? ', 90 % of spool.maxBytes' : ''})`,
     })
   return issues
+}
+
+/**
+ * A paused request (`backpressure: pause`) must be let in or refused before the server's own request timeout
+ * answers 408 and closes it: spool.maxPauseMs < server.requestTimeoutMs, checked only where a stream pauses.
+ */
+function pauseIssues(config: GatewayConfig): ConfigIssue[] {
+  const pausing = Object.keys(config.streams).filter((id) => config.streams[id]!.backpressure === 'pause')
+  const maxPauseMs = config.spool.maxPauseMs ?? 0
+  if (pausing.length === 0 || maxPauseMs < config.server.requestTimeoutMs) return []
+  return [
+    {
+      path: 'spool.maxPauseMs',
+      message: `must be less than server.requestTimeoutMs (${config.server.requestTimeoutMs}) while a stream has backpressure: pause (${pausing.join(', ')})`,
+    },
+  ]
 }
 
 function listenerIssues(config: GatewayConfig): ConfigIssue[] {

@@ -56,6 +56,8 @@ export interface SpoolConfig {
   lowWaterBytes?: number
   /** A lane's lag budget in seconds of its recent delivery rate; 0 turns it off. The loader fills in 5. */
   maxLagSeconds?: number
+  /** How long a request of a `backpressure: pause` stream waits to be admitted before it is refused; loader: 10000. */
+  maxPauseMs?: number
 }
 
 export type FilterConfig =
@@ -111,6 +113,8 @@ export interface StreamConfig {
   dedupe?: DedupeConfig | boolean
   rateLimit?: { recordsPerSecond: number; burstRecords?: number }
   durability: 'spool' | 'none'
+  /** When admission control would refuse: refuse (503 at once, the default) or pause (hold the unread request). */
+  backpressure?: 'refuse' | 'pause'
   status: StreamStatusId
   sinks: string[]
   deadLetter?: string

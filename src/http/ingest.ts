@@ -108,8 +108,10 @@ export class IngestHandler {
     const meta: IngestMeta = { headers: input.headers, remoteAddress: input.remoteAddress }
     const limit = streamBodyLimit(stream.config, this.server, stream.source.defaults?.minBodyBytes)
     const declared = first(input.headers['content-length'])
-    // Admission control: refused at the cost of a header check, before the body is read or parsed.
-    const refused = this.entry.admit(stream, meta)
+    // Admission control: refused at the cost of a header check, before the body is read or parsed; a stream
+    // with `backpressure: pause` may instead wait here, its body unread (src/pipeline/admission.ts).
+    let refused = this.entry.admit(stream, meta)
+    if (refused instanceof Promise) refused = await refused
     if (refused) throw drainable(refused, declared)
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import type { SpoolConfig } from '../config/types.js'
 import type { Logger } from '../telemetry/logger.js'
 import {
@@ -166,10 +166,10 @@ describe('Admission', () => {
     const { admission, state, lines } = harness(spool())
     state.used = 950
     admission.sample(0)
-    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: ['high-water'] }])
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: ['high-water'], held: 0 }])
     state.used = 0
     admission.sample(250)
-    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: [] }])
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: [], held: 0 }])
     expect(lines).toHaveLength(2)
   })
 
@@ -224,6 +224,98 @@ describe('Admission', () => {
     expect(admission.check(durable)).toBeUndefined()
     state.used = 1000
     expect(admission.check(durable)?.extra).toEqual({ reason: 'high-water' })
+  })
+})
+
+describe('Admission with backpressure: pause', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+  const pausing = { id: 's', config: { durability: 'spool' as const, backpressure: 'pause' as const } }
+
+  /** 'admitted', 'refused' (with the reason) or 'waiting', without letting (fake) time pass. */
+  async function settle(answer: ReturnType<Admission['admit']>): Promise<string> {
+    let outcome = 'waiting'
+    void Promise.resolve(answer).then((p) => {
+      outcome = p ? `refused ${String(p.extra?.reason)}` : 'admitted'
+    })
+    await Promise.resolve()
+    await Promise.resolve()
+    return outcome
+  }
+
+  it('answers at once, without a promise, while admission lets the stream in', () => {
+    const { admission } = harness(spool())
+    expect(admission.admit(pausing)).toBeUndefined()
+  })
+
+  it('holds a request above the high-water mark and lets it in once a sample finds the spool at the low mark', async () => {
+    vi.useFakeTimers()
+    const { admission, state, refused } = harness(
+      spool({ highWaterBytes: 800, lowWaterBytes: 400, maxPauseMs: 5000 }),
+    )
+    state.used = 900
+    const first = admission.admit(pausing)
+    const second = admission.admit(pausing)
+    expect(first).toBeInstanceOf(Promise)
+    expect(admission.heldCount('s')).toBe(2)
+    expect(admission.heldCount('other')).toBe(0)
+    expect(admission.figures().streams).toEqual([{ stream: 's', refusing: ['high-water'], held: 2 }])
+    state.used = 500 // between the marks: still held
+    admission.sample(250)
+    vi.advanceTimersByTime(1000)
+    expect(await settle(first)).toBe('waiting')
+    state.used = 400
+    admission.sample(500)
+    expect(await settle(first)).toBe('admitted')
+    expect(await settle(second)).toBe('admitted')
+    expect(admission.heldCount()).toBe(0)
+    expect(refused).toEqual([]) // a held request that got in was never refused
+  })
+
+  it('refuses a held request after spool.maxPauseMs with the refusal it would have got, counted once', async () => {
+    vi.useFakeTimers()
+    const { admission, state, refused } = harness(spool({ maxPauseMs: 3000 }))
+    state.used = 950
+    const held = admission.admit(pausing)
+    vi.advanceTimersByTime(2999)
+    expect(await settle(held)).toBe('waiting')
+    vi.advanceTimersByTime(1)
+    expect(await settle(held)).toBe('refused high-water')
+    expect(refused).toEqual([['s', 'high-water']])
+    expect(admission.heldCount()).toBe(0)
+  })
+
+  it('holds for a lane over its lag budget too, and refuses at once with maxPauseMs 0 or backpressure: refuse', async () => {
+    const lane = new FakeLane('out')
+    const { admission } = harness(spool({ maxLagSeconds: 1, maxPauseMs: 60_000 }), [lane])
+    admission.sample(0)
+    for (let t = 250; t <= 2000; t += 250) {
+      lane.delivered += 100
+      lane.lag = 2000
+      admission.sample(t)
+    }
+    const held = admission.admit(pausing)
+    expect(await settle(held)).toBe('waiting')
+    expect(admission.admit({ id: 's', config: { durability: 'spool' } })).toMatchObject({
+      extra: { reason: 'lag-budget' },
+    })
+    lane.delivered += 1000
+    lane.lag = 100
+    admission.sample(2250)
+    expect(await settle(held)).toBe('admitted')
+
+    const { admission: never, state } = harness(spool({ maxPauseMs: 0 }))
+    state.used = 1000
+    expect(never.admit(pausing)).toMatchObject({ extra: { reason: 'high-water' } })
+  })
+
+  it('answers every held request when closed', async () => {
+    const { admission, state } = harness(spool({ maxPauseMs: 60_000 }))
+    state.used = 1000
+    const held = admission.admit(pausing)
+    admission.close()
+    expect(await settle(held)).toBe('refused high-water')
   })
 })
 

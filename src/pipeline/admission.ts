@@ -18,6 +18,11 @@ export type { AdmissionFigures, AdmissionReason }
 // not judged by the lag budget: riding out an outage is what the spool is for, and its marks bound it.
 // `spool.maxBytes` stays the hard limit (SpoolFullError): requests admitted just before the mark still fit.
 //
+// Backpressure (`backpressure: pause`, opt-in per stream): instead of the refusal, `admit` returns a promise and
+// the request waits — its body unread, so node stops reading the socket once its buffer is full, TCP's window
+// fills, and the sender's write blocks — until admission would let it in (re-judged at every sample, every
+// ADMISSION_SAMPLE_MS), or for at most `spool.maxPauseMs`, after which it gets the refusal it would have got.
+//
 // Fair scheduling: IngestTurns bounds the framing and validation work (StreamRuntime.process) done per turn
 // of the event loop, so delivery lanes, whose every step is an I/O callback in the same loop, get a turn
 // between any two slices of ingest work however many connections push at once.
@@ -39,6 +44,9 @@ export const HIGH_WATER_RETRY_AFTER_S = 5
 export const LAG_RETRY_AFTER_MAX_S = 30
 /** Ingest work (framing, validation) per turn of the event loop before the rest waits for the next turn. */
 export const INGEST_TURN_BUDGET_MS = 5
+
+/** spool.maxPauseMs when a config built in code leaves it out (the loader fills in the schema's default). */
+export const DEFAULT_MAX_PAUSE_MS = 10_000
 
 /** spool.maxLagSeconds when a config built in code leaves it out (the loader fills in the schema's default). */
 export const DEFAULT_MAX_LAG_SECONDS = 5
@@ -146,6 +154,25 @@ export interface AdmissionDeps {
   timer?: boolean
 }
 
+/** What admission reads of a stream. */
+export interface AdmittedStream {
+  id: string
+  config: { durability: 'spool' | 'none'; backpressure?: 'refuse' | 'pause' }
+}
+
+/** A refusal before it is counted: the reason, and the problem answered. */
+interface Verdict {
+  reason: AdmissionReason
+  problem: ProblemError
+}
+
+/** A request of a `backpressure: pause` stream waiting to be admitted. */
+interface Held {
+  stream: AdmittedStream
+  done(refusal: ProblemError | undefined): void
+  timer: NodeJS.Timeout
+}
+
 /**
  * The admission state of the gateway: the spool's marks (one state for all streams, as the spool is shared)
  * and each lane's lag budget. `check` costs a sum over the open stream logs and a map lookup.
@@ -156,6 +183,8 @@ export class Admission {
   /** Streams with at least one lane over its budget, with those lanes' sink names. */
   private readonly overBudget = new Map<string, Set<string>>()
   private readonly timer: NodeJS.Timeout | undefined
+  /** Requests of `backpressure: pause` streams waiting (a Set keeps arrival order). */
+  private readonly held = new Set<Held>()
   readonly turns = new IngestTurns(INGEST_TURN_BUDGET_MS)
 
   constructor(
@@ -172,15 +201,58 @@ export class Admission {
     return waterMarks(this.source.spoolConfig())
   }
 
-  /** The refusal for a new request of the stream, or undefined to admit it. */
-  check(stream: { id: string; config: { durability: 'spool' | 'none' } }): ProblemError | undefined {
+  /** The refusal for a new request of the stream, or undefined to admit it (counted as refused). */
+  check(stream: AdmittedStream): ProblemError | undefined {
+    const verdict = this.verdict(stream)
+    if (!verdict) return undefined
+    this.deps.refused?.(stream.id, verdict.reason)
+    return verdict.problem
+  }
+
+  /**
+   * Like `check`, but a stream with `backpressure: pause` is not refused at once: the answer is a promise that
+   * settles with undefined (admitted) as soon as a sample finds the stream admissible again, or with the
+   * refusal once `spool.maxPauseMs` has passed. A promise only while pausing; otherwise the answer of `check`.
+   */
+  admit(stream: AdmittedStream): ProblemError | undefined | Promise<ProblemError | undefined> {
+    if (stream.config.backpressure !== 'pause') return this.check(stream)
+    const verdict = this.verdict(stream)
+    if (!verdict) return undefined
+    const bound = this.maxPauseMs()
+    if (bound <= 0) {
+      this.deps.refused?.(stream.id, verdict.reason)
+      return verdict.problem
+    }
+    return new Promise((resolve) => {
+      const held: Held = {
+        stream,
+        done: resolve,
+        timer: setTimeout(() => {
+          this.held.delete(held)
+          // Judged once more at the bound: admitted if a sample would have let it in by now.
+          resolve(this.check(stream))
+        }, bound),
+      }
+      this.held.add(held)
+    })
+  }
+
+  /** Requests of `backpressure: pause` streams waiting to be admitted (all streams, or one). */
+  heldCount(stream?: string): number {
+    if (stream === undefined) return this.held.size
+    let n = 0
+    for (const h of this.held) if (h.stream.id === stream) n++
+    return n
+  }
+
+  /** The refusal a request of the stream would get now, not counted; undefined to admit it. */
+  private verdict(stream: AdmittedStream): Verdict | undefined {
     // A `durability: none` stream does not store its records: the spool and its lanes do not limit it.
     if (stream.config.durability === 'none') return undefined
     this.updateSpoolMark()
     if (this.spoolMark.on) {
-      this.deps.refused?.(stream.id, 'high-water')
       const { highBytes, lowBytes } = this.marks
-      return refusal(
+      return verdict(
         'high-water',
         `the spool is above its high-water mark (spool.highWaterBytes, ${highBytes} bytes); new requests are refused until delivery brings it under ${lowBytes} bytes (spool.lowWaterBytes)`,
         HIGH_WATER_RETRY_AFTER_S,
@@ -188,7 +260,6 @@ export class Admission {
     }
     const sinks = this.overBudget.get(stream.id)
     if (sinks && sinks.size > 0) {
-      this.deps.refused?.(stream.id, 'lag-budget')
       const budget = this.lagBudget()
       let wait = 1
       for (const { stream: id, lanes } of this.source.lanes())
@@ -197,7 +268,7 @@ export class Admission {
             const b = this.budgets.get(lane)
             if (b?.over.on) wait = Math.max(wait, b.lagSeconds - budget * LAG_RESUME_RATIO)
           }
-      return refusal(
+      return verdict(
         'lag-budget',
         `delivery to ${[...sinks].join(', ')} is more than ${budget} s behind (spool.maxLagSeconds); new requests are refused until it is back under ${budget * LAG_RESUME_RATIO} s`,
         Math.min(LAG_RETRY_AFTER_MAX_S, Math.ceil(wait)),
@@ -229,6 +300,17 @@ export class Admission {
       }
     }
     for (const stream of [...this.overBudget.keys()]) if (!seen.has(stream)) this.overBudget.delete(stream)
+    this.release()
+  }
+
+  /** Lets the held requests in whose stream is admissible again, in arrival order. */
+  private release(): void {
+    for (const held of this.held) {
+      if (this.verdict(held.stream)) continue
+      clearTimeout(held.timer)
+      this.held.delete(held)
+      held.done(undefined)
+    }
   }
 
   /** The stream's admission state, for the management API. */
@@ -271,7 +353,7 @@ export class Admission {
       const refusing: AdmissionReason[] = []
       if (this.spoolMark.on) refusing.push('high-water')
       if ((this.overBudget.get(entry.stream)?.size ?? 0) > 0) refusing.push('lag-budget')
-      streams.push({ stream: entry.stream, refusing })
+      streams.push({ stream: entry.stream, refusing, held: this.heldCount(entry.stream) })
       for (const lane of entry.lanes) {
         const b = this.budgets.get(lane)
         if (b && Number.isFinite(b.lagSeconds))
@@ -281,8 +363,18 @@ export class Admission {
     return { highWaterBytes: highBytes, lowWaterBytes: lowBytes, streams, lanes }
   }
 
+  /** Stops sampling; held requests get their refusal now (the gateway is closing). */
   close(): void {
     clearInterval(this.timer)
+    for (const held of this.held) {
+      clearTimeout(held.timer)
+      held.done(this.check(held.stream))
+    }
+    this.held.clear()
+  }
+
+  private maxPauseMs(): number {
+    return this.source.spoolConfig().maxPauseMs ?? DEFAULT_MAX_PAUSE_MS
   }
 
   private lagBudget(): number {
@@ -325,11 +417,14 @@ export class Admission {
   }
 }
 
-function refusal(reason: AdmissionReason, detail: string, retryAfterS: number): ProblemError {
-  return problem('spool-full', detail, {
-    headers: { 'retry-after': String(retryAfterS) },
-    extra: { reason },
-  })
+function verdict(reason: AdmissionReason, detail: string, retryAfterS: number): Verdict {
+  return {
+    reason,
+    problem: problem('spool-full', detail, {
+      headers: { 'retry-after': String(retryAfterS) },
+      extra: { reason },
+    }),
+  }
 }
 
 function round(n: number): number {

@@ -43,7 +43,7 @@ export interface StreamCounts {
 export interface IngestEntryParts {
   /** The streams as they are now (a config change replaces a runtime; requests keep the one they began on). */
   stream(id: string): StreamRuntime | undefined
-  admission: Pick<Admission, 'check' | 'turns'>
+  admission: Pick<Admission, 'admit' | 'turns'>
   handOff: HandOff
   /** Adds a request's outcome to the stream's live figures. */
   count(stream: string, counts: StreamCounts): void
@@ -88,11 +88,16 @@ export class IngestEntry {
   /**
    * The checks that cost no body: the stream's source address (403) and headers (401) are thrown; the
    * admission refusal (503: spool above its high-water mark, a lane over its lag budget) is returned, so that
-   * the carrier, which knows what is left unread, decides whether to drain the body or close.
+   * the carrier, which knows what is left unread, decides whether to drain the body or close. A stream with
+   * `backpressure: pause` gets a promise instead while admission would refuse: the request waits, body unread,
+   * until it is admitted (undefined) or `spool.maxPauseMs` passed (the refusal).
    */
-  admit(stream: StreamRuntime, meta: IngestMeta): ProblemError | undefined {
+  admit(
+    stream: StreamRuntime,
+    meta: IngestMeta,
+  ): ProblemError | undefined | Promise<ProblemError | undefined> {
     stream.auth.checkRequest(meta.headers, meta.remoteAddress)
-    return this.parts.admission.check(stream)
+    return this.parts.admission.admit(stream)
   }
 
   /**

@@ -15,7 +15,8 @@ export type AdmissionReason = 'high-water' | 'lag-budget'
 export interface AdmissionFigures {
   highWaterBytes: number
   lowWaterBytes: number
-  streams: { stream: string; refusing: AdmissionReason[] }[]
+  /** `held`: requests of a `backpressure: pause` stream waiting, body unread, to be admitted. */
+  streams: { stream: string; refusing: AdmissionReason[]; held: number }[]
   lanes: { stream: string; sink: string; lagSeconds: number }[]
 }
 
@@ -316,6 +317,18 @@ export class Metrics {
       for (const s of figures.streams)
         for (const reason of ['high-water', 'lag-budget'] as const)
           this.admissionRefusing.set({ stream: s.stream, reason }, s.refusing.includes(reason) ? 1 : 0)
+    },
+  })
+  private readonly admissionHeld = new Gauge({
+    name: 'streamgate_admission_held_requests',
+    help: 'Ingest requests of a backpressure: pause stream waiting, body unread, for admission control to let them in (at most spool.maxPauseMs, then refused).',
+    labelNames: ['stream'],
+    registers: [this.registry],
+    collect: () => {
+      const figures = this.admissionProvider?.()
+      if (!figures) return
+      this.admissionHeld.reset()
+      for (const s of figures.streams) this.admissionHeld.set({ stream: s.stream }, s.held)
     },
   })
   private readonly admissionRefusals = new Counter({
