@@ -40,7 +40,7 @@ const CLOSE_GRACE_MS = 5_000
  * 192 MB (its default maxYoungGenerationSizeMb with 23 GiB); the client's garbage is short-lived (record
  * batches, compression buffers), so the young generation filled to that size before each scavenge and
  * made most of the ~150 MB more RSS than kafkajs that the platformatic client measured (bench/RESULTS.md,
- * "Kafka lane, quieter box"). Capped, scavenges come sooner; the CPU they cost was measured too.
+ * "Kafka lane on a quieter box"). Capped, scavenges come sooner; the CPU they cost was measured too.
  */
 const WORKER_YOUNG_GENERATION_MB = 32
 
