@@ -35,6 +35,14 @@ import {
 
 /** How long close() waits for the worker to close its connections before stopping the thread. */
 const CLOSE_GRACE_MS = 5_000
+/**
+ * The worker's young generation, MB. Left to V8, a worker on a machine with much memory may grow it to
+ * 192 MB (its default maxYoungGenerationSizeMb with 23 GiB); the client's garbage is short-lived (record
+ * batches, compression buffers), so the young generation filled to that size before each scavenge and
+ * made most of the ~150 MB more RSS than kafkajs that the platformatic client measured (bench/RESULTS.md,
+ * "Kafka lane on a quieter box"). Capped, scavenges come sooner; the CPU they cost was measured too.
+ */
+const WORKER_YOUNG_GENERATION_MB = 32
 
 const WORKER_FILE = new URL(
   import.meta.url.endsWith('.ts') ? './platformatic-worker.ts' : './platformatic-worker.js',
@@ -142,6 +150,7 @@ class PlatformaticClient implements KafkaClient {
   private start(): { worker: Worker; pending: Map<number, Pending> } {
     const worker = new Worker(this.workerFile, {
       workerData: { mark: WORKER_MARK, settings: this.workerSettings },
+      resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
     })
     worker.unref()
     const thread = { worker, pending: new Map<number, Pending>() }
