@@ -4,6 +4,7 @@
 //   npx tsx bench/delivery.ts --sink kinesis              # 1 stream × 24 MiB into kinesis-local, 4 shards
 //   npx tsx bench/delivery.ts --sink kinesis --set maxParallelCalls=1 --dist /tmp/old/dist
 //   npx tsx bench/delivery.ts --sink s3 --live 8                  # posted at 8 MB/s while delivering
+//   npx tsx bench/delivery.ts --sink s3 --node-arg=--max-semi-space-size=8   # a node flag, gateway only
 //
 // 1. fill: `node <dist>/cli.js serve` with every stream paused (status 2) takes the backlog: the Azion
 //    template-86 NDJSON body of the azion-ndjson-2000 scenario (2,000 records, ~0.9 MB), posted round-robin
@@ -58,6 +59,8 @@ interface Options {
   /** MB/s: one gateway takes the records at this rate while it delivers them (no fill/drain split). */
   live?: number
   set: Record<string, unknown>
+  /** Node flags for the gateway only (not this script): `--node-arg=--max-semi-space-size=8`. */
+  nodeArgs: string[]
   json?: string
 }
 
@@ -72,6 +75,7 @@ function options(): Options {
       'segment-mib': { type: 'string' },
       live: { type: 'string' },
       set: { type: 'string', multiple: true },
+      'node-arg': { type: 'string', multiple: true },
       json: { type: 'string' },
     },
   })
@@ -91,6 +95,7 @@ function options(): Options {
     ...(values['segment-mib'] !== undefined ? { segmentMib: Number(values['segment-mib']) } : {}),
     ...(values.live !== undefined ? { live: Number(values.live) } : {}),
     set,
+    nodeArgs: values['node-arg'] ?? [],
     ...(values.json !== undefined ? { json: values.json } : {}),
   }
 }
@@ -186,7 +191,7 @@ async function serve(
   const fd = openSync(log, 'a')
   const startedAt = performance.now()
   const child = track(
-    spawn(process.execPath, [join(o.dist, 'cli.js'), 'serve', '--config', file], {
+    spawn(process.execPath, [...o.nodeArgs, join(o.dist, 'cli.js'), 'serve', '--config', file], {
       cwd: REPO,
       stdio: ['ignore', fd, fd],
     }),
@@ -288,6 +293,7 @@ async function main(): Promise<void> {
       sink: o.sink,
       dist: o.dist,
       set: o.set,
+      nodeArgs: o.nodeArgs,
       segmentMib: o.segmentMib ?? 64,
       streams: streams.length,
       records,

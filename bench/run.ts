@@ -67,6 +67,8 @@ const HELP = `usage: npm run bench -- [options]
   --half-load              after the rounds, p50/p99 at half of each target's own max req/s (autocannon)
   --rate R                 like --half-load, at a fixed R requests/s for both targets
   --json FILE              also write the raw results as JSON
+  --node-arg FLAG          a node flag for streamgate only, not the baseline (repeatable), e.g.
+                           --node-arg=--max-semi-space-size=8 (NODE_OPTIONS would reach both)
   --profile DIR            run streamgate with --cpu-prof into DIR and print its top self-time functions
                            (profiling slows streamgate: do not quote those ratios)
   --steps N                sustained/fanout: fixed-rate runs in the search for the sustainable rate (default 4)
@@ -87,6 +89,8 @@ interface Options {
   rate: number | undefined
   json: string | undefined
   profileDir: string | undefined
+  /** --node-arg: node flags for streamgate's process only. */
+  nodeArgs: string[]
   /** --duration / --connections / --steps as given (sustained scenarios have their own defaults). */
   given: { durationS: number | undefined; connections: number | undefined; steps: number | undefined }
   gatewayConfig: Record<string, unknown> | undefined
@@ -119,6 +123,7 @@ function parseOptions(argv: string[]): Options | undefined {
       rate: { type: 'string' },
       json: { type: 'string' },
       profile: { type: 'string' },
+      'node-arg': { type: 'string', multiple: true },
       steps: { type: 'string' },
       'gateway-config': { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -154,6 +159,7 @@ function parseOptions(argv: string[]): Options | undefined {
     rate: values.rate === undefined ? undefined : positive('rate', values.rate, 0, false),
     json: values.json,
     profileDir: values.profile === undefined ? undefined : resolve(values.profile),
+    nodeArgs: values['node-arg'] ?? [],
     given: {
       durationS: values.duration === undefined ? undefined : positive('duration', values.duration, 10, false),
       connections:
@@ -584,7 +590,16 @@ async function runScenario(
     const [sgPort, blPort] = [await freePort(), await freePort()]
     const gateway = startTarget(
       'streamgate',
-      [...profileArgs, gatewayCli, 'serve', '--config', configFile, '--port', String(sgPort)],
+      [
+        ...options.nodeArgs,
+        ...profileArgs,
+        gatewayCli,
+        'serve',
+        '--config',
+        configFile,
+        '--port',
+        String(sgPort),
+      ],
       sgPort,
       scenario.streamId,
     )

@@ -66,7 +66,7 @@ export const s3Sink = defineSink({
         maximum: 5368709120,
         description:
           'Size of the parts an object is uploaded in while it fills (multipart upload, after gzip); an object smaller than one part is a single PutObject. Each object being written holds one part buffer in memory. S3 wants every part but the last to be at least 5 MiB, and at most 10,000 parts per object.',
-        default: 8388608,
+        default: 5242880,
       },
       credentials: {
         $ref: '#/definitions/credentials',

@@ -71,8 +71,11 @@ const sdk = (): typeof S3Sdk => (s3Sdk ??= requireModule('@aws-sdk/client-s3') a
 export const S3_MIN_PART_BYTES = 5 * 1024 * 1024
 /** …and at most 10,000 parts per upload. */
 export const S3_MAX_PARTS = 10_000
-/** The default part size (`partBytes`): 8 MiB parts carry objects up to 78 GiB. */
-export const S3_PART_BYTES = 8 * 1024 * 1024
+/**
+ * The default part size (`partBytes`): S3's smallest, 5 MiB, since each object being written holds one part
+ * buffer (4 lanes rolling at once: 20 MiB instead of 32); 5 MiB parts carry objects up to 48 GiB.
+ */
+export const S3_PART_BYTES = S3_MIN_PART_BYTES
 /** The pieces a lane hands over (src/pipeline/lane.ts): what a lane holds of an object at once. */
 export const S3_PIECE_BYTES = 1024 * 1024
 export const S3_PIECE_RECORDS = 10_000
@@ -324,6 +327,8 @@ class ObjectWriter implements StagedBatch {
   private key: string | undefined
   private records = 0
   private compressor: Compressor | undefined
+  /** The piece's NDJSON, gathered for zlib: one buffer reused for every piece (not a fresh 1 MiB each). */
+  private input: Buffer | undefined
   /** The part being filled, and how much of it is. */
   private part: Buffer | undefined
   private filled = 0
@@ -350,7 +355,7 @@ class ObjectWriter implements StagedBatch {
       const chunks = ndjsonChunks(records)
       if (this.sink.gzip) {
         this.compressor ??= new Compressor()
-        await this.append(await this.compressor.push(Buffer.concat(chunks)), signal)
+        await this.append(await this.compressor.push(this.gather(chunks)), signal)
       } else await this.append(chunks, signal)
     } catch (err) {
       await this.discard()
@@ -429,11 +434,26 @@ class ObjectWriter implements StagedBatch {
     if (this.done) throw permanentError('s3 object already committed or discarded', 'internal')
   }
 
+  /**
+   * `chunks` copied into the writer's input buffer, grown only for a larger piece. zlib is done with it once
+   * push() resolves (its write callback), so the next piece can overwrite it.
+   */
+  private gather(chunks: readonly Buffer[]): Buffer {
+    let length = 0
+    for (const chunk of chunks) length += chunk.length
+    if (this.input === undefined || this.input.length < length)
+      this.input = Buffer.allocUnsafeSlow(Math.max(length, S3_PIECE_BYTES + S3_PIECE_RECORDS))
+    let offset = 0
+    for (const chunk of chunks) offset += chunk.copy(this.input, offset)
+    return this.input.subarray(0, length)
+  }
+
   private finish(): void {
     this.done = true
     this.compressor?.destroy()
     this.compressor = undefined
     this.part = undefined
+    this.input = undefined
     this.sink.open.delete(this)
   }
 
