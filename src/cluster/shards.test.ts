@@ -67,7 +67,26 @@ describe('worker shards', () => {
     expect(config?.server.workers).toBe('auto')
     const own = workerConfig(config!, 1, 3)
     expect(own.spool).toMatchObject({ dir: '/d/spool-w1', maxBytes: 333 })
+    expect(own.spool.highWaterBytes).toBeUndefined()
+    expect(own.spool.lowWaterBytes).toBeUndefined()
     expect(own.streams).toBe(config!.streams)
+  })
+
+  it('a worker gets its share of explicit spool water marks, as of maxBytes', () => {
+    const { config } = validateConfig(
+      {
+        server: { host: '127.0.0.1', workers: 2 },
+        spool: { dir: '/d/spool', maxBytes: 1000, highWaterBytes: 900, lowWaterBytes: 601 },
+        sinks: { out: { type: 'stdout' } },
+        streams: { s: { source: 'ndjson', sinks: ['out'] } },
+      },
+      { env: {}, baseDir: '/' },
+    )
+    expect(config).toBeDefined()
+    const own = workerConfig(config!, 0, 2)
+    expect(own.spool).toMatchObject({ maxBytes: 500, highWaterBytes: 450, lowWaterBytes: 300 })
+    // The whole gateway's figures stay as configured.
+    expect(config!.spool).toMatchObject({ maxBytes: 1000, highWaterBytes: 900, lowWaterBytes: 601 })
   })
 
   it('server.workers accepts 1 to 64 or "auto"', () => {

@@ -56,14 +56,22 @@ export function shardsToDrain(
   return out
 }
 
-/** The config a worker runs with: its own shard as the spool, and its share of spool.maxBytes. */
+/**
+ * The config a worker runs with: its own shard as the spool, and its share of spool.maxBytes and of the
+ * admission water marks. An explicit spool.highWaterBytes/lowWaterBytes is a figure for the whole gateway,
+ * like maxBytes: left whole, each shard's mark would sit above its own share of maxBytes (or at a multiple
+ * of what the operator meant), so admission would never refuse before the shard is full.
+ */
 export function workerConfig(config: GatewayConfig, index: number, count: number): GatewayConfig {
+  const { highWaterBytes, lowWaterBytes } = config.spool
   return {
     ...config,
     spool: {
       ...config.spool,
       dir: shardDir(config.spool.dir, index),
       maxBytes: Math.floor(config.spool.maxBytes / count),
+      ...(highWaterBytes === undefined ? {} : { highWaterBytes: Math.floor(highWaterBytes / count) }),
+      ...(lowWaterBytes === undefined ? {} : { lowWaterBytes: Math.floor(lowWaterBytes / count) }),
     },
   }
 }
