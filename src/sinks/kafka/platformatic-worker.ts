@@ -260,12 +260,99 @@ async function runWorker(settings: WorkerSettings): Promise<void> {
   // An admin client that got an answer from the broker (even "no such topic") is healthy; keep it.
   const unlessAnswered = (err: unknown): boolean => toWireErrorHasApiId(toWireError(err))
 
+  // Sends encode their record batches here (record-batch.ts) and go out as one Produce request per leader
+  // broker; the producer gives metadata, connections and the idempotent producer id. Loaded by URL like
+  // this file: TypeScript in tests, JavaScript once built.
+  const encoder = (await import(
+    new URL(import.meta.url.endsWith('.ts') ? './record-batch.ts' : './record-batch.js', import.meta.url).href
+  )) as typeof import('./record-batch.js')
+  const acks = settings.idempotent ? -1 : settings.acks
+  /** Per producer: the next sequence number by "topic\0partition", advanced when the broker took a batch. */
+  const sequences = new WeakMap<Producer<Buffer, Buffer, Buffer, Buffer>, Map<string, number>>()
+  /** The Produce request's version (9 to 11 share a layout): the broker's highest, found once. */
+  let produceApi: ReturnType<typeof kafka.createAPI> | null | undefined
+
+  const produce = async (
+    p: Producer<Buffer, Buffer, Buffer, Buffer>,
+    topic: string,
+    buffer: ArrayBuffer,
+  ): Promise<void> => {
+    const packed = encoder.readPacked(buffer)
+    if (packed.count === 0) return
+    if (produceApi === undefined) {
+      const version = Math.min(11, (await p.listApis()).find((a) => a.apiKey === 0)?.maxVersion ?? -1)
+      produceApi =
+        version >= 9
+          ? kafka.createAPI(0, version, encoder.createProduceRequest, kafka.produceV11.parseResponse)
+          : null
+    }
+    // A broker older than Kafka 2.4: the library builds the batches.
+    if (produceApi === null) {
+      await p.send({ messages: unpackMessages(buffer, topic) })
+      return
+    }
+    let producerId = -1n
+    let producerEpoch = 0
+    if (settings.idempotent) {
+      if (p.producerId === undefined) await p.initIdempotentProducer({})
+      producerId = p.producerId!
+      producerEpoch = p.producerEpoch!
+    }
+    let next = sequences.get(p)
+    if (!next) sequences.set(p, (next = new Map<string, number>()))
+    // The library's metadata cache (refreshed after metadataMaxAge; a producer whose send failed is
+    // replaced, and with it the cache, so a stale leader costs one failed attempt).
+    const info = (await p.metadata({ topics: [topic], autocreateTopics: true })).topics.get(topic)!
+    const groups = encoder.byPartition(packed, info.partitionsCount)
+    type Sent = { partition: number; batch: Buffer; records: number }
+    const byLeader = new Map<number, Sent[]>()
+    for (const partition of [...groups.keys()].sort((a, b) => a - b)) {
+      const indices = groups.get(partition)!
+      const batch = encoder.encodeRecordBatch(packed, indices, {
+        compression: settings.compression,
+        producerId,
+        producerEpoch,
+        firstSequence: settings.idempotent ? (next.get(`${topic}\0${partition}`) ?? 0) : 0,
+      })
+      const leader = info.partitions[partition]!.leader
+      let sent = byLeader.get(leader)
+      if (!sent) byLeader.set(leader, (sent = []))
+      sent.push({ partition, batch, records: indices.length })
+    }
+    const connections = await p.connectToBrokers([...byLeader.keys()])
+    const api = produceApi
+    const results = await Promise.allSettled(
+      [...byLeader].map(
+        ([leader, batches]) =>
+          new Promise<Sent[]>((resolve, reject) =>
+            api(
+              connections.get(leader)!,
+              acks,
+              settings.timeout,
+              [{ topic, batches }],
+              (err: Error | null) => (err ? reject(err) : resolve(batches)),
+            ),
+          ),
+      ),
+    )
+    const failed: unknown[] = []
+    for (const result of results) {
+      if (result.status === 'rejected') failed.push(result.reason)
+      else
+        for (const { partition, records } of result.value) {
+          const key = `${topic}\0${partition}`
+          next.set(key, encoder.nextSequence(next.get(key) ?? 0, records))
+        }
+    }
+    if (failed.length === 1) throw failed[0]
+    if (failed.length > 1) throw new kafka.MultipleErrors('Producing messages failed.', failed as Error[])
+  }
+
   const handle = async (req: WorkerRequest): Promise<unknown> => {
     switch (req.op) {
       case 'send': {
         const slot = producers[req.producer]!
-        const messages = unpackMessages(req.buffer, req.topic)
-        await queue(slot, makeProducer, (p) => p.send({ messages }), always)
+        await queue(slot, makeProducer, (p) => produce(p, req.topic, req.buffer), always)
         return undefined
       }
       case 'topicExists':
