@@ -1,14 +1,17 @@
 import {
   createRecordsBatch,
+  MultipleErrors,
   produceV11,
   readRecordsBatch,
   Reader,
+  Writer,
   type MessageRecord,
 } from '@platformatic/kafka'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { classifyKafkaError, PlatformaticError } from './errors.js'
 import type { OutgoingMessage } from './messages.js'
-import { packMessages, unpackMessages } from './platformatic-worker.js'
+import { packMessages, toWireError, unpackMessages } from './platformatic-worker.js'
 import {
   byPartition,
   createProduceRequest,
@@ -196,5 +199,65 @@ describe('createProduceRequest', () => {
       ),
       { numRuns: 100 },
     )
+  })
+})
+
+/** A Produce v11 answer's bytes: per partition of topic `events`, its error code. */
+function produceAnswerBytes(codes: readonly number[]): Buffer {
+  const w = Writer.create()
+    .appendUnsignedVarInt(2)
+    .appendString('events')
+    .appendUnsignedVarInt(codes.length + 1)
+  codes.forEach((code, partition) => {
+    w.appendInt32(partition)
+      .appendInt16(code)
+      .appendInt64(code === 0 ? 42n : -1n)
+      .appendInt64(-1n)
+      .appendInt64(0n)
+      .appendUnsignedVarInt(1) // no record errors
+      .appendString(null)
+      .appendTaggedFields()
+  })
+  return w.appendTaggedFields().appendInt32(0).appendTaggedFields().buffer
+}
+
+/** What the worker's Produce call rejects with for that answer, as the sink's side classifies it. */
+function classifyAnswer(...answers: number[][]): ReturnType<typeof classifyKafkaError> {
+  const errors = answers.map((codes) => {
+    try {
+      produceV11.parseResponse(1, 0, 11, Reader.from(produceAnswerBytes(codes)))
+    } catch (err) {
+      return err as Error
+    }
+    throw new Error('the answer parsed without an error')
+  })
+  // One failed leader: its error as is; several: MultipleErrors, as the worker throws them.
+  const thrown = errors.length === 1 ? errors[0] : new MultipleErrors('Producing messages failed.', errors)
+  return classifyKafkaError(new PlatformaticError(structuredClone(toWireError(thrown))))
+}
+
+describe('Produce answers with partition errors (the worker reuses produce v11 parseResponse)', () => {
+  it('parses an answer without errors', () => {
+    const answer = produceV11.parseResponse(1, 0, 11, Reader.from(produceAnswerBytes([0, 0])))
+    expect(answer.responses[0]!.partitionResponses.map((p) => p.baseOffset)).toEqual([42n, 42n])
+  })
+
+  it('maps broker error codes to the lane errors, per leader and across leaders', () => {
+    const tooLarge = classifyAnswer([0, 10])
+    expect([tooLarge.kind, tooLarge.error.reason, tooLarge.error.retriable]).toEqual([
+      'too-large',
+      'record-too-large',
+      false,
+    ])
+    const leader = classifyAnswer([6])
+    expect([leader.kind, leader.error.reason, leader.error.retriable]).toEqual([
+      'other',
+      'leader-not-available',
+      true,
+    ])
+    const unknown = classifyAnswer([0, 0, 3])
+    expect([unknown.kind, unknown.error.reason]).toEqual(['unknown-topic', 'unknown-topic'])
+    const sequence = classifyAnswer([45], [6])
+    expect([sequence.error.reason, sequence.error.retriable]).toEqual(['producer-state', true])
   })
 })
