@@ -28,8 +28,10 @@ import {
 //  - bounded retries: none inside the client (`retries: false`; any number below 2 means "forever" for its
 //    idempotent producer), the lane owns retries;
 //  - idempotence: an idempotent producer (acks -1 forced) whose send failed is replaced by a new one, as
-//    with kafkajs (kafkajs-client.ts explains why), and each producer sends one batch at a time, because
-//    @platformatic/kafka takes the sequence numbers when it builds a request, not when it sends it;
+//    with kafkajs (kafkajs-client.ts explains why), and each producer sends one batch at a time: the worker
+//    takes a partition's sequence number when it encodes the batch and advances it only on the broker's ok;
+//  - CPU: the library's per-record batch building was most of the worker's time; the worker encodes the
+//    batches and Produce requests itself (record-batch.ts, bench/RESULTS.md 2026-12-04);
 //  - partitions: its default partitioner hashes keys to other partitions than Java and kafkajs
 //    (murmur2 >>> 0 instead of & 0x7fffffff), so every message carries its partition from messages.ts.
 

@@ -4,10 +4,12 @@ import type { WireError } from './errors.js'
 import type { OutgoingMessage } from './messages.js'
 
 // The @platformatic/kafka client of a kafka sink runs in this worker thread (one per sink, started by
-// platformatic-client.ts on first use). The library builds record batches, compresses them (synchronously:
-// gzip, zstd, lz4, snappy) and computes their CRCs on the thread that calls it; here that thread is not the
-// one serving ingest, so a large gzip batch never delays an HTTP answer, and the lane's reading of the spool
-// runs on the other core at the same time.
+// platformatic-client.ts on first use). A send's record batches are encoded here straight from the packed
+// buffer (record-batch.ts: one buffer per partition, byte for byte what the library would build, at a
+// fraction of its CPU), compressed synchronously (gzip, zstd, lz4, snappy) and CRC'd, and go out as one
+// Produce request per leader broker; the library's producer supplies metadata, connections and the
+// idempotent producer id. This thread is not the one serving ingest, so a large gzip batch never delays an
+// HTTP answer, and the lane's reading of the spool runs on the other core at the same time.
 //
 // This file is loaded both as the worker's entry and, on the sink's side, for `packMessages` and the
 // message types. It imports nothing of streamgate at run time (type imports are erased), so Node runs it as
@@ -23,7 +25,8 @@ import type { OutgoingMessage } from './messages.js'
 //     f64 timestamp (ms since the epoch)
 //     i32 route (the partition is (route & 0x7fffffff) % partitions, see messages.ts)
 //     u8 headers, per header: u8 name (index into the names above), u32 valueLength, value bytes
-// In the worker every key, value and header is a view of that buffer, handed to the client as is.
+// In the worker the encoder copies each key, value and header from that buffer into its partition's batch
+// (`unpackMessages`, views of it as library messages, serves brokers older than Produce v9).
 
 export const WORKER_MARK = 'streamgate-kafka-platformatic'
 
