@@ -317,12 +317,16 @@ async function runWorker(settings: WorkerSettings): Promise<void> {
         producerEpoch,
         firstSequence: settings.idempotent ? (next.get(`${topic}\0${partition}`) ?? 0) : 0,
       })
-      const leader = info.partitions[partition]!.leader
+      const leader = info.partitions[partition]?.leader ?? -1
       let sent = byLeader.get(leader)
       if (!sent) byLeader.set(leader, (sent = []))
       sent.push({ partition, batch, records: indices.length })
     }
     const connections = await p.connectToBrokers([...byLeader.keys()])
+    // A partition without a leader (-1 during an election) or with one the metadata does not list: the
+    // broker's own word for it, so errors.ts retries it (the producer is replaced, with fresh metadata).
+    for (const leader of byLeader.keys())
+      if (!connections.has(leader)) throw new kafka.ProtocolError('LEADER_NOT_AVAILABLE')
     const api = produceApi
     const results = await Promise.allSettled(
       [...byLeader].map(
