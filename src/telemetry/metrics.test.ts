@@ -208,6 +208,20 @@ describe('Metrics per request', () => {
       }
     })
 
+    it('streamgate_sink_up: the last delivery attempt of each sink, read at scrape', async () => {
+      const m = new Metrics({ defaultMetrics: false })
+      m.sinkDelivered('a', 1, 0.001)
+      m.sinkRetried('b', 'timeout', 1)
+      let text = await m.registry.metrics()
+      expect(text).toContain('streamgate_sink_up{sink="a"} 1')
+      expect(text).toContain('streamgate_sink_up{sink="b"} 0')
+      m.sinkRetried('a', 'timeout', 1)
+      m.sinkDelivered('b', 1, 0.001)
+      text = await m.registry.metrics()
+      expect(text).toContain('streamgate_sink_up{sink="a"} 0')
+      expect(text).toContain('streamgate_sink_up{sink="b"} 1')
+    })
+
     it('sink write durations the same way', async () => {
       const m = new Metrics({ defaultMetrics: false })
       for (let i = 0; i < 10; i++) m.sinkDelivered('file', 1, i < 8 ? 0.001 : 60)

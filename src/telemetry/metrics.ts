@@ -352,12 +352,17 @@ export class Metrics {
     labelNames: ['stream'],
     registers: [this.registry],
   })
+  /** 1/0 per sink, set per delivery as a plain number and handed to prom-client when it collects. */
+  private readonly sinkUpNow = new Map<string, number>()
   readonly sinkUp = new Gauge({
     name: 'streamgate_sink_up',
     help: '1 when the last delivery attempt of the sink succeeded, 0 when it is failing.',
     labelNames: ['sink'],
     registers: [this.registry],
     aggregator: 'min', // workers (src/cluster/): 0 when any worker's delivery fails
+    collect: () => {
+      for (const [sink, up] of this.sinkUpNow) this.sinkUp.set({ sink }, up)
+    },
   })
 
   private readonly circuitOpen = new Gauge({
@@ -534,7 +539,7 @@ export class Metrics {
   sinkDelivered(sink: string, records: number, seconds: number): void {
     if (records) this.delivered.inc(sink, undefined, records)
     this.sinkWrite.observe(sink, seconds)
-    this.sinkUp.set({ sink }, 1)
+    this.sinkUpNow.set(sink, 1)
   }
 
   sinkFailed(sink: string, reason: string, records: number): void {
@@ -543,7 +548,7 @@ export class Metrics {
 
   sinkRetried(sink: string, reason: string, records: number): void {
     this.retried.inc({ sink, reason }, records)
-    this.sinkUp.set({ sink }, 0)
+    this.sinkUpNow.set(sink, 0)
   }
 
   sinkAuthFailed(sink: string): void {
