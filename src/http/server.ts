@@ -66,6 +66,8 @@ export function ingestStreamId(url: string): string {
   const q = url.indexOf('?')
   let rawId = url.slice(INGEST_PREFIX.length, q < 0 ? undefined : q)
   if (rawId.endsWith('/')) rawId = rawId.slice(0, -1)
+  // Nothing to decode without a percent sign (the common case: one indexOf instead of a decode per request).
+  if (!rawId.includes('%')) return rawId
   try {
     return decodeURIComponent(rawId)
   } catch {

@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs'
-import { Counter } from 'prom-client'
+import { Counter, Histogram, Registry } from 'prom-client'
 import { describe, expect, it, vi } from 'vitest'
 import { Metrics } from './metrics.js'
 
@@ -141,5 +141,95 @@ describe('Metrics per request', () => {
     } finally {
       inc.mockRestore()
     }
+  })
+
+  describe('latency histograms: counted per request, handed to prom-client at scrape time', () => {
+    const NAME = 'streamgate_ingest_request_duration_seconds'
+    const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20]
+
+    /** The same histogram, observed directly through prom-client. */
+    function direct(): { registry: Registry; histogram: Histogram } {
+      const registry = new Registry()
+      const histogram = new Histogram({
+        name: NAME,
+        help: 'Ingest request latency, from the first byte read to the answer.',
+        labelNames: ['stream'],
+        buckets: BUCKETS,
+        registers: [registry],
+      })
+      return { registry, histogram }
+    }
+
+    it('the same exposition as observing directly, across scrapes, on bucket bounds and past the last', async () => {
+      const m = new Metrics({ defaultMetrics: false })
+      const d = direct()
+      // Powers of two and bounds themselves (≤ is inclusive): sums are exact in either order of addition.
+      const first = [2 ** -13, 2 ** -10, 0.0005, 0.001, 2 ** -6, 0.25, 0.5, 1, 3, 20, 32, 64]
+      const second = [2 ** -12, 0.5, 128, 2 ** -3]
+      for (const [i, v] of first.entries()) {
+        const stream = i % 3 === 0 ? 'b' : 'a'
+        m.ingestAnswered(stream, 200, v)
+        d.histogram.observe({ stream }, v)
+      }
+      expect(await m.registry.getSingleMetricAsString(NAME)).toBe(
+        await d.registry.getSingleMetricAsString(NAME),
+      )
+      for (const v of second) {
+        m.ingestAnswered('a', 202, v)
+        d.histogram.observe({ stream: 'a' }, v)
+      }
+      const text = await m.registry.getSingleMetricAsString(NAME)
+      expect(text).toBe(await d.registry.getSingleMetricAsString(NAME))
+      expect(text).toContain(`${NAME}_bucket{le="0.0005",stream="a"} 2`)
+      expect(text).toContain(`${NAME}_bucket{le="20",stream="a"} 9`)
+      expect(text).toContain(`${NAME}_bucket{le="+Inf",stream="a"} 12`)
+      expect(text).toContain(`${NAME}_count{stream="b"} 4`)
+      // The JSON form (what the cluster's primary aggregates) agrees too.
+      expect(await m.registry.getSingleMetric(NAME)!.get()).toEqual(await d.histogram.get())
+    })
+
+    it('any latencies: identical buckets and counts, the sum within rounding', async () => {
+      const m = new Metrics({ defaultMetrics: false })
+      const d = direct()
+      let seed = 7
+      for (let i = 0; i < 5000; i++) {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31
+        const v = (seed / 2 ** 31) ** 3 * 25
+        m.ingestAnswered('s', 200, v)
+        d.histogram.observe({ stream: 's' }, v)
+      }
+      const ours = (await m.registry.getSingleMetric(NAME)!.get()).values
+      const theirs = (await d.histogram.get()).values
+      expect(ours.length).toBe(BUCKETS.length + 3)
+      for (const [i, value] of theirs.entries()) {
+        expect(ours[i]!.labels).toEqual(value.labels)
+        if (value.metricName === `${NAME}_sum`) expect(ours[i]!.value).toBeCloseTo(value.value, 9)
+        else expect(ours[i]!.value).toBe(value.value)
+      }
+    })
+
+    it('streamgate_sink_up: the last delivery attempt of each sink, read at scrape', async () => {
+      const m = new Metrics({ defaultMetrics: false })
+      m.sinkDelivered('a', 1, 0.001)
+      m.sinkRetried('b', 'timeout', 1)
+      let text = await m.registry.metrics()
+      expect(text).toContain('streamgate_sink_up{sink="a"} 1')
+      expect(text).toContain('streamgate_sink_up{sink="b"} 0')
+      m.sinkRetried('a', 'timeout', 1)
+      m.sinkDelivered('b', 1, 0.001)
+      text = await m.registry.metrics()
+      expect(text).toContain('streamgate_sink_up{sink="a"} 0')
+      expect(text).toContain('streamgate_sink_up{sink="b"} 1')
+    })
+
+    it('sink write durations the same way', async () => {
+      const m = new Metrics({ defaultMetrics: false })
+      for (let i = 0; i < 10; i++) m.sinkDelivered('file', 1, i < 8 ? 0.001 : 60)
+      const text = await m.registry.metrics()
+      expect(text).toContain('streamgate_sink_write_duration_seconds_bucket{le="0.001",sink="file"} 8')
+      expect(text).toContain('streamgate_sink_write_duration_seconds_bucket{le="30",sink="file"} 8')
+      expect(text).toContain('streamgate_sink_write_duration_seconds_bucket{le="+Inf",sink="file"} 10')
+      expect(text).toContain('streamgate_sink_write_duration_seconds_count{sink="file"} 10')
+    })
   })
 })

@@ -92,6 +92,105 @@ class BoundCounter {
   }
 }
 
+/** One child of a BoundHistogram: what it observed since prom-client last collected. */
+interface HistogramChild {
+  readonly labels: Record<string, string>
+  /** Observations per bucket (index of the first upper bound ≥ the value; past the last bound: not kept). */
+  readonly buckets: Float64Array
+  sum: number
+  count: number
+  /** prom-client's own entry for these labels, found once (see fold). */
+  entry: HistogramEntry | undefined
+}
+
+/** prom-client 15's per-labels histogram state (lib/histogram.js createBaseValues). */
+interface HistogramEntry {
+  labels: Record<string, string>
+  bucketValues: Record<number, number>
+  sum: number
+  count: number
+}
+
+/**
+ * A histogram with one label whose observe() is a bucket search over a few numbers and three additions:
+ * prom-client's own observe() validates and hashes the labels and searches the buckets on every call. The
+ * counts are folded into prom-client's histogram when it collects (each scrape, each `get()`), so /metrics
+ * shows the same series and values (a test compares the exposition with observing directly; the sum may
+ * differ in its last digit, being added in another order).
+ *
+ * prom-client has no call that adds pre-counted buckets: the fold writes into the entry prom-client keeps
+ * per label values, created by its public `zero(labels)` and found by the labels object it was given.
+ */
+class BoundHistogram {
+  readonly histogram: Histogram
+  private readonly children = new Map<string, HistogramChild>()
+  private readonly label: string
+  private readonly bounds: Float64Array
+
+  constructor(config: {
+    name: string
+    help: string
+    labelNames: [string]
+    buckets: number[]
+    registers: Registry[]
+  }) {
+    this.label = config.labelNames[0]
+    this.bounds = Float64Array.from(config.buckets)
+    this.histogram = new Histogram({ ...config, collect: () => this.fold() })
+  }
+
+  observe(labelValue: string, value: number): void {
+    let child = this.children.get(labelValue)
+    if (!child) {
+      child = {
+        labels: { [this.label]: labelValue },
+        buckets: new Float64Array(this.bounds.length),
+        sum: 0,
+        count: 0,
+        entry: undefined,
+      }
+      this.children.set(labelValue, child)
+    }
+    const bounds = this.bounds
+    let i = 0
+    while (i < bounds.length && value > bounds[i]!) i++
+    if (i < bounds.length) child.buckets[i]!++
+    child.sum += value
+    child.count++
+  }
+
+  private fold(): void {
+    const bounds = this.bounds
+    for (const child of this.children.values()) {
+      if (child.count === 0) continue
+      const entry = child.entry ?? this.entryOf(child.labels)
+      for (let i = 0; i < bounds.length; i++) {
+        const n = child.buckets[i]!
+        if (n !== 0) {
+          entry.bucketValues[bounds[i]!]! += n
+          child.buckets[i] = 0
+        }
+      }
+      entry.sum += child.sum
+      entry.count += child.count
+      child.sum = 0
+      child.count = 0
+    }
+  }
+
+  private entryOf(labels: Record<string, string>): HistogramEntry {
+    const map = (this.histogram as unknown as { hashMap: Record<string, HistogramEntry> }).hashMap
+    this.histogram.zero(labels)
+    for (const key in map) {
+      const entry = map[key]!
+      if (entry.labels !== labels) continue
+      this.children.get(labels[this.label]!)!.entry = entry
+      return entry
+    }
+    throw new Error(`prom-client kept no histogram entry for ${JSON.stringify(labels)}`)
+  }
+}
+
 /**
  * Every metric of the gateway, behind named functions so that counting happens in one place. One Metrics
  * per process (tests make their own, so registries never collide). Label values are stream and sink names
@@ -149,7 +248,7 @@ export class Metrics {
     labelNames: ['stream'],
     registers: [this.registry],
   })
-  private readonly latency = new Histogram({
+  private readonly latency = new BoundHistogram({
     name: 'streamgate_ingest_request_duration_seconds',
     help: 'Ingest request latency, from the first byte read to the answer.',
     labelNames: ['stream'],
@@ -196,7 +295,7 @@ export class Metrics {
     labelNames: ['stream', 'reason'],
     registers: [this.registry],
   })
-  private readonly sinkWrite = new Histogram({
+  private readonly sinkWrite = new BoundHistogram({
     name: 'streamgate_sink_write_duration_seconds',
     help: 'Duration of one sink write call.',
     labelNames: ['sink'],
@@ -253,12 +352,17 @@ export class Metrics {
     labelNames: ['stream'],
     registers: [this.registry],
   })
+  /** 1/0 per sink, set per delivery as a plain number and handed to prom-client when it collects. */
+  private readonly sinkUpNow = new Map<string, number>()
   readonly sinkUp = new Gauge({
     name: 'streamgate_sink_up',
     help: '1 when the last delivery attempt of the sink succeeded, 0 when it is failing.',
     labelNames: ['sink'],
     registers: [this.registry],
     aggregator: 'min', // workers (src/cluster/): 0 when any worker's delivery fails
+    collect: () => {
+      for (const [sink, up] of this.sinkUpNow) this.sinkUp.set({ sink }, up)
+    },
   })
 
   private readonly circuitOpen = new Gauge({
@@ -416,7 +520,7 @@ export class Metrics {
 
   ingestAnswered(stream: string, status: number, seconds: number): void {
     this.requests.inc(stream, status)
-    this.latency.observe({ stream }, seconds)
+    this.latency.observe(stream, seconds)
   }
 
   httpAnswered(route: string, status: number): void {
@@ -434,8 +538,8 @@ export class Metrics {
 
   sinkDelivered(sink: string, records: number, seconds: number): void {
     if (records) this.delivered.inc(sink, undefined, records)
-    this.sinkWrite.observe({ sink }, seconds)
-    this.sinkUp.set({ sink }, 1)
+    this.sinkWrite.observe(sink, seconds)
+    this.sinkUpNow.set(sink, 1)
   }
 
   sinkFailed(sink: string, reason: string, records: number): void {
@@ -444,7 +548,7 @@ export class Metrics {
 
   sinkRetried(sink: string, reason: string, records: number): void {
     this.retried.inc({ sink, reason }, records)
-    this.sinkUp.set({ sink }, 0)
+    this.sinkUpNow.set(sink, 0)
   }
 
   sinkAuthFailed(sink: string): void {
