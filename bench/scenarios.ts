@@ -367,6 +367,11 @@ export const SCENARIOS: readonly Scenario[] = [
     `fan-out: azion-ndjson-2000 batches to Kafka and S3 at once (real broker and MinIO; needs the backends up)`,
     { kind: 'fanout', fanOut: ['kafka', 's3'], optIn: true },
   ),
+  azionNdjson(
+    'fanout-platformatic',
+    `fan-out as \`fanout\`, the Kafka lane on client platformatic (zstd, 4 producers: the lane bench's fastest)`,
+    { kind: 'fanout', fanOut: ['kafka-platformatic', 's3'], optIn: true },
+  ),
 ]
 
 export function findScenario(name: string): Scenario | undefined {
