@@ -188,7 +188,7 @@ function buildDocument(): Schema {
       description:
         "Admission control: 'refusing' while new ingest requests get 503 (problem type spool-full) before their body is read: the spool is above spool.highWaterBytes (until under spool.lowWaterBytes), or a lane is more than spool.maxLagSeconds of its delivery rate behind (until under half of that).",
       additionalProperties: false,
-      required: ['state', 'reasons', 'lanes'],
+      required: ['state', 'reasons', 'lanes', 'held', 'abandoned'],
       properties: {
         state: { type: 'string', enum: ['accepting', 'refusing'] },
         reasons: {
@@ -225,6 +225,18 @@ function buildDocument(): Schema {
               }),
             },
           },
+        },
+        held: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'Requests of a backpressure: pause stream waiting now, body unread, to be admitted (at most spool.maxPauseMs, then refused).',
+        },
+        abandoned: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            'Held requests whose client closed the connection before they were admitted or refused, since start: let go at once, their in-flight slot freed, nothing read or stored.',
         },
       },
     },

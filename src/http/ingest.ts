@@ -1,6 +1,7 @@
 import { streamBodyLimit } from '../config/load.js'
 import type { ServerConfig } from '../config/types.js'
 import { problem, type ProblemBody, ProblemError } from '../errors.js'
+import type { HeldClient } from '../pipeline/admission.js'
 import type { HeaderMap, IngestCounts, IngestEntry, IngestMeta } from '../pipeline/ingest-entry.js'
 import { PROBE_METHODS, type StreamRuntime } from '../pipeline/stream.js'
 import type { Logger } from '../telemetry/logger.js'
@@ -23,6 +24,8 @@ export interface IngestInput {
   headers: HeaderMap
   remoteAddress?: string
   body: AsyncIterable<Uint8Array>
+  /** The connection, for a request held by `backpressure: pause` to be let go when the client goes away. */
+  client?: HeldClient
 }
 
 export interface HttpAnswer {
@@ -106,6 +109,7 @@ export class IngestHandler {
         headers: { 'retry-after': '1' },
       })
     const meta: IngestMeta = { headers: input.headers, remoteAddress: input.remoteAddress }
+    if (input.client) meta.client = input.client
     const limit = streamBodyLimit(stream.config, this.server, stream.source.defaults?.minBodyBytes)
     const declared = first(input.headers['content-length'])
     // Admission control: refused at the cost of a header check, before the body is read or parsed; a stream

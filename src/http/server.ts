@@ -120,6 +120,7 @@ function handleIngest(
       headers: req.headers,
       remoteAddress: socket.remoteAddress,
       body: req,
+      client: { watch: (gone) => watchClient(socket, res, gone) },
     })
     .then(
       (answer) => {
@@ -319,6 +320,33 @@ function withRequestId(req: IncomingMessage): { requestId?: string } {
 
 /** Bytes read and written on a connection when its previous request ended (for per-request deltas). */
 const connectionBytes = new WeakMap<Socket, { read: number; written: number }>()
+
+/**
+ * Calls `gone` once when the client of a held request (src/pipeline/admission.ts) closes the connection or
+ * its sending side (FIN: with httpAllowHalfOpen node keeps the socket, but nothing more will come). Seen only
+ * while node reads the socket: a sender blocked mid-body, whose unread bytes fill the buffers, is seen when
+ * the socket is read again.
+ */
+function watchClient(socket: Socket, res: ServerResponse, gone: () => void): () => void {
+  if (socket.readableEnded || socket.destroyed || res.closed) {
+    gone()
+    return () => undefined
+  }
+  let called = false
+  const once = (): void => {
+    if (called) return
+    called = true
+    unwatch()
+    gone()
+  }
+  const unwatch = (): void => {
+    socket.off('end', once)
+    res.off('close', once)
+  }
+  socket.once('end', once)
+  res.once('close', once)
+  return unwatch
+}
 
 /** `log.access`: one line per request, written when its answer is sent (or the connection closes first). */
 function withAccessLog(

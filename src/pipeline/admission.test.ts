@@ -46,15 +46,21 @@ function harness(config: SpoolConfig, lanes: FakeLane[] = [], paused = false) {
   const state = { used: 0, paused }
   const lines: Line[] = []
   const refused: [string, AdmissionReason][] = []
+  const abandoned: string[] = []
   const admission = new Admission(
     {
       spoolConfig: () => config,
       usedBytes: () => state.used,
       lanes: () => [{ stream: 's', paused: state.paused, lanes }],
     },
-    { logger: recordingLogger(lines), refused: (s, r) => refused.push([s, r]), timer: false },
+    {
+      logger: recordingLogger(lines),
+      refused: (s, r) => refused.push([s, r]),
+      abandoned: (s) => abandoned.push(s),
+      timer: false,
+    },
   )
-  return { admission, state, lines, refused }
+  return { admission, state, lines, refused, abandoned }
 }
 
 const durable = { id: 's', config: { durability: 'spool' as const } }
@@ -308,6 +314,50 @@ describe('Admission with backpressure: pause', () => {
     const { admission: never, state } = harness(spool({ maxPauseMs: 0 }))
     state.used = 1000
     expect(never.admit(pausing)).toMatchObject({ extra: { reason: 'high-water' } })
+  })
+
+  it('lets a held request go when its client goes away: the refusal of now, counted abandoned, unwatched', async () => {
+    vi.useFakeTimers()
+    const { admission, state, refused, abandoned } = harness(spool({ maxPauseMs: 60_000 }))
+    state.used = 1000
+    let gone: (() => void) | undefined
+    let watching = 0
+    const client = {
+      watch: (g: () => void) => {
+        gone = g
+        watching++
+        return () => void watching--
+      },
+    }
+    const held = admission.admit(pausing, client)
+    expect(watching).toBe(1)
+    expect(await settle(held)).toBe('waiting')
+    gone!()
+    expect(await settle(held)).toBe('refused high-water')
+    expect(watching).toBe(0)
+    expect(admission.heldCount()).toBe(0)
+    expect(admission.view('s')).toMatchObject({ held: 0, abandoned: 1 })
+    expect(abandoned).toEqual(['s'])
+    expect(refused).toEqual([]) // counted apart: nobody may read that refusal
+    gone!() // a second signal changes nothing
+    expect(abandoned).toEqual(['s'])
+
+    // A client gone before it is held is let go at once; one admitted or refused at the bound is unwatched.
+    const early = admission.admit(pausing, { watch: (g) => (g(), () => void watching--) })
+    expect(await settle(early)).toBe('refused high-water')
+    expect(admission.heldCount()).toBe(0)
+    watching = 0
+    const admitted = admission.admit(pausing, client)
+    state.used = 0
+    admission.sample(250)
+    expect(await settle(admitted)).toBe('admitted')
+    state.used = 1000
+    const timedOut = admission.admit(pausing, client)
+    expect(watching).toBe(1)
+    vi.advanceTimersByTime(60_000)
+    expect(await settle(timedOut)).toBe('refused high-water')
+    expect(watching).toBe(0)
+    expect(admission.view('s').abandoned).toBe(2)
   })
 
   it('answers every held request when closed', async () => {

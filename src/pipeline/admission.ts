@@ -22,6 +22,10 @@ export type { AdmissionFigures, AdmissionReason }
 // the request waits — its body unread, so node stops reading the socket once its buffer is full, TCP's window
 // fills, and the sender's write blocks — until admission would let it in (re-judged at every sample, every
 // ADMISSION_SAMPLE_MS), or for at most `spool.maxPauseMs`, after which it gets the refusal it would have got.
+// A held request whose client closes the connection is let go at once (counted as abandoned): it does not
+// keep its in-flight slot (server.maxInFlightRequests) until the bound. The close is seen when node reads the
+// socket's end: at once for a body that fits the socket buffers; a sender blocked mid-body (its unread bytes
+// filling the buffers) is seen only when the socket is read again, at admission or at the bound.
 //
 // Fair scheduling: IngestTurns bounds the framing and validation work (StreamRuntime.process) done per turn
 // of the event loop, so delivery lanes, whose every step is an I/O callback in the same loop, get a turn
@@ -144,12 +148,27 @@ export interface AdmissionView {
   reasons: { reason: AdmissionReason; sink?: string; message: string }[]
   /** Per lane: seconds of delivery its lag represents, and its recent delivery rate. */
   lanes: { sink: string; deadLetter: boolean; lagSeconds: number | null; recordsPerSecond: number | null }[]
+  /** Requests of a `backpressure: pause` stream waiting now, body unread, to be admitted. */
+  held: number
+  /** Held requests whose client closed the connection before they were admitted or refused (since start). */
+  abandoned: number
+}
+
+/**
+ * The connection of a request that may be held, watched while it is: `watch` calls `gone` once when the
+ * client closes the connection or its sending side (then it sends nothing more: holding it cannot slow it
+ * down), at once if it already has, and returns a function that stops watching.
+ */
+export interface HeldClient {
+  watch(gone: () => void): () => void
 }
 
 export interface AdmissionDeps {
   logger: Logger
   /** Counts a refused request. */
   refused?(stream: string, reason: AdmissionReason): void
+  /** Counts a held request whose client closed the connection before it was admitted or refused. */
+  abandoned?(stream: string): void
   /** Samples on this timer (tests pass false and call sample() themselves). */
   timer?: boolean
 }
@@ -171,6 +190,8 @@ interface Held {
   stream: AdmittedStream
   done(refusal: ProblemError | undefined): void
   timer: NodeJS.Timeout
+  /** Stops watching the client. */
+  unwatch: (() => void) | undefined
 }
 
 /**
@@ -185,6 +206,8 @@ export class Admission {
   private readonly timer: NodeJS.Timeout | undefined
   /** Requests of `backpressure: pause` streams waiting (a Set keeps arrival order). */
   private readonly held = new Set<Held>()
+  /** Held requests abandoned by their client, per stream. */
+  private readonly abandonedCounts = new Map<string, number>()
   readonly turns = new IngestTurns(INGEST_TURN_BUDGET_MS)
 
   constructor(
@@ -213,8 +236,14 @@ export class Admission {
    * Like `check`, but a stream with `backpressure: pause` is not refused at once: the answer is a promise that
    * settles with undefined (admitted) as soon as a sample finds the stream admissible again, or with the
    * refusal once `spool.maxPauseMs` has passed. A promise only while pausing; otherwise the answer of `check`.
+   * When `client` goes away while the request is held, it is let go at once, counted as abandoned (not as
+   * refused): the promise settles with the refusal it would get now (a client that only half-closed reads it;
+   * one that is gone does not), or undefined if it would be admitted now.
    */
-  admit(stream: AdmittedStream): ProblemError | undefined | Promise<ProblemError | undefined> {
+  admit(
+    stream: AdmittedStream,
+    client?: HeldClient,
+  ): ProblemError | undefined | Promise<ProblemError | undefined> {
     if (stream.config.backpressure !== 'pause') return this.check(stream)
     const verdict = this.verdict(stream)
     if (!verdict) return undefined
@@ -228,13 +257,35 @@ export class Admission {
         stream,
         done: resolve,
         timer: setTimeout(() => {
-          this.held.delete(held)
+          this.letGo(held)
           // Judged once more at the bound: admitted if a sample would have let it in by now.
           resolve(this.check(stream))
         }, bound),
+        unwatch: undefined,
       }
       this.held.add(held)
+      const unwatch = client?.watch(() => {
+        if (!this.held.has(held)) return
+        this.letGo(held)
+        this.countAbandoned(stream.id)
+        resolve(this.verdict(stream)?.problem)
+      })
+      // `gone` may have run already (the client had gone before it was held).
+      if (this.held.has(held)) held.unwatch = unwatch
+      else unwatch?.()
     })
+  }
+
+  /** Takes a held request out of `held`: its timer and its watch of the client go with it. */
+  private letGo(held: Held): void {
+    this.held.delete(held)
+    clearTimeout(held.timer)
+    held.unwatch?.()
+  }
+
+  private countAbandoned(stream: string): void {
+    this.abandonedCounts.set(stream, (this.abandonedCounts.get(stream) ?? 0) + 1)
+    this.deps.abandoned?.(stream)
   }
 
   /** Requests of `backpressure: pause` streams waiting to be admitted (all streams, or one). */
@@ -307,8 +358,7 @@ export class Admission {
   private release(): void {
     for (const held of this.held) {
       if (this.verdict(held.stream)) continue
-      clearTimeout(held.timer)
-      this.held.delete(held)
+      this.letGo(held)
       held.done(undefined)
     }
   }
@@ -341,7 +391,13 @@ export class Admission {
           })
       }
     }
-    return { state: reasons.length > 0 ? 'refusing' : 'accepting', reasons, lanes }
+    return {
+      state: reasons.length > 0 ? 'refusing' : 'accepting',
+      reasons,
+      lanes,
+      held: this.heldCount(stream),
+      abandoned: this.abandonedCounts.get(stream) ?? 0,
+    }
   }
 
   /** What /metrics shows. */
@@ -366,11 +422,10 @@ export class Admission {
   /** Stops sampling; held requests get their refusal now (the gateway is closing). */
   close(): void {
     clearInterval(this.timer)
-    for (const held of this.held) {
-      clearTimeout(held.timer)
+    for (const held of [...this.held]) {
+      this.letGo(held)
       held.done(this.check(held.stream))
     }
-    this.held.clear()
   }
 
   private maxPauseMs(): number {

@@ -127,7 +127,11 @@ export class Gateway {
             lanes: [...lanes],
           })),
       },
-      { logger: deps.logger, refused: (stream, reason) => deps.metrics.admissionRefused(stream, reason) },
+      {
+        logger: deps.logger,
+        refused: (stream, reason) => deps.metrics.admissionRefused(stream, reason),
+        abandoned: (stream) => deps.metrics.admissionAbandoned(stream),
+      },
     )
     this.entry = new IngestEntry({
       stream: (id) => topology.stream(id),

@@ -1,6 +1,6 @@
 import { ProblemError, problem } from '../errors.js'
 import type { Metrics } from '../telemetry/metrics.js'
-import type { Admission } from './admission.js'
+import type { Admission, HeldClient } from './admission.js'
 import type { HandOff } from './hand-off.js'
 import type { StreamRuntime } from './stream.js'
 
@@ -21,6 +21,8 @@ export interface IngestMeta {
   remoteAddress?: string | undefined
   /** The records' receive time (ms since the epoch); now when not given. */
   now?: number
+  /** The client's connection: a request held by `backpressure: pause` is let go when it closes. */
+  client?: HeldClient
 }
 
 /** What a request's records became (the 200 answer's body). */
@@ -90,14 +92,15 @@ export class IngestEntry {
    * admission refusal (503: spool above its high-water mark, a lane over its lag budget) is returned, so that
    * the carrier, which knows what is left unread, decides whether to drain the body or close. A stream with
    * `backpressure: pause` gets a promise instead while admission would refuse: the request waits, body unread,
-   * until it is admitted (undefined) or `spool.maxPauseMs` passed (the refusal).
+   * until it is admitted (undefined) or `spool.maxPauseMs` passed (the refusal), or its client (`meta.client`)
+   * closes the connection (a problem of type aborted, which nobody receives).
    */
   admit(
     stream: StreamRuntime,
     meta: IngestMeta,
   ): ProblemError | undefined | Promise<ProblemError | undefined> {
     stream.auth.checkRequest(meta.headers, meta.remoteAddress)
-    return this.parts.admission.admit(stream)
+    return this.parts.admission.admit(stream, meta.client)
   }
 
   /**

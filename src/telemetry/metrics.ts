@@ -441,6 +441,12 @@ export class Metrics {
     labelNames: ['stream', 'reason'],
     registers: [this.registry],
   })
+  private readonly abandonedHeld = new BoundCounter({
+    name: 'streamgate_admission_abandoned_requests_total',
+    help: 'Ingest requests of a backpressure: pause stream let go while held because their client closed the connection (never admitted nor refused).',
+    labelNames: ['stream'],
+    registers: [this.registry],
+  })
   private readonly spoolHighWater = new Gauge({
     name: 'streamgate_spool_high_water_bytes',
     help: 'Admission control: above this many spool bytes new ingest requests are refused (spool.highWaterBytes).',
@@ -587,6 +593,11 @@ export class Metrics {
   admissionRefused(stream: string, reason: AdmissionReason): void {
     this.admissionRefusals.inc({ stream, reason })
     this.spoolFull.inc({ stream })
+  }
+
+  /** A held request whose client closed the connection (src/pipeline/admission.ts). */
+  admissionAbandoned(stream: string): void {
+    this.abandonedHeld.inc(stream)
   }
 
   observeHealth(provider: () => { stream: string; degraded: boolean }[]): void {

@@ -1,4 +1,5 @@
 import { request } from 'node:http'
+import { connect, type Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { readNdjsonLines, startGateway, waitFor } from '../support/gateway.js'
 import { send, type Answer } from '../support/http.js'
@@ -120,6 +121,75 @@ describe('backpressure: pause', () => {
       expect((await send(`${gw.url}/metrics`, { method: 'GET' })).text).toMatch(
         /streamgate_admission_refused_total\{stream="s",reason="high-water"\} 1/,
       )
+    } finally {
+      await gw.close()
+    }
+  })
+  it('lets a held request go at once when its client goes away (FIN or RST): slot freed, nothing stored', async () => {
+    const gw = await startGateway({
+      server: { maxInFlightRequests: 1 },
+      spool: { maxBytes: 1_000_000, highWaterBytes: 1, lowWaterBytes: 0, maxPauseMs: 20_000 },
+      sinks: { out: { type: 'file', dir: '{dir}/out' } },
+      streams: { s: { source: 'ndjson', status: 2, backpressure: 'pause', sinks: ['out'] } },
+      admin: { token: 'bp-token' },
+    })
+    const metricsText = async (): Promise<string> => (await send(`${gw.url}/metrics`, { method: 'GET' })).text
+    try {
+      expect((await send(`${gw.url}/ingest/s`, { body: lines(1, 'first') })).status).toBe(200)
+      const usedBefore = gw.gateway.spool.usedBytes()
+
+      for (const [n, close] of [
+        [1, (s: Socket) => s.destroy()], // FIN
+        [2, (s: Socket) => s.resetAndDestroy()], // RST
+      ] as const) {
+        // A raw socket sends a whole small request (it fits the socket buffers) and is held, unanswered.
+        const body = lines(5, `gone${n}`)
+        const socket = connect(gw.port, '127.0.0.1')
+        const replies: Buffer[] = []
+        socket.on('data', (c: Buffer) => replies.push(c))
+        socket.on('error', () => undefined)
+        await new Promise<void>((resolve) => socket.once('connect', resolve))
+        socket.write(
+          `POST /ingest/s HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/x-ndjson\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+        )
+        await waitFor(() => gw.gateway.admission.heldCount('s') === 1, 5_000, 'the request to be held')
+        // It holds the one in-flight slot: another request is refused as overloaded.
+        const overloaded = await send(`${gw.url}/ingest/s`, { body: lines(1, 'other') })
+        expect(overloaded.status).toBe(503)
+        expect(String(overloaded.json().type)).toMatch(/overloaded$/)
+
+        const closedAt = performance.now()
+        close(socket)
+        await waitFor(() => gw.gateway.admission.heldCount() === 0, 5_000, 'the held request to be let go')
+        // Let go at the close, not at spool.maxPauseMs (20 s).
+        expect(performance.now() - closedAt).toBeLessThan(2_000)
+        expect(replies).toEqual([])
+        const text = await metricsText()
+        expect(text).toMatch(
+          new RegExp(`streamgate_admission_abandoned_requests_total\\{stream="s"\\} ${n}\\n`),
+        )
+        expect(text).toMatch(/streamgate_admission_held_requests\{stream="s"\} 0/)
+        expect(text.match(/streamgate_admission_refused_total\{stream="s"[^}]*\} [1-9]/)).toBeNull()
+        const view = (
+          await send(`${gw.url}/api/v1/streams/s`, {
+            method: 'GET',
+            headers: { authorization: 'Bearer bp-token' },
+          })
+        ).json<{ admission: { held: number; abandoned: number } }>().admission
+        expect(view).toMatchObject({ held: 0, abandoned: n })
+        // Nothing of it was read or stored.
+        expect(gw.gateway.state('s')!.counts.received).toBe(1)
+        expect(gw.gateway.spool.usedBytes()).toBe(usedBefore)
+      }
+
+      // The slot is free again: the next request is held (not refused as overloaded) and gets in once the
+      // stream delivers.
+      const next = send(`${gw.url}/ingest/s`, { body: lines(2, 'next') })
+      await waitFor(() => gw.gateway.admission.heldCount('s') === 1, 5_000, 'the next request to be held')
+      gw.gateway.setStatus('s', 1)
+      expect((await next).status).toBe(200)
+      await waitFor(() => readNdjsonLines(`${gw.dir}/out`).length === 3, 10_000, 'delivery')
+      expect(readNdjsonLines(`${gw.dir}/out`).some((l) => l.includes('gone'))).toBe(false)
     } finally {
       await gw.close()
     }
