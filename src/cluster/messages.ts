@@ -1,8 +1,12 @@
+import type { Registry } from 'prom-client'
 import type { GatewayConfig } from '../config/types.js'
 import type { WorkerFigures } from './figures.js'
 
 // The messages between a cluster's primary and its workers (node:cluster IPC, JSON). Every message of
-// ours carries `sg`; prom-client's own metrics messages (AggregatorRegistry) travel on the same channel.
+// ours carries `sg`.
+
+/** One metric of prom-client's `Registry.getMetricsAsJSON()`, what `AggregatorRegistry.aggregate` takes. */
+export type MetricJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>[number]
 
 /** An HTTP request or answer as it crosses the IPC channel (bodies base64). */
 export interface WireRequest {
@@ -34,6 +38,8 @@ export type ToPrimary =
   | { sg: 'figures'; id: number }
   /** A worker's answer to the primary's `figures` question. */
   | { sg: 'figures-reply'; id: number; figures: WorkerFigures }
+  /** A worker's answer to the primary's `metrics-ask`: its registry as prom-client's JSON. */
+  | { sg: 'metrics-reply'; id: number; metrics: MetricJson[] }
 
 export type ToWorker =
   | { sg: 'forward'; id: number; request: WireRequest }
@@ -44,6 +50,8 @@ export type ToWorker =
   | { sg: 'figures-ask'; id: number }
   /** The other workers' figures, for the leader. */
   | { sg: 'figures'; id: number; figures: WorkerFigures[] }
+  /** The primary asks a ready worker for its metrics (answer: metrics-reply with the same id). */
+  | { sg: 'metrics-ask'; id: number }
 
 /** What the leader's management API changed: a new config, or a stream's live status. */
 export type Change = { config: GatewayConfig } | { stream: string; status: 1 | 2 }

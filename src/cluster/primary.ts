@@ -1,6 +1,5 @@
 import cluster, { type Worker } from 'node:cluster'
 import { mkdir } from 'node:fs/promises'
-import { AggregatorRegistry } from 'prom-client'
 import type { GatewayConfig } from '../config/types.js'
 import { problemAnswer } from '../http/ingest.js'
 import { problem } from '../errors.js'
@@ -8,12 +7,13 @@ import { StartupError } from '../main.js'
 import { acquireSpoolLock } from '../spool/lock.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { WorkerFigures } from './figures.js'
-import { isOurs, type ToPrimary, type ToWorker, type WireResponse } from './messages.js'
+import { isOurs, type MetricJson, type ToPrimary, type ToWorker, type WireResponse } from './messages.js'
+import { renderClusterMetrics } from './metrics.js'
 
 // The primary process of `server.workers: N` (N > 1). It serves nothing itself: it holds spool.dir's lock
 // (so a second gateway on the same config stops at start, and api-state.json beside it has one owner),
 // forks the workers, restarts one that dies, routes the workers' messages (management requests to the
-// leader, worker 0; the leader's changes to the others; /metrics through prom-client's AggregatorRegistry)
+// leader, worker 0; the leader's changes to the others; /metrics summed over the ready workers, metrics.ts)
 // and, on SIGTERM or SIGINT, stops every worker gracefully before it exits.
 
 /** A worker that dies is forked again after this long, doubling up to RESTART_MAX_MS while it keeps dying. */
@@ -23,6 +23,13 @@ const RESTART_MAX_MS = 5_000
 const RESTART_RESET_MS = 30_000
 /** The leader's question for the other workers' figures is answered with what arrived within this time. */
 const FIGURES_TIMEOUT_MS = 2_000
+/**
+ * A /metrics scrape sums what the ready workers answered within this time; a worker that did not answer is
+ * left out (and named in the answer). Well under prom-client's own 5 s, after which its clusterMetrics()
+ * failed the whole scrape; the one case that waits for it is a worker that died a moment before the scrape
+ * and whose exit the primary has not seen yet.
+ */
+const METRICS_TIMEOUT_MS = 1_000
 
 export const WORKER_INDEX_ENV = 'STREAMGATE_WORKER_INDEX'
 export const WORKER_COUNT_ENV = 'STREAMGATE_WORKER_COUNT'
@@ -46,7 +53,6 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
     )
   }
   const lock = await acquireSpoolLock(config.spool.dir)
-  const aggregator = new AggregatorRegistry()
   const slots: Slot[] = Array.from({ length: count }, (_, index) => ({
     index,
     worker: undefined,
@@ -59,6 +65,8 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
   let nextForward = 0
   /** The leader's questions for figures: the primary's id → what takes each worker's answer. */
   const figureAsks = new Map<number, (figures: WorkerFigures) => void>()
+  /** /metrics scrapes waiting for the ready workers: the primary's id → what takes one worker's answer. */
+  const metricAsks = new Map<number, (slot: Slot, metrics: MetricJson[]) => void>()
   let stopping = false
   let started = false
   let failStart: ((err: Error) => void) | undefined
@@ -94,20 +102,43 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
         if (asker) send(asker.from, { sg: 'forwarded', id: asker.id, response: message.response })
         return
       }
-      case 'metrics':
-        aggregator.clusterMetrics().then(
-          (body) =>
-            send(worker, { sg: 'metrics', id: message.id, contentType: aggregator.contentType, body }),
-          (err: unknown) =>
-            send(worker, {
-              sg: 'metrics',
-              id: message.id,
-              contentType: '',
-              body: '',
-              error: (err as Error).message,
-            }),
-        )
+      case 'metrics': {
+        // Only the ready workers: one starting or restarting cannot answer yet, and waiting for it failed
+        // the scrape exactly when an operator looks (a worker just died).
+        const asked = slots.filter((s) => s.ready && s.worker?.isConnected())
+        const id = nextForward++
+        const answers = new Map<number, MetricJson[]>()
+        const began = Date.now()
+        const finish = (): void => {
+          if (!metricAsks.delete(id)) return
+          clearTimeout(timer)
+          renderClusterMetrics({
+            configured: count,
+            asked: asked.map((s) => s.index),
+            answers,
+            waitedMs: Date.now() - began,
+          }).then(
+            ({ contentType, body }) => send(worker, { sg: 'metrics', id: message.id, contentType, body }),
+            (err: unknown) =>
+              send(worker, {
+                sg: 'metrics',
+                id: message.id,
+                contentType: '',
+                body: '',
+                error: (err as Error).message,
+              }),
+          )
+        }
+        const timer = setTimeout(finish, METRICS_TIMEOUT_MS)
+        metricAsks.set(id, (from, metrics) => {
+          if (!asked.includes(from)) return
+          answers.set(from.index, metrics)
+          if (answers.size === asked.length) finish()
+        })
+        for (const s of asked) send(s.worker, { sg: 'metrics-ask', id })
+        if (asked.length === 0) finish()
         return
+      }
       case 'figures': {
         const others = slots.filter((s) => s !== slot && s.ready && s.worker?.isConnected())
         const id = nextForward++
@@ -128,6 +159,9 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
       }
       case 'figures-reply':
         figureAsks.get(message.id)?.(message.figures)
+        return
+      case 'metrics-reply':
+        metricAsks.get(message.id)?.(slot, message.metrics)
         return
       case 'broadcast':
         for (const other of slots)

@@ -1,4 +1,3 @@
-import { AggregatorRegistry } from 'prom-client'
 import type { GatewayConfig } from '../config/types.js'
 import { problem } from '../errors.js'
 import { problemAnswer } from '../http/ingest.js'
@@ -22,8 +21,8 @@ import { workerConfig } from './shards.js'
 // shared ingest port. Worker 0 is the leader: it alone answers /api/v1 and /ui (the others forward those
 // requests to it through the primary), so management writes are serialised in one process as they are
 // without workers; every change it applies (a new config, a live pause or resume) is sent to the others,
-// which apply it to their own gateway. /metrics on any worker answers with every worker's metrics summed
-// (prom-client's AggregatorRegistry in the primary).
+// which apply it to their own gateway. /metrics on any worker answers with the ready workers' metrics
+// summed by the primary (src/cluster/metrics.ts).
 
 /** A forwarded request or a /metrics aggregation that gets no answer within this time answers 503. */
 const ASK_TIMEOUT_MS = 10_000
@@ -104,9 +103,7 @@ export async function runWorker(
   leader.app = running.adminApp
   const { gateway, metrics } = running
 
-  // /metrics: prom-client answers the primary's requests with this worker's registry.
-  AggregatorRegistry.setRegistries([metrics.registry])
-  new AggregatorRegistry() // attaches prom-client's worker-side listener
+  // /metrics: the primary asks each ready worker for its registry (metrics-ask) and sums the answers.
   metrics.renderWith(() =>
     ask(
       (id) => ({ sg: 'metrics', id }),
@@ -151,6 +148,13 @@ export async function runWorker(
         return
       case 'figures-ask':
         send({ sg: 'figures-reply', id: m.id, figures: gatewayFigures(gateway) })
+        return
+      case 'metrics-ask':
+        // Unanswered on failure: the primary leaves this worker out of the scrape after its wait.
+        metrics.registry.getMetricsAsJSON().then(
+          (json) => send({ sg: 'metrics-reply', id: m.id, metrics: json }),
+          (err: unknown) => logger.error({ err }, "this worker's metrics could not be read for /metrics"),
+        )
         return
       case 'apply':
         applyChange(m.change).catch((err: unknown) =>

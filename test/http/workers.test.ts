@@ -343,6 +343,94 @@ describe('server.workers', () => {
     expect(await stop(gw)).toBe(0)
   }, 180_000)
 
+  it('/metrics answers at once while a worker restarts: the surviving worker, then both again', async () => {
+    const t = await setup('scrape', 2)
+    const gw = serve(t.config)
+    await listening(gw, 2)
+    const shard = (i: number): string => `${t.spool}-w${i}`
+    const pids = [0, 1].map((i) => lockPid(shard(i))!)
+    for (let n = 0; n < 20; n++) expect(await post(t.url, [`e${n}`])).toBe(200)
+    await waitFor(() => sinkIds(t.out).length === 20, 20_000, 'the records delivered')
+    // Each process writes its own files (`…-<pid>-<n>.ndjson`): what worker 0 accepted.
+    const byPid = (pid: number): number =>
+      readdirSync(t.out)
+        .filter((f) => f.includes(`-${pid}-`) && f.endsWith('.ndjson'))
+        .reduce(
+          (n, f) =>
+            n +
+            readFileSync(join(t.out, f), 'utf8')
+              .split('\n')
+              .filter((l) => l !== '').length,
+          0,
+        )
+    const survivor = byPid(pids[0]!)
+    expect(survivor).toBeGreaterThan(0)
+    expect(survivor).toBeLessThan(20)
+    /** GET /metrics on a new connection; status 0 when the connection failed or got no answer in 10 s. */
+    const scrape = (): Promise<{ status: number; text: string; ms: number }> =>
+      new Promise((resolve) => {
+        const began = Date.now()
+        const done = (status: number, text: string): void => resolve({ status, text, ms: Date.now() - began })
+        const req = request(`${t.url}/metrics`, {
+          headers: { connection: 'close' },
+          agent: false,
+          timeout: 10_000,
+        })
+        req.on('response', (res) => {
+          let text = ''
+          res.on('data', (c: Buffer) => (text += c.toString()))
+          res.on('end', () => done(res.statusCode ?? 0, text))
+          res.on('error', (err) => done(0, err.message))
+        })
+        req.on('timeout', () => req.destroy(new Error('no answer in 10 s')))
+        req.on('error', (err) => done(0, err.message))
+        req.end()
+      })
+    const value = (text: string, line: string): number | undefined => {
+      const found = text.split('\n').find((l) => l.startsWith(`${line} `))
+      return found === undefined ? undefined : Number(found.slice(line.length + 1))
+    }
+
+    process.kill(pids[1]!, 'SIGKILL')
+    // Once the primary has seen the death (before that, node:cluster may still hand it a new connection,
+    // which then gets no answer at all — not /metrics' doing): worker 1 is being forked again.
+    await waitFor(() => logged(gw, 'worker died').length === 1, 10_000, "the primary to see worker 1's death")
+    const during = await scrape()
+    // prom-client's clusterMetrics() waited 5 s for the dead or starting worker and then failed the scrape.
+    expect(during.status, during.text).toBe(200)
+    expect(during.ms).toBeLessThan(2_500)
+    expect(value(during.text, 'streamgate_records_accepted_total{stream="s"}')).toBe(survivor)
+    expect(value(during.text, 'streamgate_cluster_workers{state="configured"}')).toBe(2)
+    expect(value(during.text, 'streamgate_cluster_workers{state="answered"}')).toBe(1)
+    expect(during.text).toMatch(/# streamgate: worker 1 (not ready|did not answer)/)
+
+    // Scrapes while worker 1 restarts (forked, recovering its shard, not yet listening) answer at once too.
+    const restarting: number[] = []
+    await waitFor(
+      async () => {
+        const r = await scrape()
+        expect(r.status).toBe(200)
+        restarting.push(r.ms)
+        return value(r.text, 'streamgate_cluster_workers{state="answered"}') === 2
+      },
+      60_000,
+      'both workers answering /metrics again',
+    )
+    expect(Math.max(...restarting)).toBeLessThan(2_500)
+    const restarted = lockPid(shard(1))
+    expect(restarted).not.toBe(pids[1])
+    // Both series again: worker 1 starts its counters from zero, so the sum is worker 0's and what follows.
+    for (let n = 0; n < 10; n++) expect(await post(t.url, [`f${n}`])).toBe(200)
+    // (Worker 1's recovery may deliver again what it delivered before the kill: at least once, so ids.)
+    await waitFor(() => new Set(sinkIds(t.out)).size === 30, 20_000, 'the later records delivered')
+    expect(byPid(restarted!)).toBeGreaterThan(0)
+    const after = await scrape()
+    expect(value(after.text, 'streamgate_records_accepted_total{stream="s"}')).toBe(survivor + 10)
+    expect(value(after.text, 'streamgate_cluster_workers{state="answered"}')).toBe(2)
+    expect(after.text).not.toContain('left out')
+    expect(await stop(gw)).toBe(0)
+  }, 180_000)
+
   it('shards left by a larger workers count are drained by a smaller one (down to one process)', async () => {
     const t = await setup('shrink', 3, 2)
     const port = Number(new URL(t.url).port)
