@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import type { LoadResult } from './load.js'
 import {
   LAG_END_BUDGET_S,
+  acceptedReqPerS,
   analysePhase,
   judgeLane,
   nextRate,
@@ -140,6 +141,11 @@ describe('the rate search', () => {
     expect(nextRate(9, 10, 9, true, 48)).toBeUndefined()
     expect(nextRate(0, 1, 1, false, 48)).toBeUndefined()
     expect(nextRate(48, Infinity, 48, true, 48)).toBeUndefined()
+  })
+
+  it('starts from the requests the gateway accepted, not the refusals it answered', () => {
+    // 1,410 answers/s at full load, of which 100,000 records/s (50 bodies of 2,000) were accepted.
+    expect(acceptedReqPerS({ acceptedPerS: 100_000 }, { recordsPerRequest: 2_000 })).toBe(50)
   })
 })
 

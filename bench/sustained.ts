@@ -518,6 +518,19 @@ export function nextRate(
   return next > lo && next < hi && next !== rate && next >= 1 ? next : undefined
 }
 
+/**
+ * The full-load rate the search and the half-load phase start from: requests the gateway accepted per second.
+ * Not all answered requests: with admission control a refusal (503 before the body) is cheap, so a closed loop
+ * at full load answers thousands of refusals per second, and halving that rate asked the gateway for many
+ * times what it can take (the 2026-12-04 fan-out run's "half load" was 705 req/s for ~50 accepted).
+ */
+export function acceptedReqPerS(
+  phase: Pick<Phase, 'acceptedPerS'>,
+  scenario: Pick<Scenario, 'recordsPerRequest'>,
+): number {
+  return phase.acceptedPerS / scenario.recordsPerRequest
+}
+
 async function searchSustainable(
   r: Runner,
   fullReqPerS: number,
@@ -715,7 +728,7 @@ export async function runSustainedScenario(
           'every lane kept up at full load: the sustainable rate is the full-load delivered rate',
         )
       } else {
-        const search = await searchSustainable(r, full.reqPerS, options.durationS)
+        const search = await searchSustainable(r, acceptedReqPerS(full, scenario), options.durationS)
         result.probes = search.probes
         result.phases.push(...search.probes)
         if (search.best !== undefined) {
@@ -752,14 +765,14 @@ export async function runSustainedScenario(
       )
       result.full = burst
       result.phases.push(burst)
-      const search = await searchSustainable(r, burst.reqPerS, options.durationS)
+      const search = await searchSustainable(r, acceptedReqPerS(burst, scenario), options.durationS)
       result.probes = search.probes
       result.phases.push(...search.probes)
       if (search.best !== undefined) {
         result.best = search.best
         result.sustainableRecordsPerS = Math.min(...search.best.lanes.map((l) => l.deliveredPerS))
       }
-      const half = Math.max(1, Math.round(burst.reqPerS / 2))
+      const half = Math.max(1, Math.round(acceptedReqPerS(burst, scenario) / 2))
       const halfLoad = await runPhase(
         r,
         `half of full-load ingest: fixed ${half} req/s`,
