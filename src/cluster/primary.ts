@@ -222,27 +222,6 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
     await lock.release()
   }
 
-  // Start: every worker listening, or the first one that fails stops the rest (its reason is on stderr).
-  await new Promise<void>((resolve, reject) => {
-    failStart = (err) => {
-      failStart = undefined
-      // The check never sees `started` now; left running, it kept the primary alive after the failure.
-      clearInterval(check)
-      stopAll().then(
-        () => reject(err),
-        () => reject(err),
-      )
-    }
-    const check = setInterval(() => {
-      if (started) {
-        clearInterval(check)
-        failStart = undefined
-        resolve()
-      }
-    }, 20)
-    for (const slot of slots) fork(slot)
-  })
-
   const onSignal = (signal: NodeJS.Signals): void => {
     if (stopping) return
     logger.info({ signal }, 'signal received; stopping every worker')
@@ -263,8 +242,32 @@ export async function runPrimary(config: GatewayConfig, count: number, logger: L
       },
     )
   }
+  // Installed before the first fork: the listening line is logged when the last worker is ready, and a
+  // SIGTERM sent on seeing it (or while the workers start) is a graceful stop, not the default action that
+  // killed the primary by signal with its workers left to notice the lost IPC channel.
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+
+  // Start: every worker listening, or the first one that fails stops the rest (its reason is on stderr).
+  await new Promise<void>((resolve, reject) => {
+    failStart = (err) => {
+      failStart = undefined
+      // The check never sees `started` now; left running, it kept the primary alive after the failure.
+      clearInterval(check)
+      stopAll().then(
+        () => reject(err),
+        () => reject(err),
+      )
+    }
+    const check = setInterval(() => {
+      if (started) {
+        clearInterval(check)
+        failStart = undefined
+        resolve()
+      } else if (stopping) clearInterval(check) // a signal during start: onSignal stops and exits
+    }, 20)
+    for (const slot of slots) fork(slot)
+  })
 }
 
 /** What a forwarded management request gets while the leader is restarting. */

@@ -431,6 +431,31 @@ describe('server.workers', () => {
     expect(await stop(gw)).toBe(0)
   }, 180_000)
 
+  it('a SIGTERM the moment the listening line is logged, or while the workers start, is a graceful stop', async () => {
+    const t = await setup('early-term', 2)
+    // The primary's handlers were installed only once its start promise had polled `started` (up to 20 ms
+    // after the line): a SIGTERM in that window killed it by signal (exit code null). Sent from the stdout
+    // listener itself, the signal lands inside that window.
+    for (let round = 0; round < 3; round++) {
+      const gw = serve(t.config)
+      const onData = (): void => {
+        if (gw.output().includes('"msg":"streamgate workers listening"')) {
+          gw.child.stdout.off('data', onData)
+          gw.child.kill('SIGTERM')
+        }
+      }
+      gw.child.stdout.on('data', onData)
+      expect(await gw.exited).toBe(0)
+      expect(gw.child.signalCode).toBeNull()
+      expect(logged(gw, 'signal received; stopping every worker')).toHaveLength(1)
+    }
+    // Before any worker is ready: the primary stops the workers it forked and exits 0.
+    const early = serve(t.config)
+    early.child.stdout.once('data', () => early.child.kill('SIGTERM'))
+    expect(await early.exited).toBe(0)
+    expect(lockPid(t.spool)).toBeUndefined()
+  }, 120_000)
+
   it('shards left by a larger workers count are drained by a smaller one (down to one process)', async () => {
     const t = await setup('shrink', 3, 2)
     const port = Number(new URL(t.url).port)
