@@ -7,6 +7,7 @@ import {
   IngestTurns,
   LANE_STALL_MS,
   LaneBudget,
+  laneBudgetSeconds,
   waterMarks,
   type AdmissionReason,
   type LaneReading,
@@ -137,6 +138,48 @@ describe('LaneBudget', () => {
     expect(p.over.on).toBe(false)
   })
 
+  it('gives a lane whose sink holds records (lingerMs) that hold on top of the budget: steps are not lag', () => {
+    // An S3-like lane: 1,000 records/s arrive, the sink delivers them as one object every 2 s (lingerMs 2000),
+    // so the lag is a saw-tooth from 0 up to 2 s of delivery between steps.
+    const run = (lingerMs: number, budget: number, arriving = 1000): { b: LaneBudget; over: boolean } => {
+      const b = new LaneBudget()
+      let over = false
+      let delivered = 0
+      let backlog = 0
+      for (let t = 0; t <= 60_000; t += 250) {
+        backlog += (arriving * 250) / 1000
+        if (t > 0 && t % 2000 === 0) {
+          const step = Math.min(backlog, 2000)
+          delivered += step
+          backlog -= step
+        }
+        b.sample(t, backlog, delivered, laneBudgetSeconds(budget, lingerMs), false, lingerMs)
+        if (t >= 10_000) over ||= b.over.on
+      }
+      return { b, over }
+    }
+    const { b: held, over: heldOver } = run(2000, 1)
+    expect(heldOver).toBe(false)
+    expect(held.rate).toBeGreaterThan(700)
+    expect(held.rate).toBeLessThan(1300)
+    // Judged without the hold, the same steps are 2 s of lag against a 1 s budget.
+    expect(run(0, 1).over).toBe(true)
+    // A holding lane that really falls behind (1,500 records/s arrive, 1,000 leave) is refused all the same.
+    expect(run(2000, 1, 1500).over).toBe(true)
+  })
+
+  it('counts a holding lane as stalled only after LANE_STALL_MS plus its hold', () => {
+    const b = new LaneBudget()
+    b.sample(0, 1000, 0, laneBudgetSeconds(1, 60_000), false, 60_000)
+    b.sample(100, 100_000, 100, laneBudgetSeconds(1, 60_000), false, 60_000)
+    expect(b.over.on).toBe(true)
+    expect(b.sample(100 + LANE_STALL_MS + 30_000, 100_000, 100, 61, false, 60_000)).toBe(false)
+    expect(b.over.on).toBe(true)
+    expect(b.sample(100 + LANE_STALL_MS + 60_000, 100_000, 100, 61, false, 60_000)).toBe(true)
+    expect(b.over.on).toBe(false)
+    expect(laneBudgetSeconds(0, 60_000)).toBe(0)
+  })
+
   it('never judges with a budget of 0 (off)', () => {
     const b = new LaneBudget()
     b.sample(0, 1000, 0, 0, false)
@@ -217,6 +260,21 @@ describe('Admission', () => {
     admission.sample(2750)
     expect(admission.check(durable)).toBeUndefined()
     expect(lines.map((l) => l.level)).toEqual(['warn', 'info'])
+  })
+
+  it("names a lane's whole budget (maxLagSeconds plus its sink's lingerMs) in the refusal and the view", () => {
+    const s3 = Object.assign(new FakeLane('lake'), { lingerMs: 2000 })
+    const { admission } = harness(spool({ maxLagSeconds: 2 }), [s3])
+    admission.sample(0)
+    for (let t = 250; t <= 2500; t += 250) {
+      s3.delivered += 100
+      s3.lag = 4000 // 10 s of its 400 records/s: over 2 + 2 s
+      admission.sample(t)
+    }
+    const problem = admission.check(durable)
+    expect(problem?.message).toContain("more than 4 s behind (spool.maxLagSeconds plus the sink's lingerMs)")
+    expect(problem?.message).toContain('back under 2 s')
+    expect(admission.view('s').reasons[0]?.message).toContain('(budget 4 s)')
   })
 
   it('holds a paused stream only to the spool marks (it accepts into the spool, SPEC)', () => {

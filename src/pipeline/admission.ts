@@ -13,7 +13,11 @@ export type { AdmissionFigures, AdmissionReason }
 //  - the spool holds more than `spool.highWaterBytes`, until it is back at `spool.lowWaterBytes` or below
 //    (hysteresis: refusing stops only well below the mark, so admission does not flap at its edge), or
 //  - a lane of the stream is more than `spool.maxLagSeconds` behind: its lag (records) divided by its recent
-//    delivery rate (records/s, measured while it had work), until it is back at half of that.
+//    delivery rate (records/s, measured while it had work), until it is back at half of that. A sink that
+//    holds records on purpose before delivering them (its `lingerMs`: the S3 sink's object age, Domo's
+//    execution) delivers in steps; its lane's budget is maxLagSeconds plus that hold, its rate is averaged
+//    over at least two holds and it counts as stalled only after LANE_STALL_MS plus the hold — else a 2 s
+//    object roll tripped a 5 s budget between steps, and a 5-minute roll was never judged at all.
 // A lane that delivers nothing for LANE_STALL_MS (its sink is down, its circuit open, the stream paused) is
 // not judged by the lag budget: riding out an outage is what the spool is for, and its marks bound it.
 // `spool.maxBytes` stays the hard limit (SpoolFullError): requests admitted just before the mark still fit.
@@ -93,6 +97,13 @@ export interface LaneReading {
   readonly laneName: string
   readonly lag: number
   readonly delivered: number
+  /** How long the lane's sink may hold records before they count as delivered (its limits.lingerMs). */
+  readonly lingerMs?: number
+}
+
+/** A lane's budget in seconds: spool.maxLagSeconds plus its sink's hold; 0 (off) stays off. */
+export function laneBudgetSeconds(maxLagSeconds: number, lingerMs = 0): number {
+  return maxLagSeconds > 0 ? maxLagSeconds + lingerMs / 1000 : 0
 }
 
 /** Where admission reads the spool and the lanes (the Gateway). */
@@ -114,8 +125,18 @@ export class LaneBudget {
   private lastLag = 0
   private lastDeliveryAt = -Infinity
 
-  /** Feeds one sample; true when the over-budget state changed. */
-  sample(now: number, lag: number, delivered: number, budgetSeconds: number, paused: boolean): boolean {
+  /**
+   * Feeds one sample; true when the over-budget state changed. `budgetSeconds` is the lane's whole budget
+   * (laneBudgetSeconds), `lingerMs` its sink's hold.
+   */
+  sample(
+    now: number,
+    lag: number,
+    delivered: number,
+    budgetSeconds: number,
+    paused: boolean,
+    lingerMs = 0,
+  ): boolean {
     const prevAt = this.lastAt
     const delta = delivered - this.lastDelivered
     const busy = this.lastLag > 0 || delta > 0
@@ -126,14 +147,17 @@ export class LaneBudget {
     if (prevAt !== undefined && busy && now > prevAt && !paused) {
       const dt = now - prevAt
       const instant = (Math.max(0, delta) * 1000) / dt
-      const alpha = 1 - Math.exp(-dt / RATE_TIME_CONSTANT_MS)
+      const alpha = 1 - Math.exp(-dt / Math.max(RATE_TIME_CONSTANT_MS, 2 * lingerMs))
       this.rate = this.rate === undefined ? instant : this.rate + alpha * (instant - this.rate)
     }
     this.lagSeconds = lag === 0 ? 0 : this.rate ? lag / this.rate : Infinity
     this.over.high = budgetSeconds
     this.over.low = budgetSeconds * LAG_RESUME_RATIO
     const judged =
-      budgetSeconds > 0 && !paused && this.rate !== undefined && now - this.lastDeliveryAt < LANE_STALL_MS
+      budgetSeconds > 0 &&
+      !paused &&
+      this.rate !== undefined &&
+      now - this.lastDeliveryAt < LANE_STALL_MS + lingerMs
     if (!judged) {
       if (!this.over.on) return false
       this.over.on = false
@@ -311,17 +335,24 @@ export class Admission {
     }
     const sinks = this.overBudget.get(stream.id)
     if (sinks && sinks.size > 0) {
-      const budget = this.lagBudget()
+      const maxLag = this.lagBudget()
+      // The smallest budget of the lanes over theirs (lanes of holding sinks have a larger one).
+      let budget = Infinity
       let wait = 1
       for (const { stream: id, lanes } of this.source.lanes())
         if (id === stream.id)
           for (const lane of lanes) {
             const b = this.budgets.get(lane)
-            if (b?.over.on) wait = Math.max(wait, b.lagSeconds - budget * LAG_RESUME_RATIO)
+            if (!b?.over.on) continue
+            const own = laneBudgetSeconds(maxLag, lane.lingerMs)
+            budget = Math.min(budget, own)
+            wait = Math.max(wait, b.lagSeconds - own * LAG_RESUME_RATIO)
           }
+      if (budget === Infinity) budget = maxLag
+      const held = budget > maxLag ? ` plus the sink's lingerMs` : ''
       return verdict(
         'lag-budget',
-        `delivery to ${[...sinks].join(', ')} is more than ${budget} s behind (spool.maxLagSeconds); new requests are refused until it is back under ${budget * LAG_RESUME_RATIO} s`,
+        `delivery to ${[...sinks].join(', ')} is more than ${round(budget)} s behind (spool.maxLagSeconds${held}); new requests are refused until it is back under ${round(budget * LAG_RESUME_RATIO)} s`,
         Math.min(LAG_RETRY_AFTER_MAX_S, Math.ceil(wait)),
       )
     }
@@ -341,7 +372,14 @@ export class Admission {
           b = new LaneBudget()
           this.budgets.set(lane, b)
         }
-        const changed = b.sample(now, lane.lag, lane.delivered, budget, paused)
+        const changed = b.sample(
+          now,
+          lane.lag,
+          lane.delivered,
+          laneBudgetSeconds(budget, lane.lingerMs),
+          paused,
+          lane.lingerMs,
+        )
         const sinks = this.overBudget.get(stream) ?? new Set<string>()
         if (b.over.on) sinks.add(lane.sinkName)
         else sinks.delete(lane.sinkName)
@@ -387,7 +425,7 @@ export class Admission {
           reasons.push({
             reason: 'lag-budget',
             sink: lane.sinkName,
-            message: `${deadLetter ? 'dead-letter sink' : 'sink'} ${lane.sinkName} is ${round(b.lagSeconds)} s behind (budget ${this.lagBudget()} s)`,
+            message: `${deadLetter ? 'dead-letter sink' : 'sink'} ${lane.sinkName} is ${round(b.lagSeconds)} s behind (budget ${round(laneBudgetSeconds(this.lagBudget(), lane.lingerMs))} s)`,
           })
       }
     }
@@ -462,6 +500,7 @@ export class Admission {
       lagSeconds: Number.isFinite(b.lagSeconds) ? round(b.lagSeconds) : null,
       recordsPerSecond: b.rate !== undefined ? Math.round(b.rate) : null,
       maxLagSeconds: budget,
+      budgetSeconds: round(laneBudgetSeconds(budget, lane.lingerMs)),
     }
     if (b.over.on)
       this.deps.logger.warn(

@@ -130,6 +130,11 @@ export class DeliveryLane {
     return this.o.lane
   }
 
+  /** How long the sink may hold records before they count as delivered (admission's lag budget adds it). */
+  get lingerMs(): number {
+    return this.o.sink.limits.lingerMs
+  }
+
   get lag(): number {
     return this.o.spool.log.lag(this.o.kind, this.position)
   }
