@@ -7,6 +7,9 @@ import { FrameKind } from './format.js'
 export class FrameIndex {
   private base = 1
   private length = 0
+  /** Records and dead letters in the frames before `base` (dropped): what `before(base)` answers. */
+  private beforeBaseRecords = 0
+  private beforeBaseDeadLetters = 0
   private records = new Float64Array(1024)
   private deadLetters = new Float64Array(1024)
 
@@ -31,17 +34,21 @@ export class FrameIndex {
       this.records = grow(this.records)
       this.deadLetters = grow(this.deadLetters)
     }
-    const prevR = this.length > 0 ? this.records[this.length - 1]! : 0
-    const prevD = this.length > 0 ? this.deadLetters[this.length - 1]! : 0
+    const prevR = this.length > 0 ? this.records[this.length - 1]! : this.beforeBaseRecords
+    const prevD = this.length > 0 ? this.deadLetters[this.length - 1]! : this.beforeBaseDeadLetters
     this.records[this.length] = prevR + records
     this.deadLetters[this.length] = prevD + deadLetters
     this.length++
   }
 
-  /** Records of `kind` in frames with seq < `seq`. */
+  /**
+   * Records of `kind` in frames with seq < `seq`, counted from the first frame ever indexed (dropped ones
+   * included, so that values stay comparable across dropBefore). A seq at or before the first kept frame
+   * answers the count before that frame: dropped frames were consumed by every lane.
+   */
   before(kind: FrameKind, seq: number): number {
     const i = Math.min(seq - this.base, this.length) - 1
-    if (i < 0) return 0
+    if (i < 0) return kind === FrameKind.Records ? this.beforeBaseRecords : this.beforeBaseDeadLetters
     return (kind === FrameKind.Records ? this.records : this.deadLetters)[i]!
   }
 
@@ -58,6 +65,11 @@ export class FrameIndex {
   dropBefore(seq: number): void {
     const n = Math.min(seq - this.base, this.length)
     if (n <= 0) return
+    // Before this, `before(base)` answered 0 while the kept values counted the dropped frames: a lane whose
+    // position was the first kept frame showed every record ever spooled as its lag (4 million records in a
+    // fan-out bench for one scrape), and admission's lag budget refused on it.
+    this.beforeBaseRecords = this.records[n - 1]!
+    this.beforeBaseDeadLetters = this.deadLetters[n - 1]!
     this.records.copyWithin(0, n, this.length)
     this.deadLetters.copyWithin(0, n, this.length)
     this.length -= n

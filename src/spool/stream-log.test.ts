@@ -152,6 +152,10 @@ describe('StreamLog', () => {
     expect(freed).toBeGreaterThan(0)
     expect(log.bytes).toBe(before - freed)
     expect(log.firstSeq).toBeLessThanOrEqual(6)
+    // A lane positioned at the first kept frame lags by the frames from there, not by every record ever
+    // appended (the index answered 0 records before its first kept frame).
+    expect(log.lag(FrameKind.Records, { seq: log.firstSeq, index: 0 })).toBe(log.nextSeq - log.firstSeq)
+    expect(log.lag(FrameKind.Records, { seq: 6, index: 0 })).toBe(5)
     const remaining = await readAll(log, { seq: 6, index: 0 })
     expect(remaining.map((r) => r.slice(0, 9))).toEqual([
       'record-5-',
