@@ -257,6 +257,10 @@ const MEMORY_METRICS = [
   'nodejs_heap_size_total_bytes',
   'nodejs_heap_size_used_bytes',
   'nodejs_external_memory_bytes',
+  // V8's spaces (prom-client's per-space gauges), to tell the young generation from the old.
+  ...['new', 'old', 'large_object', 'new_large_object', 'code'].map(
+    (space) => `nodejs_heap_space_size_total_bytes\\{space="${space}"\\}`,
+  ),
 ] as const
 
 const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MB`
