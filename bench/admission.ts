@@ -13,6 +13,7 @@
 //     [--connections 32] [--spool '{"maxLagSeconds":4}'] (spool keys for builds that know them: `after` only)
 //     [--stream pause='{"backpressure":"pause"}'] (stream keys per label; the same build may run under two
 //     labels: --build refuse=. --build pause=. --build pause2=. --stream pause=… --stream pause2=…)
+//     [--sink small='{"maxBatchRecords":2000}'] (file sink keys per label)
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -31,6 +32,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '32' },
     spool: { type: 'string', multiple: true },
     stream: { type: 'string', multiple: true },
+    sink: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
   },
 })
@@ -48,6 +50,8 @@ const perLabel = (given: string[] | undefined): Map<string, Record<string, unkno
   )
 const spoolExtra = perLabel(values.spool)
 const streamExtra = perLabel(values.stream)
+/** File sink keys per label: --sink small='{"maxBatchRecords":2000}'. */
+const sinkExtra = perLabel(values.sink)
 const durationS = Number(values.duration)
 /** Extra node flags for the gateway, e.g. --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/tmp/prof. */
 const nodeArgs = values['node-arg'] ?? []
@@ -157,7 +161,7 @@ async function runOne(label: string, dir: string): Promise<string> {
     log: { level: 'warn' },
     dataDir: work,
     spool: { dir: join(work, 'spool'), ...spoolExtra.get(label) },
-    sinks: { out: { type: 'file', dir: join(work, 'out') } },
+    sinks: { out: { type: 'file', dir: join(work, 'out'), ...sinkExtra.get(label) } },
     streams: { [scenario.streamId]: { ...scenario.stream, ...streamExtra.get(label), sinks: ['out'] } },
   }
   const configFile = join(work, 'config.json')

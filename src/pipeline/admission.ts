@@ -50,8 +50,14 @@ export const LANE_STALL_MS = 5_000
 export const HIGH_WATER_RETRY_AFTER_S = 5
 /** Bounds of the Retry-After of a lag-budget refusal (the time the lane needs to be back under). */
 export const LAG_RETRY_AFTER_MAX_S = 30
-/** Ingest work (framing, validation) per turn of the event loop before the rest waits for the next turn. */
-export const INGEST_TURN_BUDGET_MS = 5
+/**
+ * Ingest work (framing, validation) per turn of the event loop before the rest waits for the next turn: one
+ * 2,000-record batch (~1–3 ms), or a run of small requests. Was 5 ms: several batches back to back kept the
+ * lane's reads, the spool's fsync completions and the answers waiting; at 1 ms the 60 s overload bench
+ * (bench/admission.ts) accepted and delivered 21–37 % more records with a 200 p99 of 250 ms instead of
+ * ~400 ms, and one-record requests ran ~15 % faster (bench/RESULTS.md, 2026-12-04 second session).
+ */
+export const INGEST_TURN_BUDGET_MS = 1
 
 /** spool.maxPauseMs when a config built in code leaves it out (the loader fills in the schema's default). */
 export const DEFAULT_MAX_PAUSE_MS = 10_000
