@@ -3,8 +3,14 @@ import { createRequire } from 'node:module'
 import { runInThisContext } from 'node:vm'
 import fc from 'fast-check'
 import type { Message } from 'kafkajs'
-import { describe, expect, it } from 'vitest'
-import { groupMessagesPerPartition, kafkajs, KAFKAJS_GROUPING_MODULE } from './kafkajs-client.js'
+import { describe, expect, it, vi } from 'vitest'
+import {
+  groupMessagesPerPartition,
+  kafkajs,
+  KAFKAJS_GROUPING_MODULE,
+  KAFKAJS_REQUEST_QUEUE_MODULE,
+  type RequestQueueState,
+} from './kafkajs-client.js'
 
 // kafkajs' grouping of a send's messages by partition is replaced by a linear one (kafkajs-client.ts says
 // why); it must compute exactly what kafkajs' own does.
@@ -58,5 +64,56 @@ describe('groupMessagesPerPartition (kafkajs producer)', () => {
     })
     expect(performance.now() - started).toBeLessThan(500)
     expect(grouped[0]).toHaveLength(40_000)
+  })
+})
+
+describe('RequestQueue.scheduleCheckPendingRequests (kafkajs)', () => {
+  interface Queue extends RequestQueueState {
+    scheduleCheckPendingRequests(): void
+  }
+
+  /** A queue made from kafkajs' own class once kafkajs() loaded it (only the fields the method uses). */
+  function queue(state: Partial<RequestQueueState>): { q: Queue; checks: () => number } {
+    kafkajs()
+    const RequestQueue = require(KAFKAJS_REQUEST_QUEUE_MODULE) as { prototype: object }
+    let checks = 0
+    const q = Object.assign(Object.create(RequestQueue.prototype) as Queue, {
+      throttledUntil: -1,
+      throttleCheckTimeoutId: null,
+      pending: [],
+      checkPendingRequests: () => void checks++,
+      ...state,
+    })
+    return { q, checks: () => checks }
+  }
+
+  /** The delays setTimeout was given while `run` ran. */
+  function delays(run: () => void): number[] {
+    const spy = vi.spyOn(globalThis, 'setTimeout')
+    try {
+      run()
+      return spy.mock.calls.map((call) => Number(call[1]))
+    } finally {
+      spy.mockRestore()
+    }
+  }
+
+  it('never gives setTimeout a negative delay (Node 24: TimeoutNegativeWarning), and keeps kafkajs’ others', async () => {
+    // Never throttled, nothing pending: kafkajs 2.2.4 asked for -1 - Date.now() ms.
+    const idle = queue({})
+    expect(delays(() => idle.q.scheduleCheckPendingRequests())).toEqual([0])
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(idle.checks()).toBe(1)
+    expect(idle.q.throttleCheckTimeoutId).toBeNull()
+    // Pending but not throttled: the 10 ms check interval; throttled: until the throttle ends.
+    const pending = queue({ pending: [{}] })
+    expect(delays(() => pending.q.scheduleCheckPendingRequests())).toEqual([10])
+    const throttled = queue({ pending: [{}], throttledUntil: Date.now() + 500 })
+    const [delay] = delays(() => throttled.q.scheduleCheckPendingRequests())
+    expect(delay).toBeGreaterThan(400)
+    expect(delay).toBeLessThanOrEqual(500)
+    // One timer at a time.
+    expect(delays(() => throttled.q.scheduleCheckPendingRequests())).toEqual([])
+    for (const { q } of [pending, throttled]) clearTimeout(q.throttleCheckTimeoutId!)
   })
 })

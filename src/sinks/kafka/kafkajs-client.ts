@@ -62,6 +62,7 @@ let kafkajsModule: typeof KafkaJs | undefined
 export function kafkajs(): typeof KafkaJs {
   if (!kafkajsModule) {
     installLinearGrouping()
+    installNonNegativeSchedule()
     kafkajsModule = requireModule('kafkajs') as typeof KafkaJs
   }
   return kafkajsModule
@@ -108,6 +109,46 @@ function installLinearGrouping(): void {
   requireModule(id)
   const loaded = requireModule.cache[id]
   if (loaded) loaded.exports = groupMessagesPerPartition
+}
+
+/** kafkajs' per-broker request queue (src/network/requestQueue/index.js). */
+export const KAFKAJS_REQUEST_QUEUE_MODULE = 'kafkajs/src/network/requestQueue/index.js'
+/** kafkajs 2.2.4's CHECK_PENDING_REQUESTS_INTERVAL (the same file). */
+const CHECK_PENDING_REQUESTS_INTERVAL_MS = 10
+
+/** The fields of kafkajs' RequestQueue that scheduleCheckPendingRequests uses. */
+export interface RequestQueueState {
+  throttledUntil: number
+  throttleCheckTimeoutId: NodeJS.Timeout | null
+  pending: readonly unknown[]
+  checkPendingRequests(): void
+}
+
+/**
+ * kafkajs 2.2.4's RequestQueue.scheduleCheckPendingRequests with a delay that is never negative. Never
+ * throttled (`throttledUntil` -1) and with nothing pending, it set a timer of `-1 - Date.now()` ms: Node 24
+ * prints a TimeoutNegativeWarning for that (once per process: every gateway with a kafka sink or a Kafka
+ * role, and every test file that uses one) and fires it after 1 ms, which a delay of 0 does as well
+ * (tulios/kafkajs#1751). Otherwise the same steps as kafkajs'.
+ */
+export function scheduleCheckPendingRequests(this: RequestQueueState): void {
+  let scheduleAt = this.throttledUntil - Date.now()
+  if (this.throttleCheckTimeoutId) return
+  if (this.pending.length > 0) scheduleAt = scheduleAt > 0 ? scheduleAt : CHECK_PENDING_REQUESTS_INTERVAL_MS
+  this.throttleCheckTimeoutId = setTimeout(
+    () => {
+      this.throttleCheckTimeoutId = null
+      this.checkPendingRequests()
+    },
+    Math.max(0, scheduleAt),
+  )
+}
+
+function installNonNegativeSchedule(): void {
+  const RequestQueue = requireModule(KAFKAJS_REQUEST_QUEUE_MODULE) as {
+    prototype: { scheduleCheckPendingRequests: (this: RequestQueueState) => void }
+  }
+  RequestQueue.prototype.scheduleCheckPendingRequests = scheduleCheckPendingRequests
 }
 
 /** Connects and metadata: one quick retry inside kafkajs, then the error is ours to report. */
