@@ -744,7 +744,10 @@ export async function runSustainedScenario(
           result.sustainableRecordsPerS = Math.min(...search.best.lanes.map((l) => l.deliveredPerS))
         }
       }
-      const sustainableReq = result.best?.askedReqPerS ?? result.best?.reqPerS
+      // The closed loop's sustainable request rate is the rate it got *accepted*: its answered rate counts
+      // the refusals too (83 % 503 on 2026-12-04), and twice that asked ~12× the sustainable load.
+      const sustainableReq =
+        result.best?.askedReqPerS ?? (result.best ? acceptedReqPerS(result.best, scenario) : undefined)
       if (sustainableReq !== undefined) {
         const asked = Math.max(1, Math.round(2 * sustainableReq))
         const overload = await runPhase(r, `2× overload: fixed ${asked} req/s`, asked, options.durationS)
