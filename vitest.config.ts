@@ -37,6 +37,7 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts', 'test/backends-rig.test.ts'],
           globalSetup: ['test/backends.setup.ts'],
+          setupFiles: ['test/kafkajs.setup.ts'],
           testTimeout: 180_000,
           hookTimeout: 900_000,
           // Integration files share real backends; run them one file at a time to keep the 2-core box calm.

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Kafka, logLevel } from 'kafkajs'
+import { kafkajs } from '../../src/sinks/kafka/kafkajs-client.js'
 import {
   BACKENDS_DIR,
   assertPortsFree,
@@ -187,6 +187,8 @@ async function formatStorageOnce(): Promise<void> {
  * does not meet "coordinator is loading".
  */
 export async function kafkaAnswers(brokers: string, { coordinators = false } = {}): Promise<boolean> {
+  // The gateway's kafkajs loader: the same kafkajs, with its fixes (no TimeoutNegativeWarning on Node 24).
+  const { Kafka, logLevel } = kafkajs()
   const client = new Kafka({
     clientId: 'streamgate-backends-probe',
     brokers: brokers.split(','),
