@@ -460,6 +460,37 @@ describe('IngestTurns', () => {
     expect(turns.queued).toBe(0)
   })
 
+  it('gives small work its own, larger budget: batches one per turn, small requests many', async () => {
+    const turns = new IngestTurns(1, 20)
+    let laneTurns = 0
+    let stop = false
+    const lane = (): void => {
+      laneTurns++
+      if (!stop) setImmediate(lane)
+    }
+    setImmediate(lane)
+    const perTurn = async (small: boolean, ms: number, n: number): Promise<number> => {
+      const startedAt: number[] = []
+      await Promise.all(
+        Array.from({ length: n }, () =>
+          turns.run(() => {
+            startedAt.push(laneTurns)
+            spin(ms)
+          }, small),
+        ),
+      )
+      const counts = new Map<number, number>()
+      for (const t of startedAt) counts.set(t, (counts.get(t) ?? 0) + 1)
+      return Math.max(...counts.values())
+    }
+    // 2 ms batches over a 1 ms budget: one per turn.
+    expect(await perTurn(false, 2, 6)).toBe(1)
+    // 0.2 ms small requests under 20 ms: the 30 of them need no more than two turns.
+    expect(await perTurn(true, 0.2, 30)).toBeGreaterThanOrEqual(15)
+    stop = true
+    expect(turns.queued).toBe(0)
+  })
+
   it('runs work in arrival order, returns its result and passes its error on', async () => {
     const turns = new IngestTurns(0)
     const order: number[] = []

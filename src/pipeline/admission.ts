@@ -51,13 +51,21 @@ export const HIGH_WATER_RETRY_AFTER_S = 5
 /** Bounds of the Retry-After of a lag-budget refusal (the time the lane needs to be back under). */
 export const LAG_RETRY_AFTER_MAX_S = 30
 /**
- * Ingest work (framing, validation) per turn of the event loop before the rest waits for the next turn: one
- * 2,000-record batch (~1–3 ms), or a run of small requests. Was 5 ms: several batches back to back kept the
- * lane's reads, the spool's fsync completions and the answers waiting; at 1 ms the 60 s overload bench
- * (bench/admission.ts) accepted and delivered 21–37 % more records with a 200 p99 of 250 ms instead of
- * ~400 ms, and one-record requests ran ~15 % faster (bench/RESULTS.md, 2026-12-04 second session).
+ * Ingest work (framing, validation) per turn of the event loop before a large body waits for the next turn:
+ * about one 2,000-record batch (~1–3 ms). Was 5 ms for every body: several batches back to back kept the
+ * lane's reads, the spool's fsync completions and the answers waiting; at 1 ms the overload bench
+ * (bench/admission.ts) accepted and delivered 21–37 % more records with a 200 p99 of ~255 ms instead of
+ * ~400 ms (bench/RESULTS.md, 2026-12-04 second session).
  */
 export const INGEST_TURN_BUDGET_MS = 1
+/**
+ * The same for a small body (at most INGEST_SMALL_BODY_BYTES): 5 ms, as before. One-record requests cost
+ * ~0.1 ms each; at 1 ms, 32 connections' requests spread over several turns and so over several spool
+ * writes and fdatasyncs instead of one, and emnify-single lost 7–10 % of its req/s.
+ */
+export const INGEST_TURN_SMALL_BUDGET_MS = 5
+/** Bodies up to this size are small for the turn budget (one socket read). */
+export const INGEST_SMALL_BODY_BYTES = 64 * 1024
 
 /** spool.maxPauseMs when a config built in code leaves it out (the loader fills in the schema's default). */
 export const DEFAULT_MAX_PAUSE_MS = 10_000
@@ -238,7 +246,7 @@ export class Admission {
   private readonly held = new Set<Held>()
   /** Held requests abandoned by their client, per stream. */
   private readonly abandonedCounts = new Map<string, number>()
-  readonly turns = new IngestTurns(INGEST_TURN_BUDGET_MS)
+  readonly turns = new IngestTurns(INGEST_TURN_BUDGET_MS, INGEST_TURN_SMALL_BUDGET_MS)
 
   constructor(
     private readonly source: AdmissionSource,
@@ -540,22 +548,29 @@ function round(n: number): number {
  */
 export class IngestTurns {
   private spentMs = 0
-  private readonly waiting: (() => void)[] = []
+  /** Waiting work, in arrival order, with the budget it may start under. */
+  private readonly waiting: { go: () => void; budgetMs: number }[] = []
   /** A waiter was let go and has not started its work yet: newcomers queue behind it. */
   private handing = false
   private turnScheduled = false
 
-  constructor(private readonly budgetMs: number) {}
+  /** `smallBudgetMs`: the budget of work run with `small` (default: the same). */
+  constructor(
+    private readonly budgetMs: number,
+    private readonly smallBudgetMs = budgetMs,
+  ) {}
 
   /** Requests waiting for a later turn. */
   get queued(): number {
     return this.waiting.length
   }
 
-  async run<T>(work: () => T): Promise<T> {
-    if (this.handing || this.waiting.length > 0 || this.spentMs >= this.budgetMs)
-      await new Promise<void>((resolve) => {
-        this.waiting.push(resolve)
+  /** Runs `work` in this turn if its budget allows, else in a later one; `small` work has smallBudgetMs. */
+  async run<T>(work: () => T, small = false): Promise<T> {
+    const budgetMs = small ? this.smallBudgetMs : this.budgetMs
+    if (this.handing || this.waiting.length > 0 || this.spentMs >= budgetMs)
+      await new Promise<void>((go) => {
+        this.waiting.push({ go, budgetMs })
         this.scheduleTurn()
       })
     const started = performance.now()
@@ -569,11 +584,12 @@ export class IngestTurns {
     }
   }
 
-  /** Lets the next waiter go if the turn's budget allows; at the start of a turn (`fresh`), always. */
+  /** Lets the next waiter go if its budget allows; at the start of a turn (`fresh`), always. */
   private next(fresh = false): void {
-    if (this.waiting.length === 0 || (!fresh && this.spentMs >= this.budgetMs)) return
+    const head = this.waiting[0]
+    if (!head || (!fresh && this.spentMs >= head.budgetMs)) return
     this.handing = true
-    this.waiting.shift()!()
+    this.waiting.shift()!.go()
   }
 
   private scheduleTurn(): void {

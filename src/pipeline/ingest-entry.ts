@@ -1,6 +1,6 @@
 import { ProblemError, problem } from '../errors.js'
 import type { Metrics } from '../telemetry/metrics.js'
-import type { Admission, HeldClient } from './admission.js'
+import { INGEST_SMALL_BODY_BYTES, type Admission, type HeldClient } from './admission.js'
 import type { HandOff } from './hand-off.js'
 import type { StreamRuntime } from './stream.js'
 
@@ -119,7 +119,10 @@ export class IngestEntry {
     let outcome
     try {
       // Framing and validation take turns with the delivery lanes (src/pipeline/admission.ts, IngestTurns).
-      outcome = await this.parts.admission.turns.run(() => stream.process(body, now))
+      outcome = await this.parts.admission.turns.run(
+        () => stream.process(body, now),
+        body.length <= INGEST_SMALL_BODY_BYTES,
+      )
     } catch (err) {
       if (err instanceof ProblemError && err.slug === 'invalid-records') this.countRefused(stream, err)
       throw err
