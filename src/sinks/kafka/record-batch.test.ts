@@ -38,8 +38,10 @@ const message: fc.Arbitrary<OutgoingMessage> = fc.record({
     fc.oneof(bytes(50), fc.string({ maxLength: 40, unit: 'grapheme' })),
     { maxKeys: 6 },
   ),
-  // Deltas either way from the first record, up to the library's limit (see "timestamp deltas" below).
-  timestamp: fc.integer({ min: BASE_TS - 2 ** 30, max: BASE_TS + 2 ** 30 }),
+  // Deltas either way from the first record, under the library's limit (see "timestamp deltas" below):
+  // ±(2^30 - 1) keeps any two records under 2^31 ms apart. With ±2^30 a pair exactly 2^31 apart was possible,
+  // where the library is wrong, and the comparison failed once in CI (seed -1553786987).
+  timestamp: fc.integer({ min: BASE_TS - (2 ** 30 - 1), max: BASE_TS + (2 ** 30 - 1) }),
   route: fc.integer({ min: -(2 ** 31), max: 2 ** 31 - 1 }),
   bytes: fc.constant(0),
   index: fc.constant(0),
