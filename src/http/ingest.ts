@@ -26,6 +26,12 @@ export interface IngestInput {
   body: AsyncIterable<Uint8Array>
   /** The connection, for a request held by `backpressure: pause` to be let go when the client goes away. */
   client?: HeldClient
+  /**
+   * Called once every check that needs no body has passed, just before the body is read: the listener sends
+   * `100 Continue` here to a client that asked for it (`Expect: 100-continue`), so a refused sender never
+   * uploads its body.
+   */
+  beforeBody?: () => void
 }
 
 export interface HttpAnswer {
@@ -120,6 +126,7 @@ export class IngestHandler {
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')
     stream.checkContentType(first(input.headers['content-type']))
+    input.beforeBody?.()
     const raw = await readBody(
       input.body,
       limit,

@@ -52,6 +52,7 @@ export function createListener(
       handleIngest(req, res, url, ingest, metrics, logs.refusals)
       return
     }
+    continueNow(req, res)
     void honoListener(req, res)
   }
   return logs.access ? withAccessLog(route, logs.access) : route
@@ -86,8 +87,25 @@ export function createAppListener(
   const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0], {
     errorHandler: adapterErrorAnswer,
   })
-  const route = (req: IncomingMessage, res: ServerResponse): void => void honoListener(req, res)
+  const route = (req: IncomingMessage, res: ServerResponse): void => {
+    continueNow(req, res)
+    void honoListener(req, res)
+  }
   return logs.access ? withAccessLog(route, logs.access) : route
+}
+
+/**
+ * Requests that asked for `100 Continue` (`Expect: 100-continue`) and have not had it yet. The server hands
+ * them to the listener itself ('checkContinue'), so node does not send `100 Continue` on its own: an ingest
+ * request gets it only once admission, auth, the declared length and the content type let it in
+ * (IngestInput.beforeBody), and is refused before its body is sent otherwise (then the connection closes,
+ * as for any answer given before the body was read). Other routes get it at once, as node would send it.
+ */
+const awaitingContinue = new WeakSet<IncomingMessage>()
+
+function continueNow(req: IncomingMessage, res: ServerResponse): void {
+  if (!awaitingContinue.delete(req)) return
+  res.writeContinue()
 }
 
 /**
@@ -121,6 +139,7 @@ function handleIngest(
       remoteAddress: socket.remoteAddress,
       body: req,
       client: { watch: (gone) => watchClient(socket, res, gone) },
+      ...(awaitingContinue.has(req) ? { beforeBody: () => continueNow(req, res) } : {}),
     })
     .then(
       (answer) => {
@@ -196,6 +215,11 @@ export async function startServer(
       )
     : createHttpServer(options, listener)
   server.keepAliveTimeout = config.keepAliveTimeoutMs
+  // `Expect: 100-continue`: the listener decides when (and whether) to send `100 Continue` (awaitingContinue).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.add(req)
+    listener(req, res)
+  })
   // Connections past the limit are closed as soon as they are accepted ('drop').
   server.maxConnections = config.maxConnections
   // A client that sends its whole request and then half-closes (shutdown(SHUT_WR), `socket.end()`) still
