@@ -14,6 +14,7 @@
 //     [--stream pause='{"backpressure":"pause"}'] (stream keys per label; the same build may run under two
 //     labels: --build refuse=. --build pause=. --build pause2=. --stream pause=… --stream pause2=…)
 //     [--sink small='{"maxBatchRecords":2000}'] (file sink keys per label)
+//     [--expect LABEL] (that label's clients send `Expect: 100-continue` and upload only after 100 Continue)
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -33,6 +34,7 @@ const { values } = parseArgs({
     spool: { type: 'string', multiple: true },
     stream: { type: 'string', multiple: true },
     sink: { type: 'string', multiple: true },
+    expect: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
   },
 })
@@ -52,6 +54,8 @@ const spoolExtra = perLabel(values.spool)
 const streamExtra = perLabel(values.stream)
 /** File sink keys per label: --sink small='{"maxBatchRecords":2000}'. */
 const sinkExtra = perLabel(values.sink)
+/** Labels whose clients ask for 100 Continue before uploading. */
+const expectLabels = new Set(values.expect ?? [])
 const durationS = Number(values.duration)
 /** Extra node flags for the gateway, e.g. --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/tmp/prof. */
 const nodeArgs = values['node-arg'] ?? []
@@ -111,6 +115,7 @@ async function connectionLoop(
   agent: Agent,
   until: number,
   out: { status: number; ms: number; reason?: string }[],
+  expectContinue = false,
 ): Promise<void> {
   while (performance.now() < until) {
     const t0 = performance.now()
@@ -125,6 +130,7 @@ async function connectionLoop(
             ...scenario.headers,
             'content-type': 'application/x-ndjson',
             'content-length': body.length,
+            ...(expectContinue ? { expect: '100-continue' } : {}),
           },
         },
         (res) => {
@@ -133,6 +139,8 @@ async function connectionLoop(
           if (res.statusCode === 503) res.on('data', (c: Buffer) => chunks.push(c))
           else res.resume()
           res.on('end', () => {
+            // Refused before 100 Continue: the body was never sent; the server closes the connection.
+            if (expectContinue && !req.writableEnded) req.destroy()
             if (chunks.length > 0) {
               try {
                 const p = JSON.parse(Buffer.concat(chunks).toString()) as { reason?: string; type?: string }
@@ -147,7 +155,10 @@ async function connectionLoop(
         },
       )
       req.on('error', () => ok(-1))
-      req.end(body)
+      if (expectContinue) {
+        req.on('continue', () => req.end(body))
+        req.flushHeaders()
+      } else req.end(body)
     })
     out.push({ status, ms: performance.now() - t0, ...(reason ? { reason } : {}) })
   }
@@ -190,7 +201,7 @@ async function runOne(label: string, dir: string): Promise<string> {
     const answers: { status: number; ms: number; reason?: string }[] = []
     const agent = new Agent({ keepAlive: true, maxSockets: connections })
     const loops = Array.from({ length: connections }, () =>
-      connectionLoop(`${base}/ingest/${scenario.streamId}`, agent, until, answers),
+      connectionLoop(`${base}/ingest/${scenario.streamId}`, agent, until, answers, expectLabels.has(label)),
     )
     const sampler = setInterval(() => {
       sample(base, started).then(
