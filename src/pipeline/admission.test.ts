@@ -433,29 +433,52 @@ describe('IngestTurns', () => {
     while (performance.now() < end);
   }
 
-  it('lets other callbacks run between slices of ingest work once a turn’s budget is spent', async () => {
-    const turns = new IngestTurns(5)
-    // A stand-in for a delivery lane: one step per turn of the event loop.
-    let laneTurns = 0
-    let stop = false
+  /** A stand-in for a delivery lane: one step per turn of the event loop, counted, until stopped. */
+  function laneStandIn(): { turns: () => number; stop: () => void } {
+    let turns = 0
+    let stopped = false
     const lane = (): void => {
-      laneTurns++
-      if (!stop) setImmediate(lane)
+      turns++
+      if (!stopped) setImmediate(lane)
     }
     setImmediate(lane)
+    return { turns: () => turns, stop: () => void (stopped = true) }
+  }
+
+  /** Runs `n` pieces of work of `ms` each through `turns`; the lane's step count at each one's start. */
+  async function runWork(
+    turns: IngestTurns,
+    lane: { turns: () => number },
+    n: number,
+    ms: number,
+    small = false,
+  ): Promise<number[]> {
     const startedAt: number[] = []
-    const work = Array.from({ length: 12 }, () =>
-      turns.run(() => {
-        startedAt.push(laneTurns)
-        spin(3)
-      }),
+    await Promise.all(
+      Array.from({ length: n }, () =>
+        turns.run(() => {
+          startedAt.push(lane.turns())
+          spin(ms)
+        }, small),
+      ),
     )
-    await Promise.all(work)
-    stop = true
+    return startedAt
+  }
+
+  /** The most pieces of work that started in one turn. */
+  function mostPerTurn(startedAt: readonly number[]): number {
+    const counts = new Map<number, number>()
+    for (const t of startedAt) counts.set(t, (counts.get(t) ?? 0) + 1)
+    return Math.max(...counts.values())
+  }
+
+  it('lets other callbacks run between slices of ingest work once a turn’s budget is spent', async () => {
+    const turns = new IngestTurns(5)
+    const lane = laneStandIn()
+    const startedAt = await runWork(turns, lane, 12, 3)
+    lane.stop()
     // 3 ms each under a 5 ms budget: at most two per turn, so the lane ran at least 5 times in between.
-    const perTurn = new Map<number, number>()
-    for (const t of startedAt) perTurn.set(t, (perTurn.get(t) ?? 0) + 1)
-    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(2)
+    expect(mostPerTurn(startedAt)).toBeLessThanOrEqual(2)
     expect(startedAt.at(-1)! - startedAt[0]!).toBeGreaterThanOrEqual(5)
     expect(turns.queued).toBe(0)
   })
@@ -463,32 +486,12 @@ describe('IngestTurns', () => {
   it('gives small work its own, larger budget: batches one per turn, small requests many', async () => {
     // A small budget far above the ~6 ms the small work takes, so a descheduled CI process cannot split it.
     const turns = new IngestTurns(1, 100)
-    let laneTurns = 0
-    let stop = false
-    const lane = (): void => {
-      laneTurns++
-      if (!stop) setImmediate(lane)
-    }
-    setImmediate(lane)
-    const perTurn = async (small: boolean, ms: number, n: number): Promise<number> => {
-      const startedAt: number[] = []
-      await Promise.all(
-        Array.from({ length: n }, () =>
-          turns.run(() => {
-            startedAt.push(laneTurns)
-            spin(ms)
-          }, small),
-        ),
-      )
-      const counts = new Map<number, number>()
-      for (const t of startedAt) counts.set(t, (counts.get(t) ?? 0) + 1)
-      return Math.max(...counts.values())
-    }
+    const lane = laneStandIn()
     // 2 ms batches over a 1 ms budget: one per turn.
-    expect(await perTurn(false, 2, 6)).toBe(1)
+    expect(mostPerTurn(await runWork(turns, lane, 6, 2))).toBe(1)
     // 0.2 ms small requests under 100 ms: the 30 of them need no more than two turns.
-    expect(await perTurn(true, 0.2, 30)).toBeGreaterThanOrEqual(15)
-    stop = true
+    expect(mostPerTurn(await runWork(turns, lane, 30, 0.2, true))).toBeGreaterThanOrEqual(15)
+    lane.stop()
     expect(turns.queued).toBe(0)
   })
 

@@ -139,6 +139,11 @@ export class LaneBudget {
   private lastLag = 0
   private lastDeliveryAt = -Infinity
 
+  /** The lane's whole budget in seconds as of its last sample (laneBudgetSeconds). */
+  get budgetSeconds(): number {
+    return this.over.high
+  }
+
   /**
    * Feeds one sample; true when the over-budget state changed. `budgetSeconds` is the lane's whole budget
    * (laneBudgetSeconds), `lingerMs` its sink's hold.
@@ -358,9 +363,8 @@ export class Admission {
           for (const lane of lanes) {
             const b = this.budgets.get(lane)
             if (!b?.over.on) continue
-            const own = laneBudgetSeconds(maxLag, lane.lingerMs)
-            budget = Math.min(budget, own)
-            wait = Math.max(wait, b.lagSeconds - own * LAG_RESUME_RATIO)
+            budget = Math.min(budget, b.budgetSeconds)
+            wait = Math.max(wait, b.lagSeconds - b.budgetSeconds * LAG_RESUME_RATIO)
           }
       if (budget === Infinity) budget = maxLag
       const held = budget > maxLag ? ` plus the sink's lingerMs` : ''
@@ -439,7 +443,7 @@ export class Admission {
           reasons.push({
             reason: 'lag-budget',
             sink: lane.sinkName,
-            message: `${deadLetter ? 'dead-letter sink' : 'sink'} ${lane.sinkName} is ${round(b.lagSeconds)} s behind (budget ${round(laneBudgetSeconds(this.lagBudget(), lane.lingerMs))} s)`,
+            message: `${deadLetter ? 'dead-letter sink' : 'sink'} ${lane.sinkName} is ${round(b.lagSeconds)} s behind (budget ${round(b.budgetSeconds)} s)`,
           })
       }
     }
@@ -514,7 +518,7 @@ export class Admission {
       lagSeconds: Number.isFinite(b.lagSeconds) ? round(b.lagSeconds) : null,
       recordsPerSecond: b.rate !== undefined ? Math.round(b.rate) : null,
       maxLagSeconds: budget,
-      budgetSeconds: round(laneBudgetSeconds(budget, lane.lingerMs)),
+      budgetSeconds: round(b.budgetSeconds),
     }
     if (b.over.on)
       this.deps.logger.warn(
