@@ -460,11 +460,26 @@ interface Harness {
 async function harness(
   sink: MemoryStagingSink,
   dir = mkdtempSync(join(tmpdir(), 'sg-lane-')),
+  /** Read the spool back from its files (no tail cache) in reads of this many bytes. */
+  readAheadBytes?: number,
 ): Promise<Harness> {
   if (!dirs.includes(dir)) dirs.push(dir)
-  const spool = await Spool.open({ dir, maxBytes: 1 << 30, fsync: 'always', segmentBytes: 1 << 20 }, logger)
+  const spool = await Spool.open(
+    {
+      dir,
+      maxBytes: 1 << 30,
+      fsync: 'always',
+      segmentBytes: 1 << 20,
+      ...(readAheadBytes !== undefined ? { tailCacheBytes: 0 } : {}),
+    },
+    logger,
+  )
   spools.push(spool)
   const stream = await spool.stream('s')
+  if (readAheadBytes !== undefined) {
+    const reader = stream.log.reader.bind(stream.log)
+    stream.log.reader = (from) => reader(from, readAheadBytes)
+  }
   const dead: Harness['dead'] = []
   const paused = { value: false }
   const advances: Harness['advances'] = []
@@ -726,58 +741,65 @@ describe('lane with a staging sink', () => {
     }
   })
 
-  it('under random failures of writes, commits and plain writes: every record delivered, the cursor never ahead', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 12 }),
-        fc.integer({ min: 1, max: 12 }),
-        fc.integer({ min: 1, max: 5 }),
-        fc.infiniteStream(fc.integer({ min: 0, max: 9 })),
-        async (frames, maxBatch, piece, dice) => {
-          const sink = new MemoryStagingSink(
-            { maxBatchRecords: maxBatch, lingerMs: 5 },
-            { records: piece, bytes: 1 << 20 },
-          )
-          const roll = dice[Symbol.iterator]()
-          const fail = (reason: string): SinkError | undefined => {
-            const n = roll.next().value as number
-            if (n === 0) return permanentError('refused', `${reason}-permanent`)
-            if (n <= 2) return transientError('flaky', `${reason}-transient`)
-            return undefined
-          }
-          sink.failures = {
-            write: () => fail('write'),
-            commit: () => fail('commit'),
-            plain: () => fail('plain'),
-          }
-          const h = await harness(sink)
-          const firstSeq = h.stream.log.nextSeq
-          let total = 0
-          for (const n of frames) {
-            await h.append(total, n)
-            total += n
-          }
-          h.lane.start()
-          try {
-            await waitFor(() => h.lane.lag === 0, 'everything through', 20_000)
-          } finally {
-            await h.lane.stop(1_000)
-          }
-          const dead = h.dead.flatMap((d) => d.payloads)
-          // At least once: every record reached the sink durably or the dead-letter lane.
-          expect(new Set([...sink.delivered(), ...dead])).toEqual(new Set(payloads(0, total)))
-          // A permanent failure of a staged batch alone never dead-letters: only plain writes refused do.
-          for (const d of h.dead) expect(d.error.reason).toMatch(/^plain-permanent$/)
-          // The cursor moved only over records that were durable by then (one frame per append).
-          for (const { at, durable } of h.advances) {
-            const frame = at.seq - firstSeq
-            const behind =
-              frames.slice(0, frame).reduce((a, b) => a + b, 0) + (frame < frames.length ? at.index : 0)
-            for (const p of payloads(0, behind)) expect(durable.has(p)).toBe(true)
-          }
-        },
-      ),
-      { numRuns: 40 },
-    )
-  }, 120_000)
+  it.each([
+    ['from the tail cache', undefined],
+    ['read back in 96-byte reads into recycled buffers', 96],
+  ] as const)(
+    'under random failures of writes, commits and plain writes (%s): every record delivered, the cursor never ahead',
+    async (_, readAheadBytes) => {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 12 }),
+          fc.integer({ min: 1, max: 12 }),
+          fc.integer({ min: 1, max: 5 }),
+          fc.infiniteStream(fc.integer({ min: 0, max: 9 })),
+          async (frames, maxBatch, piece, dice) => {
+            const sink = new MemoryStagingSink(
+              { maxBatchRecords: maxBatch, lingerMs: 5 },
+              { records: piece, bytes: 1 << 20 },
+            )
+            const roll = dice[Symbol.iterator]()
+            const fail = (reason: string): SinkError | undefined => {
+              const n = roll.next().value as number
+              if (n === 0) return permanentError('refused', `${reason}-permanent`)
+              if (n <= 2) return transientError('flaky', `${reason}-transient`)
+              return undefined
+            }
+            sink.failures = {
+              write: () => fail('write'),
+              commit: () => fail('commit'),
+              plain: () => fail('plain'),
+            }
+            const h = await harness(sink, undefined, readAheadBytes)
+            const firstSeq = h.stream.log.nextSeq
+            let total = 0
+            for (const n of frames) {
+              await h.append(total, n)
+              total += n
+            }
+            h.lane.start()
+            try {
+              await waitFor(() => h.lane.lag === 0, 'everything through', 20_000)
+            } finally {
+              await h.lane.stop(1_000)
+            }
+            const dead = h.dead.flatMap((d) => d.payloads)
+            // At least once: every record reached the sink durably or the dead-letter lane.
+            expect(new Set([...sink.delivered(), ...dead])).toEqual(new Set(payloads(0, total)))
+            // A permanent failure of a staged batch alone never dead-letters: only plain writes refused do.
+            for (const d of h.dead) expect(d.error.reason).toMatch(/^plain-permanent$/)
+            // The cursor moved only over records that were durable by then (one frame per append).
+            for (const { at, durable } of h.advances) {
+              const frame = at.seq - firstSeq
+              const behind =
+                frames.slice(0, frame).reduce((a, b) => a + b, 0) + (frame < frames.length ? at.index : 0)
+              for (const p of payloads(0, behind)) expect(durable.has(p)).toBe(true)
+            }
+          },
+        ),
+        { numRuns: 40 },
+      )
+    },
+    120_000,
+  )
 })

@@ -360,17 +360,31 @@ export class DeliveryLane {
       written: 0,
       firstAt: piece.firstAt,
     })
-    if (records.length > 0) {
+    const count = piece.records.length
+    let bytes = 0
+    for (const r of piece.records) bytes += r.payload.length
+    const written = records.length
+    if (written > 0) {
+      // The writer copies what it keeps before write() returns (StagedBatch): the piece's records are let
+      // go of here, not after the write resolved. They are views into the spool's read buffers; held over a
+      // part upload they would be promoted with those buffers and freed only by a full GC (issue 14 item 2).
+      const writing = open.writer.write(records, this.hardStop.signal)
+      // Not read again, but a suspended async function keeps its locals: this drops the last reference.
+      // eslint-disable-next-line no-useless-assignment
+      records = []
+      piece.records = []
+      // …and so are the spool's read buffers behind them, but for the frame being consumed (`carry`).
+      this.reader.recycle()
       try {
-        await open.writer.write(records, this.hardStop.signal)
+        await writing
       } catch (err) {
-        await this.lose(err, piece.end, records.length)
+        await this.lose(err, piece.end, written)
         return false
       }
     }
-    open.records += piece.records.length
-    for (const r of piece.records) open.bytes += r.payload.length
-    open.written += records.length
+    open.records += count
+    open.bytes += bytes
+    open.written += written
     this.gathered = piece.end
     this.reader.advance(piece.end)
     return true
@@ -467,7 +481,7 @@ export class DeliveryLane {
     const batchBytes = (): number => (open?.bytes ?? 0) + bytes
     for (;;) {
       if (!this.carry) {
-        const next = await this.reader.next()
+        const next = await this.reader.next(this.o.kind)
         if (next) this.carry = { frame: next.frame, next: next.skip }
       }
       if (this.carry) {

@@ -67,7 +67,11 @@ export interface Staging {
 
 /** One staged batch; used by one lane at a time, one call after the other. */
 export interface StagedBatch {
-  /** Adds records. Rejects with a SinkError, and the whole batch is then lost (discarded already). */
+  /**
+   * Adds records. Rejects with a SinkError, and the whole batch is then lost (discarded already). Whatever
+   * the batch keeps of `records` it copies before `write` returns: the caller lets go of the records (views
+   * into the spool's read buffers) as soon as the call returned, not when the promise settles.
+   */
   write(records: readonly SinkRecord[], signal: AbortSignal): Promise<void>
   /** Completes the batch: resolves once everything written is durable. Rejects like `write`. */
   commit(signal: AbortSignal): Promise<void>

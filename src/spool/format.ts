@@ -31,7 +31,8 @@ import type { SinkRecord } from '../records/record.js'
 // is skipped and counted (its records cannot be trusted), and recovery goes on.
 
 export const FRAME_HEADER_BYTES = 8
-const BODY_FIXED_BYTES = 22
+/** The body's fixed part: version, kind, seq, receivedAtMs, record count. */
+export const BODY_FIXED_BYTES = 22
 export const FORMAT_VERSION = 1
 const NO_ID = 0xffff
 

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterAll, describe, expect, it } from 'vitest'
 import { checkFrame, encodeFrame, frameCount, frameKind, frameSeq, FrameKind } from './format.js'
-import { SegmentScanner } from './segment-scan.js'
+import { SegmentScanner, spareScanWindows } from './segment-scan.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'sg-scan-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -81,6 +81,31 @@ describe('SegmentScanner', () => {
     }
     expect(seen).toEqual([1, 3, 2, 2, 3, 1, 4, 4])
     expect(offset).toBe(bytes.length)
+  })
+
+  it('hands its window to the next scanner once closed, and never one smaller than a frame needs', async () => {
+    const file = join(dir, 'windows.seg')
+    const bytes = segment([
+      { records: 3, bytes: 100 },
+      { records: 2, bytes: 2_000 },
+    ])
+    writeFileSync(file, bytes)
+    const first = await SegmentScanner.open(file, 1_024)
+    expect((await scanned(first, 0)).ok).toBe(true)
+    const held = spareScanWindows()
+    await first.close()
+    expect(spareScanWindows()).toBe(held + 1)
+    const second = await SegmentScanner.open(file, 1_024)
+    expect(spareScanWindows()).toBe(held)
+    // The second scanner reads through the first one's window and still checks every frame as a whole
+    // file would, the large second frame included.
+    let offset = 0
+    while (offset < bytes.length) {
+      const step = await scanned(second, offset)
+      expect(step).toEqual(wholeFile(bytes, offset))
+      offset += step.length!
+    }
+    await second.close()
   })
 
   it('never reads a length that runs past the end of the file (a torn tail or garbage)', async () => {

@@ -12,10 +12,12 @@ import {
 import { join } from 'node:path'
 import type { SinkRecord } from '../records/record.js'
 import {
+  BODY_FIXED_BYTES,
   checkFrame,
   decodeFrame,
   encodeFrame,
   FRAME_HEADER_BYTES,
+  frameKind,
   frameSeq,
   type Frame,
   type FrameKind,
@@ -273,8 +275,9 @@ export class StreamLog {
     })
   }
 
-  reader(from: Position): LogReader {
-    return new LogReader(this, from)
+  /** `readAheadBytes`: the size of each read from the file (tests make it small). */
+  reader(from: Position, readAheadBytes = READ_AHEAD_BYTES): LogReader {
+    return new LogReader(this, from, readAheadBytes)
   }
 
   /** @internal for LogReader */
@@ -442,22 +445,51 @@ export class StreamLog {
   }
 }
 
-/** Reads frames in order from a position; payloads of returned records are private copies. */
+/**
+ * Reads frames in order from a position. Payloads of returned records are views into the reader's own read
+ * buffers (or into the tail cache's frames): nothing else writes to them unless the caller hands buffers
+ * back with `recycle()`.
+ */
 export class LogReader {
   private segment: Segment | undefined
   private segmentIndex = -1
   private handle: FileHandle | undefined
   private offset = 0
   private positioned = false
-  /** Read-ahead buffer: file bytes [bufferStart, bufferStart + buffer.length). */
-  private buffer = Buffer.alloc(0)
+  /** Read-ahead buffer: file bytes [bufferStart, bufferStart + buffer.length), a view of `backing`. */
+  private buffer: Buffer = Buffer.alloc(0)
+  private backing: Buffer | undefined
   private bufferStart = 0
+  /** Since the first recycle(): read buffers replaced since the last recycle() (records may be in use). */
+  private retired: Buffer[] | undefined
+  /** Read buffers the caller gave back: the next reads fill these instead of fresh ones. */
+  private readonly free: Buffer[] = []
+  /** Where `probe` reads a frame's first bytes when the read buffer does not hold them. */
+  private readonly probeBuffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + BODY_FIXED_BYTES)
   corruptFrames = 0
 
   constructor(
     private readonly log: StreamLog,
     private position: Position,
+    private readonly readAheadBytes = READ_AHEAD_BYTES,
   ) {}
+
+  /**
+   * The caller no longer uses the records of frames returned before this call, except those of the frame
+   * returned last (which it may still be consuming): the read buffers that held only such frames are read
+   * into again instead of allocating fresh ones. Frames returned after this call, and the last one returned
+   * before it, stay intact until the next call. Without it every read is a fresh buffer, freed by the
+   * garbage collector — a major GC once records held over a sink's await have promoted it (a lane reading a
+   * backlog reads its whole spool through such buffers).
+   */
+  recycle(): void {
+    const retired = this.retired
+    this.retired = []
+    if (!retired) return
+    for (const buffer of retired)
+      if (this.free.length < MAX_FREE_READ_BUFFERS && buffer.length <= this.readAheadBytes)
+        this.free.push(buffer)
+  }
 
   get at(): Position {
     return { ...this.position }
@@ -465,9 +497,11 @@ export class LogReader {
 
   /**
    * The next frame at or after the position (with `skip` = records of it already consumed), or
-   * undefined when the reader is at the end of what has been written.
+   * undefined when the reader is at the end of what has been written. With `only`, a frame of another kind
+   * comes back as its kind and seq with no records, neither read nor checked nor decoded: a dead-letter
+   * lane passes over the record frames (by far the most bytes) at the cost of a small read each.
    */
-  async next(): Promise<{ frame: Frame; skip: number } | undefined> {
+  async next(only?: FrameKind): Promise<{ frame: Frame; skip: number } | undefined> {
     if (!this.positioned && !(await this.seek())) return undefined
     for (;;) {
       const segment = this.segment!
@@ -481,6 +515,17 @@ export class LogReader {
       // A frame this process wrote recently is still in memory: no read, no CRC (these are the bytes that
       // were written, and checked by nothing else either until a restart reads them back from the file).
       const cached = this.log.cachedFrame(segment, this.offset)
+      if (only !== undefined) {
+        const head = cached ?? (await this.probe(this.offset, segment.bytes))
+        if (!head) return undefined
+        const kind = frameKind(head, 0)
+        if (kind !== only) {
+          const seq = frameSeq(head, 0)
+          this.offset += FRAME_HEADER_BYTES + head.readUInt32LE(0)
+          if (seq < this.position.seq) continue
+          return { frame: { kind, seq, receivedAtMs: 0, records: [] }, skip: 0 }
+        }
+      }
       const frameBuf = cached
         ? { buf: cached, start: 0, length: cached.length, ok: true }
         : await this.readFrameAt(this.offset, segment.bytes)
@@ -526,8 +571,19 @@ export class LogReader {
     this.segment = segment
     this.handle = await open(segment.path, 'r')
     this.offset = 0
+    this.retire()
     this.buffer = Buffer.alloc(0)
     this.bufferStart = 0
+  }
+
+  /** The read buffer is being replaced: records decoded from it may still be in use until recycle(). */
+  private retire(): void {
+    if (this.backing && this.retired) {
+      this.retired.push(this.backing)
+      // A caller that stopped recycling: the oldest are left to the garbage collector (always safe).
+      if (this.retired.length > MAX_FREE_READ_BUFFERS * 2) this.retired.shift()
+    }
+    this.backing = undefined
   }
 
   private async readFrameAt(
@@ -543,13 +599,43 @@ export class LogReader {
     return { buf: this.buffer, start, length, ok: check.ok }
   }
 
+  /**
+   * The frame header and the body's fixed part at `offset` (kind, seq), from the read buffer when it holds
+   * them, else by a small read of its own (into a buffer no record ever points into); undefined while the
+   * whole frame is not written yet.
+   */
+  private async probe(offset: number, end: number): Promise<Buffer | undefined> {
+    const n = FRAME_HEADER_BYTES + BODY_FIXED_BYTES
+    if (offset + n > end) return undefined
+    let head: Buffer
+    if (offset >= this.bufferStart && offset + n <= this.bufferStart + this.buffer.length)
+      head = this.buffer.subarray(offset - this.bufferStart, offset - this.bufferStart + n)
+    else {
+      head = this.probeBuffer
+      let read = 0
+      while (read < n) {
+        const { bytesRead } = await this.handle!.read(head, read, n - read, offset + read)
+        if (bytesRead === 0) return undefined
+        read += bytesRead
+      }
+    }
+    return offset + FRAME_HEADER_BYTES + head.readUInt32LE(0) <= end ? head : undefined
+  }
+
   /** Makes file bytes [offset, offset + n) available in the buffer; false if not yet written. */
   private async ensure(offset: number, n: number, end: number): Promise<boolean> {
     if (offset + n > end) return false
     if (offset >= this.bufferStart && offset + n <= this.bufferStart + this.buffer.length) return true
-    // A fresh buffer each time: decoded payloads are views into it and must stay valid.
-    const size = Math.min(Math.max(n, READ_AHEAD_BYTES), end - offset)
-    const buffer = Buffer.allocUnsafe(size)
+    // A fresh buffer each time, or one the caller gave back (recycle()): decoded payloads are views into it
+    // and must stay valid until then.
+    const size = Math.min(Math.max(n, this.readAheadBytes), end - offset)
+    this.retire()
+    const spare = this.free.pop()
+    const buffer =
+      spare !== undefined && spare.length >= size
+        ? spare
+        : Buffer.allocUnsafe(this.retired && size < this.readAheadBytes ? this.readAheadBytes : size)
+    this.backing = buffer
     let read = 0
     while (read < size) {
       const { bytesRead } = await this.handle!.read(buffer, read, size - read, offset + read)
@@ -563,6 +649,8 @@ export class LogReader {
 }
 
 const READ_AHEAD_BYTES = 1024 * 1024
+/** Read buffers a recycling reader keeps for its next reads (a lane's piece spans at most two). */
+const MAX_FREE_READ_BUFFERS = 2
 
 /**
  * The most recently written frames by (segment, file offset), oldest evicted first once `maxBytes` is

@@ -168,6 +168,65 @@ describe('s3 object writer (staged pieces, memory S3)', () => {
     expect(s3.commands.at(-1)).toBe('CompleteMultipartUploadCommand')
   })
 
+  it.each(['none', 'gzip'] as const)(
+    'copies a piece before write() returns (compression %s): the lane may let go of its records at once',
+    async (compression) => {
+      const { sink, s3 } = memorySink({ compression, partBytes: S3_MIN_PART_BYTES })
+      const writer = sink.staging.begin('usage/lake')
+      const expected: Buffer[] = []
+      // 1,000-byte records in pieces of 1,000: pieces cross part boundaries (5 MiB) part-way through.
+      for (let i = 0; i < 12_000; i += 1_000) {
+        const piece = Array.from({ length: 1_000 }, (_, j) => ({
+          ...line(i + j),
+          payload: Buffer.from(`{"n":"${noise(1_000)}"}`),
+        }))
+        for (const r of piece) expected.push(Buffer.from(r.payload), Buffer.from('\n'))
+        const writing = writer.write(piece, AbortSignal.timeout(5_000))
+        // What a spool read buffer reused (or a lane's next piece) would do to the bytes once write returned.
+        for (const r of piece) r.payload.fill(0x21)
+        await writing
+      }
+      await writer.commit(AbortSignal.timeout(5_000))
+      const [stored] = [...s3.objects.values()]
+      expect(stored!.parts).toBeGreaterThanOrEqual(2)
+      const body = compression === 'gzip' ? gunzipSync(stored!.body) : stored!.body
+      expect(body.equals(Buffer.concat(expected))).toBe(true)
+    },
+  )
+
+  it('a committed object leaves its part buffer to the next object; a discarded one does not', async () => {
+    const { sink, s3 } = memorySink({ compression: 'none', partBytes: S3_MIN_PART_BYTES })
+    const bodies: Buffer[] = []
+    for (let o = 0; o < 3; o++) {
+      const writer = sink.staging.begin('usage/lake')
+      const records = Array.from({ length: 7_000 }, (_, i) => line(o * 10_000 + i, 1_000))
+      for (let i = 0; i < records.length; i += 1_000)
+        await writer.write(records.slice(i, i + 1_000), AbortSignal.timeout(5_000))
+      await writer.commit(AbortSignal.timeout(5_000))
+      bodies.push(Buffer.concat(records.flatMap((r) => [r.payload, Buffer.from('\n')])))
+    }
+    // Every object intact although the later ones were filled into the first one's buffer.
+    const stored = [...s3.objects.values()]
+    expect(stored.map((o) => o.parts)).toEqual([2, 2, 2])
+    stored.forEach((o, i) => expect(o.body.equals(bodies[i]!)).toBe(true))
+    const spare = sink.takePart()
+    expect(spare?.length).toBe(S3_MIN_PART_BYTES)
+    expect(sink.takePart()).toBeUndefined()
+
+    s3.failures.push({
+      command: 'CompleteMultipartUploadCommand',
+      nth: 4,
+      error: serviceError('InternalError', 500),
+    })
+    const failing = sink.staging.begin('usage/lake')
+    await failing.write(
+      Array.from({ length: 7_000 }, (_, i) => line(i, 1_000)),
+      AbortSignal.timeout(5_000),
+    )
+    await expect(failing.commit(AbortSignal.timeout(5_000))).rejects.toMatchObject({ retriable: true })
+    expect(sink.takePart()).toBeUndefined()
+  })
+
   it('gzip streams through: a small object is one PutObject with its record count, a large one multipart', async () => {
     const { sink, s3 } = memorySink()
     const small = sink.staging.begin('usage/lake')

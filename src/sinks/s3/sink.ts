@@ -81,6 +81,8 @@ export const S3_PIECE_BYTES = 1024 * 1024
 export const S3_PIECE_RECORDS = 10_000
 /** The part buffer starts this small and doubles up to partBytes: a small object never holds a whole part. */
 const FIRST_BUFFER_BYTES = 256 * 1024
+/** Part buffers kept between objects per sink: lanes roll objects a few at a time. */
+const MAX_SPARE_PARTS = 2
 /** The schema's default key; with compression none it loses its `.gz`. */
 export const S3_DEFAULT_KEY = '{{stream}}/dt={{yyyy}}-{{MM}}-{{dd}}/hour={{HH}}/{{uuid}}.ndjson.gz'
 const NDJSON_CONTENT_TYPE = 'application/x-ndjson'
@@ -109,6 +111,12 @@ export class S3Sink implements Sink {
   private readonly inFlight = new Set<Promise<unknown>>()
   /** Objects being written (staged by lanes or by `write`); close() aborts those still open. */
   readonly open = new Set<ObjectWriter>()
+  /**
+   * Part buffers of committed objects (partBytes each), for the next objects to fill: without them every
+   * object grows a buffer of its own from 256 KiB to partBytes, ~7.5 MiB of garbage per object that lives as
+   * long as the object fills and so waits for a major GC (bench/RESULTS.md, "S3 drain memory").
+   */
+  private readonly spareParts: Buffer[] = []
   closed = false
 
   constructor(
@@ -166,6 +174,19 @@ export class S3Sink implements Sink {
   /** The key of an object whose first record is `record` (a fresh {{uuid}} every time). */
   keyFor(record: SinkRecord): string {
     return this.key.render(record)
+  }
+
+  /** A full-size part buffer a committed object left, if any. */
+  takePart(): Buffer | undefined {
+    return this.spareParts.pop()
+  }
+
+  /**
+   * A committed object's part buffer, for the next object. Only after a commit succeeded: every request that
+   * read it has been answered (a discarded object's aborted request may still be sending from it).
+   */
+  givePart(part: Buffer): void {
+    if (part.length === this.partBytes && this.spareParts.length < MAX_SPARE_PARTS) this.spareParts.push(part)
   }
 
   /** A request signal that ends after timeoutMs: for clean-up calls made when the caller's signal is gone. */
@@ -346,17 +367,30 @@ class ObjectWriter implements StagedBatch {
     sink.open.add(this)
   }
 
-  async write(records: readonly SinkRecord[], signal: AbortSignal): Promise<void> {
-    this.usable()
-    if (records.length === 0) return
-    this.key ??= this.sink.keyFor(records[0]!)
-    this.records += records.length
+  /**
+   * Not async: the piece's NDJSON is copied into the writer's input buffer before this returns, so the
+   * caller's records (views into the spool's read buffers) can be collected young (StagedBatch.write).
+   */
+  write(records: readonly SinkRecord[], signal: AbortSignal): Promise<void> {
+    let input: Buffer
     try {
-      const chunks = ndjsonChunks(records)
+      this.usable()
+      if (records.length === 0) return Promise.resolve()
+      this.key ??= this.sink.keyFor(records[0]!)
+      this.records += records.length
+      input = this.gather(ndjsonChunks(records))
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)))
+    }
+    return this.writeInput(input, signal)
+  }
+
+  private async writeInput(input: Buffer, signal: AbortSignal): Promise<void> {
+    try {
       if (this.sink.gzip) {
         this.compressor ??= new Compressor()
-        await this.append(await this.compressor.push(this.gather(chunks)), signal)
-      } else await this.append(chunks, signal)
+        await this.append(await this.compressor.push(input), signal)
+      } else await this.append([input], signal)
     } catch (err) {
       await this.discard()
       throw classifyS3Error(err)
@@ -400,6 +434,7 @@ class ObjectWriter implements StagedBatch {
       await this.discard()
       throw classifyS3Error(err)
     }
+    if (this.part) this.sink.givePart(this.part)
     this.finish()
     // The upload is complete: its record goes (a record left behind only costs a listing at the next start).
     if (this.ledgerPath !== undefined)
@@ -435,8 +470,8 @@ class ObjectWriter implements StagedBatch {
   }
 
   /**
-   * `chunks` copied into the writer's input buffer, grown only for a larger piece. zlib is done with it once
-   * push() resolves (its write callback), so the next piece can overwrite it.
+   * `chunks` copied into the writer's input buffer, grown only for a larger piece. zlib (or `append`, without
+   * gzip) is done with it once write() resolves, so the next piece can overwrite it.
    */
   private gather(chunks: readonly Buffer[]): Buffer {
     let length = 0
@@ -474,7 +509,7 @@ class ObjectWriter implements StagedBatch {
       while (offset < chunk.length) {
         if (!this.part) this.part = Buffer.allocUnsafe(Math.min(partBytes, FIRST_BUFFER_BYTES))
         else if (this.filled === this.part.length) {
-          const grown = Buffer.allocUnsafe(Math.min(partBytes, this.part.length * 2))
+          const grown = this.sink.takePart() ?? Buffer.allocUnsafe(Math.min(partBytes, this.part.length * 2))
           this.part.copy(grown, 0, 0, this.filled)
           this.part = grown
         }
