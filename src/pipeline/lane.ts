@@ -3,7 +3,7 @@ import { asSinkError, permanentError, type SinkError } from '../errors.js'
 import { backoffDelay, sleep } from '../retry.js'
 import type { SinkRecord } from '../records/record.js'
 import type { Sink, StagedBatch } from '../sinks/sink.js'
-import { FrameKind, type Frame } from '../spool/format.js'
+import { FrameKind, recordAt, recordCount, type Frame } from '../spool/format.js'
 import type { StreamSpool } from '../spool/spool.js'
 import type { LogReader, Position } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
@@ -491,8 +491,9 @@ export class DeliveryLane {
           end = { seq: frame.seq + 1, index: 0 }
           continue
         }
-        while (this.carry.next < frame.records.length) {
-          const record = frame.records[this.carry.next]!
+        const count = recordCount(frame)
+        while (this.carry.next < count) {
+          const record = recordAt(frame, this.carry.next)
           const size = record.payload.length
           if (
             batchRecords() > 0 &&

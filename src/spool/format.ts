@@ -164,7 +164,10 @@ export function frameCount(buf: Buffer, offset: number): number {
 }
 
 /**
- * Decodes a checked frame. Payloads are views into `buf` (no copy): callers must not reuse `buf`.
+ * Decodes a checked frame. Payloads are views into `buf` (no copy): callers must not reuse `buf`. Records are
+ * made when asked for (`recordAt`), not all at once: a lane that takes a frame's records piece by piece
+ * then holds no record objects it has not reached yet, so those made for a piece die young with it instead
+ * of being promoted while the lane waits on its sink (bench/RESULTS.md, "S3 drain memory").
  */
 export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame {
   let o = offset + FRAME_HEADER_BYTES
@@ -173,8 +176,49 @@ export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame 
   const receivedAtMs = Number(buf.readBigUInt64LE(o + 10))
   const count = buf.readUInt32LE(o + 18)
   o += BODY_FIXED_BYTES
-  const records: SinkRecord[] = new Array<SinkRecord>(count)
+  // Where each record starts in `buf`: one pass over the lengths, no objects.
+  const starts = new Float64Array(count)
   for (let i = 0; i < count; i++) {
+    starts[i] = o
+    o += 4 + readU32(buf, o)
+    const idLength = readU16(buf, o)
+    o += 2 + (idLength !== NO_ID ? idLength : 0)
+    o += 4 + readU32(buf, o)
+  }
+  return new DecodedFrame(kind, seq, receivedAtMs, buf, stream, starts)
+}
+
+/** A frame read back from a log: its records are decoded one at a time when asked for. */
+class DecodedFrame implements Frame {
+  private all: SinkRecord[] | undefined
+
+  constructor(
+    readonly kind: FrameKind,
+    readonly seq: number,
+    readonly receivedAtMs: number,
+    private readonly buf: Buffer,
+    private readonly stream: string,
+    private readonly starts: Float64Array,
+  ) {}
+
+  get count(): number {
+    return this.starts.length
+  }
+
+  /** Every record (made once, on first use). */
+  get records(): SinkRecord[] {
+    if (!this.all) {
+      const all = new Array<SinkRecord>(this.starts.length)
+      for (let i = 0; i < all.length; i++) all[i] = this.record(i)
+      this.all = all
+    }
+    return this.all
+  }
+
+  /** Record `i`, a new object each call. */
+  record(i: number): SinkRecord {
+    const { buf, stream, receivedAtMs } = this
+    let o = this.starts[i]!
     const payloadLength = readU32(buf, o)
     const payload = buf.subarray(o + 4, o + 4 + payloadLength)
     o += 4 + payloadLength
@@ -189,14 +233,20 @@ export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame 
     o += 4
     if (fieldsLength > 0) {
       const fields = JSON.parse(buf.toString('utf8', o, o + fieldsLength)) as Record<string, string>
-      o += fieldsLength
-      records[i] =
-        id !== undefined
-          ? { stream, payload, receivedAtMs, id, fields }
-          : { stream, payload, receivedAtMs, fields }
-    } else
-      records[i] =
-        id !== undefined ? { stream, payload, receivedAtMs, id } : { stream, payload, receivedAtMs }
+      return id !== undefined
+        ? { stream, payload, receivedAtMs, id, fields }
+        : { stream, payload, receivedAtMs, fields }
+    }
+    return id !== undefined ? { stream, payload, receivedAtMs, id } : { stream, payload, receivedAtMs }
   }
-  return { kind, seq, receivedAtMs, records }
+}
+
+/** How many records `frame` holds. */
+export function recordCount(frame: Frame): number {
+  return frame instanceof DecodedFrame ? frame.count : frame.records.length
+}
+
+/** Record `i` of `frame`; of a frame read back, a new object each call (decoded when asked for). */
+export function recordAt(frame: Frame, i: number): SinkRecord {
+  return frame instanceof DecodedFrame ? frame.record(i) : frame.records[i]!
 }
