@@ -25,6 +25,7 @@ import { parseArgs } from 'node:util'
 import { freePort } from '../scripts/backends/daemon.js'
 import { makeTempDir, removeTempDir, stopChild, track } from './processes.js'
 import { findScenario } from './scenarios.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 const { values } = parseArgs({
   options: {
@@ -178,9 +179,13 @@ async function runOne(label: string, dir: string): Promise<string> {
   const configFile = join(work, 'config.json')
   writeFileSync(configFile, JSON.stringify(config))
   const child: ChildProcess = track(
-    spawn(process.execPath, [...nodeArgs, join(dir, 'dist', 'cli.js'), 'serve', '--config', configFile], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    }),
+    spawn(
+      process.execPath,
+      [...NODE_FLAGS, ...nodeArgs, join(dir, 'dist', 'cli.js'), 'serve', '--config', configFile],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    ),
   )
   const logs: string[] = []
   child.stderr!.on('data', (d: Buffer) => logs.push(d.toString()))

@@ -45,6 +45,7 @@ import { backendsAnswer, readBackendsEnv, type BackendsEnv } from '../scripts/ba
 import { processTree, rssBytes } from './proc-stats.js'
 import { makeTempDir, removeTempDir, stopChild, track } from './processes.js'
 import { findScenario } from './scenarios.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 const REPO = resolve(import.meta.dirname, '..')
 
@@ -191,10 +192,14 @@ async function serve(
   const fd = openSync(log, 'a')
   const startedAt = performance.now()
   const child = track(
-    spawn(process.execPath, [...o.nodeArgs, join(o.dist, 'cli.js'), 'serve', '--config', file], {
-      cwd: REPO,
-      stdio: ['ignore', fd, fd],
-    }),
+    spawn(
+      process.execPath,
+      [...NODE_FLAGS, ...o.nodeArgs, join(o.dist, 'cli.js'), 'serve', '--config', file],
+      {
+        cwd: REPO,
+        stdio: ['ignore', fd, fd],
+      },
+    ),
   )
   closeSync(fd)
   started.push(child)

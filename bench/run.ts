@@ -42,6 +42,7 @@ import {
   type SustainedResult,
   deepMerge,
 } from './sustained.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 const REPO = resolve(new URL('..', import.meta.url).pathname)
 type TargetName = 'streamgate' | 'baseline'
@@ -595,6 +596,7 @@ async function runScenario(
     const gateway = startTarget(
       'streamgate',
       [
+        ...NODE_FLAGS,
         ...options.nodeArgs,
         ...profileArgs,
         gatewayCli,

@@ -20,6 +20,7 @@ import { createGenerator, wrkAvailable, type GeneratorName, type LoadGenerator }
 import { cpuSeconds, processTree, waitForIdle } from './proc-stats.js'
 import { makeTempDir, removeTempDir, stopChild, track } from './processes.js'
 import { findScenario, type Scenario } from './scenarios.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 const REPO = join(import.meta.dirname, '..')
 
@@ -96,7 +97,7 @@ async function startTarget(dist: string, s: Scenario, workers: number, root: str
     }),
   )
   const child = track(
-    spawn(process.execPath, [join(dist, 'cli.js'), 'serve', '--config', config], {
+    spawn(process.execPath, [...NODE_FLAGS, join(dist, 'cli.js'), 'serve', '--config', config], {
       cwd: REPO,
       stdio: ['ignore', 'inherit', 'inherit'],
     }),

@@ -7,6 +7,7 @@ import { serve } from './cluster/serve.js'
 import { existingShards } from './cluster/shards.js'
 import { StartupError } from './main.js'
 import { loadCheckedConfig } from './pipeline/config-check.js'
+import { applyRuntimeFlags } from './runtime-flags.js'
 import { replayDeadLetters } from './pipeline/replay.js'
 import { formatStats, mergeStats, spoolStats } from './spool/inspect.js'
 import { SpoolLockedError, spoolOwner } from './spool/lock.js'
@@ -34,6 +35,7 @@ export async function runCli(argv: string[]): Promise<number> {
   const [command, ...rest] = argv
   switch (command) {
     case 'serve': {
+      applyRuntimeFlags()
       const { values } = parseArgs({
         args: rest,
         options: {

@@ -1,0 +1,21 @@
+import { readFileSync } from 'node:fs'
+import { describe, expect, it } from 'vitest'
+import { applyRuntimeFlags, NODE_FLAGS } from './runtime-flags.js'
+
+const repoFile = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
+
+describe('the node flags the gateway ships with', () => {
+  it('`npm start` runs the gateway with them', () => {
+    const pkg = JSON.parse(repoFile('package.json')) as { scripts: Record<string, string> }
+    expect(pkg.scripts.start).toContain(`node ${NODE_FLAGS.join(' ')} dist/cli.js serve`)
+  })
+
+  it('the Docker image runs the gateway with them', () => {
+    const entrypoint = /^ENTRYPOINT (.+)$/m.exec(repoFile('Dockerfile'))?.[1]
+    expect(JSON.parse(entrypoint ?? 'null')).toEqual(['node', ...NODE_FLAGS, 'dist/cli.js'])
+  })
+
+  it('serve can set its own V8 flags at run time', () => {
+    expect(() => applyRuntimeFlags()).not.toThrow()
+  })
+})
