@@ -27,6 +27,7 @@ import { parseArgs } from 'node:util'
 import { freePort } from '../scripts/backends/daemon.js'
 import { EMNIFY_MAX_BULK, pdpBulk } from '../test/support/emnify-bulk.js'
 import { hwmBytes, rssBytes, waitForIdle } from './proc-stats.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 const { values } = parseArgs({
   options: {
@@ -170,6 +171,7 @@ async function main(): Promise<void> {
   const child = spawn(
     process.execPath,
     [
+      ...NODE_FLAGS,
       '--import',
       `data:text/javascript,${encodeURIComponent(PROBE)}`,
       resolve(values.cli),

@@ -34,6 +34,7 @@ import { hasExited, makeTempDir, removeTempDir, stopChild, track } from './proce
 import { RssSampler, cpuSeconds, processTree, waitForIdle } from './proc-stats.js'
 import { findScenario } from './scenarios.js'
 import { lazyBackends } from './sinks.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 const REPO = resolve(new URL('..', import.meta.url).pathname)
 const STREAM = 'azion-ndjson'
@@ -140,6 +141,7 @@ async function oneRun(
       spawn(
         process.execPath,
         [
+          ...NODE_FLAGS,
           ...(profileDir
             ? ['--cpu-prof', '--cpu-prof-dir', join(profileDir, variant.label.replace(/[/:]/g, '-'))]
             : []),

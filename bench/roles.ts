@@ -25,6 +25,7 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { parseArgs } from 'node:util'
 import { makeTempDir, removeTempDir, stopChild, track } from './processes.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 const REPO = join(import.meta.dirname, '..')
 const CLI = join(REPO, 'dist', 'cli.js')
@@ -180,10 +181,14 @@ async function runMode(mode: string, dir: string): Promise<Result> {
     for (const role of roles) {
       const port = await freePort()
       const child = track(
-        spawn(process.execPath, [CLI, 'serve', '--config', file, '--role', role, '--port', String(port)], {
-          stdio: ['ignore', 'ignore', 'inherit'],
-          env: { PATH: process.env.PATH },
-        }),
+        spawn(
+          process.execPath,
+          [...NODE_FLAGS, CLI, 'serve', '--config', file, '--role', role, '--port', String(port)],
+          {
+            stdio: ['ignore', 'ignore', 'inherit'],
+            env: { PATH: process.env.PATH },
+          },
+        ),
       )
       const url = `http://127.0.0.1:${port}`
       nodes.push({ child, url, role })

@@ -42,6 +42,7 @@ import { hasExited, makeTempDir, removeTempDir, stopChild, track } from './proce
 import { RssSampler, processTree } from './proc-stats.js'
 import type { Scenario } from './scenarios.js'
 import { removeSinkData, sinkConfig, type Backends, type BenchSink } from './sinks.js'
+import { NODE_FLAGS } from '../src/runtime-flags.js'
 
 /** A lane may grow by at most this fraction of the accepted records/s over the second half of a run. */
 export const LAG_GROWTH_BUDGET = 0.05
@@ -335,7 +336,7 @@ interface Gateway {
 async function startGateway(cli: string, configFile: string, streamId: string): Promise<Gateway> {
   const port = await freePort()
   const child = track(
-    spawn(process.execPath, [cli, 'serve', '--config', configFile, '--port', String(port)], {
+    spawn(process.execPath, [...NODE_FLAGS, cli, 'serve', '--config', configFile, '--port', String(port)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
   )
