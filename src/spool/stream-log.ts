@@ -9,6 +9,7 @@ import {
   writeFile,
   type FileHandle,
 } from 'node:fs/promises'
+import { constants as fsConstants } from 'node:fs'
 import { join } from 'node:path'
 import type { SinkRecord } from '../records/record.js'
 import {
@@ -186,8 +187,11 @@ export class StreamLog {
               bytesWritten += (await this.active!.write(rest)).bytesWritten
             }
           }
-          if (this.options.fsync === 'always') await this.active!.datasync()
-          else this.dirty = true
+          // fsync 'always': the segment is open with O_DSYNC where the platform has it, so each write
+          // returned once its data (and what reading it back needs) was on disk, as writev + fdatasync do, in
+          // one thread-pool hop instead of two (one-record requests +22-25 % req/s, bench/RESULTS.md).
+          if (this.options.fsync !== 'always') this.dirty = true
+          else if (!DSYNC) await this.active!.datasync()
           // Readers see the frames from here on (segment.bytes); the caught-up ones take them from memory.
           let offset = segment.bytes
           for (const frame of buffers) {
@@ -228,14 +232,20 @@ export class StreamLog {
     if (this.active && last) return last
     if (last && last.bytes === 0 && last.firstSeq === firstSeq) {
       // The empty segment left by a drain (or found at recovery) is named for exactly this frame.
-      this.active = await open(last.path, 'a')
+      this.active = await open(last.path, this.appendFlags())
       return last
     }
     const segment: Segment = { firstSeq, path: join(this.dir, segmentName(firstSeq)), bytes: 0 }
-    this.active = await open(segment.path, 'a')
+    this.active = await open(segment.path, this.appendFlags())
     await syncDir(this.dir)
     this.segments.push(segment)
     return segment
+  }
+
+  /** Append mode; with fsync 'always' also O_DSYNC (every write is durable when it returns). */
+  private appendFlags(): number {
+    const { O_WRONLY, O_APPEND, O_CREAT } = fsConstants
+    return O_WRONLY | O_APPEND | O_CREAT | (this.options.fsync === 'always' && DSYNC ? DSYNC : 0)
   }
 
   private async rollSegment(): Promise<void> {
@@ -649,6 +659,8 @@ export class LogReader {
 }
 
 const READ_AHEAD_BYTES = 1024 * 1024
+/** O_DSYNC, where the platform has it (not on Windows): then fsync 'always' needs no fdatasync. */
+const DSYNC: number | undefined = (fsConstants as { O_DSYNC?: number }).O_DSYNC
 /** Read buffers a recycling reader keeps for its next reads (a lane's piece spans at most two). */
 const MAX_FREE_READ_BUFFERS = 2
 
