@@ -189,7 +189,7 @@ export class StreamLog {
           }
           // fsync 'always': the segment is open with O_DSYNC where the platform has it, so each write
           // returned once its data (and what reading it back needs) was on disk, as writev + fdatasync do, in
-          // one thread-pool hop instead of two (one-record requests +22-25 % req/s, bench/RESULTS.md).
+          // one thread-pool hop instead of two (one-record requests +12–25 % req/s, bench/RESULTS.md).
           if (this.options.fsync !== 'always') this.dirty = true
           else if (!DSYNC) await this.active!.datasync()
           // Readers see the frames from here on (segment.bytes); the caught-up ones take them from memory.
@@ -609,6 +609,17 @@ export class LogReader {
     return { buf: this.buffer, start, length, ok: check.ok }
   }
 
+  /** Reads file bytes [offset, offset + n) into `into`; how many there were (fewer at the end of the file). */
+  private async readAt(into: Buffer, n: number, offset: number): Promise<number> {
+    let read = 0
+    while (read < n) {
+      const { bytesRead } = await this.handle!.read(into, read, n - read, offset + read)
+      if (bytesRead === 0) break
+      read += bytesRead
+    }
+    return read
+  }
+
   /**
    * The frame header and the body's fixed part at `offset` (kind, seq), from the read buffer when it holds
    * them, else by a small read of its own (into a buffer no record ever points into); undefined while the
@@ -622,12 +633,7 @@ export class LogReader {
       head = this.buffer.subarray(offset - this.bufferStart, offset - this.bufferStart + n)
     else {
       head = this.probeBuffer
-      let read = 0
-      while (read < n) {
-        const { bytesRead } = await this.handle!.read(head, read, n - read, offset + read)
-        if (bytesRead === 0) return undefined
-        read += bytesRead
-      }
+      if ((await this.readAt(head, n, offset)) < n) return undefined
     }
     return offset + FRAME_HEADER_BYTES + head.readUInt32LE(0) <= end ? head : undefined
   }
@@ -646,12 +652,7 @@ export class LogReader {
         ? spare
         : Buffer.allocUnsafe(this.retired && size < this.readAheadBytes ? this.readAheadBytes : size)
     this.backing = buffer
-    let read = 0
-    while (read < size) {
-      const { bytesRead } = await this.handle!.read(buffer, read, size - read, offset + read)
-      if (bytesRead === 0) break
-      read += bytesRead
-    }
+    const read = await this.readAt(buffer, size, offset)
     this.buffer = buffer.subarray(0, read)
     this.bufferStart = offset
     return read >= n
