@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { applyRuntimeFlags, NODE_FLAGS } from './runtime-flags.js'
+import { NODE_FLAGS } from './runtime-flags.js'
 
 const repoFile = (path: string): string => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8')
 
@@ -13,9 +13,5 @@ describe('the node flags the gateway ships with', () => {
   it('the Docker image runs the gateway with them', () => {
     const entrypoint = /^ENTRYPOINT (.+)$/m.exec(repoFile('Dockerfile'))?.[1]
     expect(JSON.parse(entrypoint ?? 'null')).toEqual(['node', ...NODE_FLAGS, 'dist/cli.js'])
-  })
-
-  it('serve can set its own V8 flags at run time', () => {
-    expect(() => applyRuntimeFlags()).not.toThrow()
   })
 })
