@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer'
 import { Readable } from 'node:stream'
 import { promisify } from 'node:util'
 import * as zlib from 'node:zlib'
+import { bodyPool } from '../buffer-pool.js'
 import { problem, ProblemError } from '../errors.js'
 
 // Reading and decoding a request body within a byte limit that holds both on the wire and after
@@ -36,7 +37,8 @@ export function bodyTimedOut(idleMs: number): ProblemError {
  * connection (`Connection: close`), which a destroyed request would not let it do. With the declared
  * Content-Length (`expected`, already checked against the limit) the body is copied into one buffer of that
  * size as it arrives, so a large bulk (emnify: 10,000 records, ~15 MB) is held once, not as a chunk list
- * plus its concatenation.
+ * plus its concatenation. That buffer comes from `bodyPool` (src/buffer-pool.ts): the caller may give it
+ * back once nothing holds a view into the body any more, or leave it to the collector.
  */
 export function readBody(
   body: AsyncIterable<Uint8Array>,
@@ -75,7 +77,7 @@ class BodyBuffer {
   ) {
     this.into =
       expected !== undefined && Number.isSafeInteger(expected) && expected > 0 && expected <= limit
-        ? Buffer.allocUnsafe(expected)
+        ? bodyPool.take(expected)
         : undefined
   }
 

@@ -1,3 +1,4 @@
+import { bodyPool } from '../buffer-pool.js'
 import { streamBodyLimit } from '../config/load.js'
 import type { ServerConfig } from '../config/types.js'
 import { problem, type ProblemBody, ProblemError } from '../errors.js'
@@ -134,9 +135,13 @@ export class IngestHandler {
       this.server.bodyTimeoutMs,
     )
     const encoding = first(input.headers['content-encoding'])
-    return this.entry.ingest(stream, raw, meta, async (bytes) =>
+    const counts = await this.entry.ingest(stream, raw, meta, async (bytes) =>
       checkText(await decodeBody(bytes, encoding, limit)),
     )
+    // Accepted, and the hand-off copied the records (the spool's frames): nothing holds a view into the body
+    // any more, so the next request may read into it. On any refusal the body is left to the collector.
+    if (this.entry.copiesRecords(stream)) bodyPool.give(raw)
+    return counts
   }
 
   private errorAnswer(err: unknown, stream: StreamRuntime, input: IngestInput): HttpAnswer {

@@ -16,4 +16,11 @@ import type { ProcessOutcome, StreamRuntime } from './stream.js'
  */
 export interface HandOff {
   accept(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void>
+  /**
+   * True when this hand-off copies a stream's records (the spool encodes them into its frames), so that once
+   * `accept` resolved it holds no view into the request's body.
+   * Absent or false: it may still read the payloads afterwards (a sink sending them, a producer's buffer),
+   * and the body must be left to the collector.
+   */
+  copiesRecords?(stream: StreamRuntime): boolean
 }

@@ -162,6 +162,15 @@ export class IngestEntry {
     }
   }
 
+  /**
+   * True when, once `ingest` resolved, nothing of the pipeline holds a view into the request's body: the
+   * stream's hand-off copied the records (see HandOff.copiesRecords). The carrier may then reuse the body's
+   * buffer.
+   */
+  copiesRecords(stream: StreamRuntime): boolean {
+    return this.parts.handOff.copiesRecords?.(stream) === true
+  }
+
   /** A request refused whole for its invalid records (422): they count as rejected, none as received. */
   private countRefused(stream: StreamRuntime, err: ProblemError): void {
     const n = err.errors?.length ?? 0

@@ -48,6 +48,11 @@ export class SpoolHandOff implements HandOff {
     if (outcome.deadLetters.length > 0)
       this.deps.metrics.deadLetter(stream.id, 'invalid', outcome.deadLetters.length)
   }
+
+  /** Once Spool.append resolved, the records are in frames it encoded (copies); nothing keeps the outcome. */
+  copiesRecords(): boolean {
+    return true
+  }
 }
 
 /** What direct delivery needs of the running topology and of the dead-letter path. */
@@ -131,5 +136,10 @@ export class DurabilityHandOff implements HandOff {
     return stream.config.durability === 'none'
       ? this.direct.accept(stream, outcome)
       : this.durable.accept(stream, outcome)
+  }
+
+  copiesRecords(stream: StreamRuntime): boolean {
+    const handOff = stream.config.durability === 'none' ? this.direct : this.durable
+    return handOff.copiesRecords?.(stream) === true
   }
 }
