@@ -1,10 +1,11 @@
-// Large buffers that live for a request (its body) are taken from and given back to a pool, instead of being
-// allocated per request and left to the garbage collector.
+// Large buffers that live for a request or a delivery batch (a request's body, a lane's spool read buffers)
+// are taken from and given back to a pool, instead of being allocated each time and left to the garbage
+// collector.
 //
 // Why (bench/RESULTS.md, "where ingest's major GCs come from"): V8 starts a major GC whenever external memory
-// (Buffers) grew by ~64 MB since the last one. A body lives until its frame is fsync'd, long enough to be
-// promoted, so at full load most major GCs were started by bodies and frames, and the process's RSS carried
-// up to 64 MB of dead ones. A buffer taken again from the pool is no new external memory.
+// (Buffers) grew by ~64 MB since the last one. A body lives until its frame is fsync'd, and a read buffer
+// until its batch is delivered: long enough to be promoted, so at full load most major GCs were started by
+// them. A buffer taken again from the pool is no new external memory.
 //
 // Only the code that took a buffer gives it back, and only once nothing holds a view into it any more: a
 // buffer given back while something still reads it would be overwritten by the next request's bytes. The

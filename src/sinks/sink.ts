@@ -46,6 +46,13 @@ export interface Sink {
   close(): Promise<void>
   /** Present when the sink takes a lane's batch in pieces (see Staging); `write` still works on its own. */
   readonly staging?: Staging
+  /**
+   * True when `write` copies what it needs of the records before it returns (synchronously), and never
+   * reads their payloads after that, whether the promise is still pending, settles or is aborted. The lane
+   * then lets the spool reader reuse the read buffers those payloads were views of once the batches are
+   * finished (LogReader.recycle), instead of leaving one buffer per read to the garbage collector.
+   */
+  readonly copiesOnWrite?: boolean
 }
 
 /**

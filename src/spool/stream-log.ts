@@ -11,6 +11,7 @@ import {
 } from 'node:fs/promises'
 import { constants as fsConstants } from 'node:fs'
 import { join } from 'node:path'
+import { BufferPool } from '../buffer-pool.js'
 import type { SinkRecord } from '../records/record.js'
 import {
   BODY_FIXED_BYTES,
@@ -472,8 +473,7 @@ export class LogReader {
   private bufferStart = 0
   /** Since the first recycle(): read buffers replaced since the last recycle() (records may be in use). */
   private retired: Buffer[] | undefined
-  /** Read buffers the caller gave back: the next reads fill these instead of fresh ones. */
-  private readonly free: Buffer[] = []
+  private retiredBytes = 0
   /** Where `probe` reads a frame's first bytes when the read buffer does not hold them. */
   private readonly probeBuffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + BODY_FIXED_BYTES)
   corruptFrames = 0
@@ -495,10 +495,9 @@ export class LogReader {
   recycle(): void {
     const retired = this.retired
     this.retired = []
+    this.retiredBytes = 0
     if (!retired) return
-    for (const buffer of retired)
-      if (this.free.length < MAX_FREE_READ_BUFFERS && buffer.length <= this.readAheadBytes)
-        this.free.push(buffer)
+    for (const buffer of retired) readBuffers.give(buffer)
   }
 
   get at(): Position {
@@ -590,8 +589,11 @@ export class LogReader {
   private retire(): void {
     if (this.backing && this.retired) {
       this.retired.push(this.backing)
-      // A caller that stopped recycling: the oldest are left to the garbage collector (always safe).
-      if (this.retired.length > MAX_FREE_READ_BUFFERS * 2) this.retired.shift()
+      this.retiredBytes += this.backing.length
+      // A caller that recycles seldom (batches always in flight): the oldest are left to the garbage
+      // collector (always safe), so that the list holds no more than a lane's batch.
+      while (this.retiredBytes > MAX_RETIRED_BYTES && this.retired.length > 1)
+        this.retiredBytes -= this.retired.shift()!.length
     }
     this.backing = undefined
   }
@@ -646,11 +648,11 @@ export class LogReader {
     // and must stay valid until then.
     const size = Math.min(Math.max(n, this.readAheadBytes), end - offset)
     this.retire()
-    const spare = this.free.pop()
-    const buffer =
-      spare !== undefined && spare.length >= size
-        ? spare
-        : Buffer.allocUnsafe(this.retired && size < this.readAheadBytes ? this.readAheadBytes : size)
+    // A reader that recycles reads into the shared pool's buffers (at least a read-ahead's worth, so that
+    // they serve any read); one that does not gets its own, left to the collector.
+    const buffer = this.retired
+      ? readBuffers.take(Math.max(size, this.readAheadBytes))
+      : Buffer.allocUnsafe(size)
     this.backing = buffer
     const read = await this.readAt(buffer, size, offset)
     this.buffer = buffer.subarray(0, read)
@@ -662,8 +664,15 @@ export class LogReader {
 const READ_AHEAD_BYTES = 1024 * 1024
 /** O_DSYNC, where the platform has it (not on Windows): then fsync 'always' needs no fdatasync. */
 const DSYNC: number | undefined = (fsConstants as { O_DSYNC?: number }).O_DSYNC
-/** Read buffers a recycling reader keeps for its next reads (a lane's piece spans at most two). */
-const MAX_FREE_READ_BUFFERS = 2
+/**
+ * The read buffers of readers that recycle (delivery lanes): given back by recycle(), taken by the next read
+ * of any reader. One pool for the process, so that idle lanes hold none; 16 MiB kept free at most (a file
+ * lane's 8 MiB batch spans eight or nine 1 MiB reads).
+ */
+const MIB = 1024 * 1024
+const readBuffers = new BufferPool({ minBytes: 1, maxBytes: 64 * MIB, maxFreeBytes: 16 * MIB })
+/** Read buffers a recycling reader lists as possibly in use, at most (older ones go to the collector). */
+const MAX_RETIRED_BYTES = 16 * MIB
 
 /**
  * The most recently written frames by (segment, file offset), oldest evicted first once `maxBytes` is

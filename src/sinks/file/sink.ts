@@ -59,6 +59,8 @@ export function createFileSink(name: string, config: FileSinkConfig, context: Si
 
 class FileSink implements Sink {
   readonly type = 'file' as const
+  /** write() copies the batch into one NDJSON buffer before it returns. */
+  readonly copiesOnWrite = true
   readonly limits
   private file: FileHandle | undefined
   private fileBytes = 0

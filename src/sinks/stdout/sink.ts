@@ -23,6 +23,8 @@ export function createStdoutSink(name: string, config: StdoutSinkConfig): Sink {
     name,
     type: 'stdout',
     limits,
+    // write() concatenates the batch (a copy) before it returns.
+    copiesOnWrite: true,
     write(batch: readonly SinkRecord[]): Promise<WriteResult> {
       if (batch.length === 0) return Promise.resolve(ALL_WRITTEN)
       return new Promise((resolve, reject) => {
