@@ -19,7 +19,10 @@ import {
 const FILE_DEFAULTS = {
   maxBatchRecords: 10_000,
   maxBatchBytes: 8 * 1024 * 1024,
-  lingerMs: 0,
+  // A batch waits up to 5 ms for more records: under a stream of small requests the lane's write + fsync per
+  // frame competed with the spool's own for the disk (one-record requests +15-25 % req/s with 5 ms,
+  // bench/RESULTS.md 2026-12-04 fourth session); Kafka producers' linger.ms defaults to 5 ms too.
+  lingerMs: 5,
   maxRecordBytes: 64 * 1024 * 1024,
 }
 
