@@ -61,6 +61,20 @@ describe('BufferPool', () => {
     expect(p.stats.reuses).toBe(2)
   })
 
+  it('an idle pool lets go of its free buffers; one in use keeps them', () => {
+    const p = pool()
+    p.give(p.take(100 * KIB))
+    p.trimIfIdle() // the first check only notes the takes so far
+    expect(p.freeBytes).toBe(capacityFor(100 * KIB))
+    p.give(p.take(100 * KIB)) // taken since: not idle
+    p.trimIfIdle()
+    expect(p.freeBytes).toBe(capacityFor(100 * KIB))
+    p.trimIfIdle() // nothing taken since the last check
+    expect(p.freeBytes).toBe(0)
+    expect(p.take(100 * KIB).length).toBe(100 * KIB)
+    expect(p.stats.reuses).toBe(1)
+  })
+
   it('capacityFor: at least the length, at most 25 % more above 64 KiB, the same for lengths of one class', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 256 * KIB * KIB }), (length) => {

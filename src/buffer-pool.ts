@@ -14,6 +14,8 @@
 
 const KIB = 1024
 const STEPS_PER_DOUBLING = 4
+/** How often an idle pool is checked; free buffers go after one to two such periods without a take. */
+const IDLE_TRIM_MS = 30_000
 
 export interface BufferPoolOptions {
   /** Smaller requests are plain allocations (small buffers die young; the scavenger frees them for nothing). */
@@ -34,6 +36,8 @@ export class BufferPool {
   private takes = 0
   private reuses = 0
   private gives = 0
+  private takesAtLastTrim = -1
+  private trimTimer: NodeJS.Timeout | undefined
 
   constructor(readonly options: BufferPoolOptions) {}
 
@@ -73,6 +77,23 @@ export class BufferPool {
     this.gives++
     this.freeSet.add(ab)
     this.freeBytesValue += capacity
+    if (!this.trimTimer) {
+      this.trimTimer = setInterval(() => this.trimIfIdle(), IDLE_TRIM_MS)
+      this.trimTimer.unref()
+    }
+  }
+
+  /**
+   * Lets go of every free buffer when nothing was taken since the previous call: after a burst, an idle
+   * gateway gives the memory back (called every IDLE_TRIM_MS once something was given back).
+   */
+  trimIfIdle(): void {
+    if (this.takes === this.takesAtLastTrim) {
+      this.free.clear()
+      this.freeSet.clear()
+      this.freeBytesValue = 0
+    }
+    this.takesAtLastTrim = this.takes
   }
 
   /** Bytes on the free lists. */
