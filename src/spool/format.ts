@@ -57,6 +57,7 @@ export function encodeFrame(
   seq: number,
   receivedAtMs: number,
   records: readonly SinkRecord[],
+  allocate: (length: number) => Buffer = allocUnsafe,
 ): Buffer {
   let size = BODY_FIXED_BYTES
   let fields: (string | undefined)[] | undefined
@@ -75,7 +76,7 @@ export function encodeFrame(
       size += Buffer.byteLength(json)
     }
   }
-  const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + size)
+  const frame = allocate(FRAME_HEADER_BYTES + size)
   let o = FRAME_HEADER_BYTES
   frame[o] = FORMAT_VERSION
   frame[o + 1] = kind
@@ -111,6 +112,8 @@ export function encodeFrame(
   frame.writeUInt32LE(crc32(frame.subarray(FRAME_HEADER_BYTES)), 4)
   return frame
 }
+
+const allocUnsafe = (length: number): Buffer => Buffer.allocUnsafe(length)
 
 /** Per record: payloadLength u32, idLength u16, fieldsLength u32. */
 const RECORD_FIXED_BYTES = 10

@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { SinkRecord } from '../records/record.js'
 import { checkFrame, decodeFrame, encodeFrame, FrameKind } from './format.js'
 import { CursorStore } from './spool.js'
-import { StreamLog, type Position } from './stream-log.js'
+import { spoolBufferStats, StreamLog, type Position } from './stream-log.js'
 
 let dir: string
 beforeEach(() => {
@@ -376,6 +376,79 @@ describe('StreamLog tail cache', () => {
       reader.recycle()
     }
     expect(buffers.size).toBeLessThanOrEqual(3)
+    await reader.close()
+    await log.close()
+  })
+
+  it('tail-cache frames are reused for later frames only once no reader may still use their records', async () => {
+    // Frames of 64–100 KiB (pooled sizes) through a cache of ~3 of them, appended while two readers read:
+    // one recycles at random points (after a recycle() only its last frame's records stay in use), the
+    // other never recycles and keeps every record. Every record in use must keep its bytes while later
+    // appends take buffers from the pool.
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 64 * 1024, max: 100 * 1024 }), { minLength: 2, maxLength: 24 }),
+        fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 24, maxLength: 24 }),
+        fc.array(fc.boolean(), { minLength: 24, maxLength: 24 }),
+        fc.boolean(),
+        async (sizes, reads, recycleAfter, withKeeper) => {
+          const at = mkdtempSync(join(dir, 'p-'))
+          const log = await StreamLog.open(at, 's', {
+            segmentBytes: 1 << 20,
+            fsync: 1_000,
+            tailCacheBytes: 300 * 1024,
+          })
+          const texts = sizes.map((n, i) => `${i}:`.padEnd(n, String.fromCharCode(97 + (i % 26))))
+          const recycler = log.reader({ seq: 1, index: 0 })
+          recycler.recycle() // from here on it pins what it takes from the cache
+          const keeper = log.reader({ seq: 1, index: 0 })
+          let held: { payload: Buffer; text: string }[] = []
+          const kept: { payload: Buffer; text: string }[] = []
+          let read = 0
+          let keptCount = 0
+          const check = (): void => {
+            for (const h of [...held, ...kept]) expect(h.payload.toString()).toBe(h.text)
+          }
+          for (let i = 0; i < texts.length; i++) {
+            await log.append(FrameKind.Records, [rec(texts[i]!)], 1)
+            for (let r = 0; r < reads[i]!; r++) {
+              const next = await recycler.next()
+              if (!next) break
+              held.push({ payload: next.frame.records[0]!.payload, text: texts[read++]! })
+              if (recycleAfter[read - 1]) {
+                held = held.slice(-1)
+                recycler.recycle()
+              }
+            }
+            if (withKeeper)
+              for (let next = await keeper.next(); next; next = await keeper.next())
+                kept.push({ payload: next.frame.records[0]!.payload, text: texts[keptCount++]! })
+            check()
+          }
+          for (let next = await recycler.next(); next; next = await recycler.next()) {
+            held.push({ payload: next.frame.records[0]!.payload, text: texts[read++]! })
+            check()
+          }
+          expect(read).toBe(texts.length)
+          await recycler.close()
+          await keeper.close()
+          await log.close()
+        },
+      ),
+      { numRuns: 40 },
+    )
+    // …and frames are reused at all: a reader recycling after every frame, appends going on.
+    const log = await StreamLog.open(join(dir, 'frames'), 's', { ...options, tailCacheBytes: 200 * 1024 })
+    const reader = log.reader({ seq: 1, index: 0 })
+    reader.recycle()
+    const before = spoolBufferStats().frames.reuses
+    for (let i = 0; i < 20; i++) {
+      await log.append(FrameKind.Records, [rec(`${i}:`.padEnd(70 * 1024, 'x'))], 1)
+      const next = await reader.next()
+      expect(next?.frame.records[0]!.payload.toString()).toBe(`${i}:`.padEnd(70 * 1024, 'x'))
+      reader.recycle()
+    }
+    expect(spoolBufferStats().frames.reuses - before).toBeGreaterThan(10)
     await reader.close()
     await log.close()
   })

@@ -148,7 +148,7 @@ export class StreamLog {
     if (this.closed) return Promise.reject(new Error(`spool log of stream ${this.stream} is closed`))
     // The seq is assigned now, in queue order, which is also the order frames reach the file.
     const seq = this.nextSeqValue++
-    const frame = encodeFrame(kind, seq, receivedAtMs, records)
+    const frame = encodeFrame(kind, seq, receivedAtMs, records, takeFrameBuffer)
     this.index.push(seq, kind, records.length)
     this.queuedBytes += frame.length
     return new Promise<void>((resolve, reject) => {
@@ -196,7 +196,8 @@ export class StreamLog {
           // Readers see the frames from here on (segment.bytes); the caught-up ones take them from memory.
           let offset = segment.bytes
           for (const frame of buffers) {
-            this.tail.add(segment, offset, frame)
+            // Not kept for readers (larger than the cache, or no cache): nothing else holds it.
+            if (!this.tail.add(segment, offset, frame)) frameBuffers.give(frame)
             offset += frame.length
           }
           segment.bytes += total
@@ -300,7 +301,7 @@ export class StreamLog {
   }
 
   /** @internal for LogReader: the frame written at `offset` of `segment`, when it is still in memory. */
-  cachedFrame(segment: Segment, offset: number): Buffer | undefined {
+  cachedFrame(segment: Segment, offset: number): CachedFrame | undefined {
     return this.tail.get(segment, offset)
   }
 
@@ -474,6 +475,10 @@ export class LogReader {
   /** Since the first recycle(): read buffers replaced since the last recycle() (records may be in use). */
   private retired: Buffer[] | undefined
   private retiredBytes = 0
+  /** Tail-cache frames this reader returned records of since the last recycle() (see hold()). */
+  private pinned: CachedFrame[] = []
+  /** The tail-cache frame of the frame returned last (undefined when that came from the file). */
+  private lastCached: CachedFrame | undefined
   /** Where `probe` reads a frame's first bytes when the read buffer does not hold them. */
   private readonly probeBuffer = Buffer.allocUnsafe(FRAME_HEADER_BYTES + BODY_FIXED_BYTES)
   corruptFrames = 0
@@ -496,8 +501,26 @@ export class LogReader {
     const retired = this.retired
     this.retired = []
     this.retiredBytes = 0
+    const pinned = this.pinned
+    this.pinned = []
+    for (const entry of pinned) {
+      if (entry === this.lastCached) this.pinned.push(entry)
+      else unpin(entry)
+    }
     if (!retired) return
     for (const buffer of retired) readBuffers.give(buffer)
+  }
+
+  /**
+   * A frame from the tail cache whose records go to the caller: a reader that recycles pins it until a
+   * recycle() says they are no longer used; one that does not marks it as never to be reused (its records
+   * may be held for as long as the caller likes).
+   */
+  private hold(entry: CachedFrame): void {
+    if (this.retired) {
+      entry.pins++
+      this.pinned.push(entry)
+    } else entry.tainted = true
   }
 
   get at(): Position {
@@ -525,7 +548,7 @@ export class LogReader {
       // were written, and checked by nothing else either until a restart reads them back from the file).
       const cached = this.log.cachedFrame(segment, this.offset)
       if (only !== undefined) {
-        const head = cached ?? (await this.probe(this.offset, segment.bytes))
+        const head = cached?.frame ?? (await this.probe(this.offset, segment.bytes))
         if (!head) return undefined
         const kind = frameKind(head, 0)
         if (kind !== only) {
@@ -536,7 +559,7 @@ export class LogReader {
         }
       }
       const frameBuf = cached
-        ? { buf: cached, start: 0, length: cached.length, ok: true }
+        ? { buf: cached.frame, start: 0, length: cached.frame.length, ok: true }
         : await this.readFrameAt(this.offset, segment.bytes)
       if (!frameBuf) return undefined
       const { buf, start, length, ok } = frameBuf
@@ -549,6 +572,8 @@ export class LogReader {
       if (seq < this.position.seq) continue
       const frame = decodeFrame(buf, start, this.log.stream)
       const skip = seq === this.position.seq ? this.position.index : 0
+      this.lastCached = cached
+      if (cached) this.hold(cached)
       return { frame, skip }
     }
   }
@@ -671,16 +696,53 @@ const DSYNC: number | undefined = (fsConstants as { O_DSYNC?: number }).O_DSYNC
  */
 const MIB = 1024 * 1024
 const readBuffers = new BufferPool({ minBytes: 1, maxBytes: 64 * MIB, maxFreeBytes: 16 * MIB })
+/**
+ * The frames appended (from 64 KiB: smaller ones die young): given back once written and not cached, or
+ * once evicted from the tail cache with no reader's records still in them (CachedFrame).
+ */
+const frameBuffers = new BufferPool({ minBytes: 64 * 1024, maxBytes: 64 * MIB, maxFreeBytes: 16 * MIB })
+const takeFrameBuffer = (length: number): Buffer => frameBuffers.take(length)
+
+/** How the spool's buffer pools are used (tests, diagnostics). */
+export function spoolBufferStats(): { frames: BufferPool['stats']; reads: BufferPool['stats'] } {
+  return { frames: frameBuffers.stats, reads: readBuffers.stats }
+}
 /** Read buffers a recycling reader lists as possibly in use, at most (older ones go to the collector). */
 const MAX_RETIRED_BYTES = 16 * MIB
 
 /**
+ * A frame in the tail cache. Readers' records are views into it: a reader that recycles pins it while its
+ * caller may use them; any other reader taints it for good. Once evicted, unpinned and untainted, nothing
+ * refers to it and its buffer goes back to the pool for a later frame.
+ */
+export interface CachedFrame {
+  readonly frame: Buffer
+  pins: number
+  tainted: boolean
+  evicted: boolean
+}
+
+function unpin(entry: CachedFrame): void {
+  entry.pins--
+  release(entry)
+}
+
+function release(entry: CachedFrame): void {
+  if (entry.evicted && entry.pins === 0 && !entry.tainted) frameBuffers.give(entry.frame)
+}
+
+function evict(entry: CachedFrame): void {
+  entry.evicted = true
+  release(entry)
+}
+
+/**
  * The most recently written frames by (segment, file offset), oldest evicted first once `maxBytes` is
  * exceeded. Holds only frames whose write completed (they are on disk too); decoded payloads are views into
- * these buffers, which nothing writes to after encodeFrame.
+ * these buffers, which nothing writes to after encodeFrame until they go back to the pool (CachedFrame).
  */
 class TailCache {
-  private readonly bySegment = new Map<Segment, Map<number, Buffer>>()
+  private readonly bySegment = new Map<Segment, Map<number, CachedFrame>>()
   /** Insertion order for eviction: [segment, offset, bytes] from `head` on. */
   private order: { segment: Segment; offset: number; bytes: number }[] = []
   private head = 0
@@ -689,21 +751,23 @@ class TailCache {
 
   constructor(private readonly maxBytes: number) {}
 
-  add(segment: Segment, offset: number, frame: Buffer): void {
-    if (frame.length > this.maxBytes) return
+  /** Caches a frame just written; false when it is not kept (larger than the cache, or no cache). */
+  add(segment: Segment, offset: number, frame: Buffer): boolean {
+    if (frame.length > this.maxBytes) return false
     let frames = this.bySegment.get(segment)
     if (!frames) {
       frames = new Map()
       this.bySegment.set(segment, frames)
     }
-    frames.set(offset, frame)
+    frames.set(offset, { frame, pins: 0, tainted: false, evicted: false })
     this.order.push({ segment, offset, bytes: frame.length })
     this.bytes += frame.length
     this.frames++
     while (this.bytes > this.maxBytes && this.evictOldest());
+    return true
   }
 
-  get(segment: Segment, offset: number): Buffer | undefined {
+  get(segment: Segment, offset: number): CachedFrame | undefined {
     return this.bySegment.get(segment)?.get(offset)
   }
 
@@ -711,7 +775,10 @@ class TailCache {
     for (const segment of segments) {
       const frames = this.bySegment.get(segment)
       if (!frames) continue
-      for (const frame of frames.values()) this.bytes -= frame.length
+      for (const entry of frames.values()) {
+        this.bytes -= entry.frame.length
+        evict(entry)
+      }
       this.frames -= frames.size
       this.bySegment.delete(segment)
     }
@@ -720,6 +787,7 @@ class TailCache {
   }
 
   clear(): void {
+    for (const frames of this.bySegment.values()) for (const entry of frames.values()) evict(entry)
     this.bySegment.clear()
     this.order = []
     this.head = 0
@@ -731,10 +799,13 @@ class TailCache {
     const entry = this.order[this.head++]
     if (!entry) return false
     const frames = this.bySegment.get(entry.segment)
-    if (frames?.delete(entry.offset)) {
+    const cached = frames?.get(entry.offset)
+    if (frames && cached) {
+      frames.delete(entry.offset)
       this.bytes -= entry.bytes
       this.frames--
       if (frames.size === 0) this.bySegment.delete(entry.segment)
+      evict(cached)
     }
     // Compact the eviction queue once its consumed head dominates it.
     if (this.head > 1024 && this.head * 2 > this.order.length) {
