@@ -459,8 +459,8 @@ export class StreamLog {
 
 /**
  * Reads frames in order from a position. Payloads of returned records are views into the reader's own read
- * buffers (or into the tail cache's frames): nothing else writes to them unless the caller hands buffers
- * back with `recycle()`.
+ * buffers (or into the tail cache's frames): nothing else writes to them unless the caller hands them back
+ * with `recycle()`.
  */
 export class LogReader {
   private segment: Segment | undefined
@@ -492,10 +492,12 @@ export class LogReader {
   /**
    * The caller no longer uses the records of frames returned before this call, except those of the frame
    * returned last (which it may still be consuming): the read buffers that held only such frames are read
-   * into again instead of allocating fresh ones. Frames returned after this call, and the last one returned
-   * before it, stay intact until the next call. Without it every read is a fresh buffer, freed by the
-   * garbage collector — a major GC once records held over a sink's await have promoted it (a lane reading a
-   * backlog reads its whole spool through such buffers).
+   * into again instead of allocating fresh ones, and the tail-cache frames among them are unpinned (reused
+   * for later frames once evicted, see CachedFrame). Frames returned after this call, and the last one
+   * returned before it, stay intact until the next call. Without it every read is a fresh buffer, freed by
+   * the garbage collector — a major GC once records held over a sink's await have promoted it (a lane
+   * reading a backlog reads its whole spool through such buffers) — and every cached frame it takes is
+   * never reused.
    */
   recycle(): void {
     const retired = this.retired
