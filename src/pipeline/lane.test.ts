@@ -532,6 +532,30 @@ async function waitFor(check: () => boolean, what: string, timeoutMs = 10_000): 
   }
 }
 
+/** A failure drawn from the dice: one in ten permanent, two in ten transient, else none. */
+function rolledFailure(roll: Iterator<number>, permanent: string, transient: string): SinkError | undefined {
+  const n = roll.next().value as number
+  if (n === 0) return permanentError('refused', permanent)
+  if (n <= 2) return transientError('flaky', transient)
+  return undefined
+}
+
+/** Appends the frames (of these record counts), runs the lane until its lag is 0 and stops it; the total. */
+async function appendAndDrain(h: Harness, frames: readonly number[]): Promise<number> {
+  let total = 0
+  for (const n of frames) {
+    await h.append(total, n)
+    total += n
+  }
+  h.lane.start()
+  try {
+    await waitFor(() => h.lane.lag === 0, 'everything through', 20_000)
+  } finally {
+    await h.lane.stop(1_000)
+  }
+  return total
+}
+
 describe('lane with a staging sink', () => {
   it('hands a batch over in pieces and moves the cursor only once the batch is committed', async () => {
     const sink = new MemoryStagingSink({ maxBatchRecords: 10, lingerMs: 300 }, { records: 3, bytes: 1 << 20 })
@@ -759,12 +783,8 @@ describe('lane with a staging sink', () => {
               { records: piece, bytes: 1 << 20 },
             )
             const roll = dice[Symbol.iterator]()
-            const fail = (reason: string): SinkError | undefined => {
-              const n = roll.next().value as number
-              if (n === 0) return permanentError('refused', `${reason}-permanent`)
-              if (n <= 2) return transientError('flaky', `${reason}-transient`)
-              return undefined
-            }
+            const fail = (reason: string): SinkError | undefined =>
+              rolledFailure(roll, `${reason}-permanent`, `${reason}-transient`)
             sink.failures = {
               write: () => fail('write'),
               commit: () => fail('commit'),
@@ -772,17 +792,7 @@ describe('lane with a staging sink', () => {
             }
             const h = await harness(sink, undefined, readAheadBytes)
             const firstSeq = h.stream.log.nextSeq
-            let total = 0
-            for (const n of frames) {
-              await h.append(total, n)
-              total += n
-            }
-            h.lane.start()
-            try {
-              await waitFor(() => h.lane.lag === 0, 'everything through', 20_000)
-            } finally {
-              await h.lane.stop(1_000)
-            }
+            const total = await appendAndDrain(h, frames)
             const dead = h.dead.flatMap((d) => d.payloads)
             // At least once: every record reached the sink durably or the dead-letter lane.
             expect(new Set([...sink.delivered(), ...dead])).toEqual(new Set(payloads(0, total)))
@@ -855,26 +865,11 @@ describe('lane with a sink that copies on write', () => {
         async (frames, maxBatch, maxInFlight, dice) => {
           const sink = new CopyingSink({ maxBatchRecords: maxBatch, maxInFlightBatches: maxInFlight })
           const roll = dice[Symbol.iterator]()
-          sink.failure = () => {
-            const n = roll.next().value as number
-            if (n === 0) return permanentError('refused', 'refused')
-            if (n <= 2) return transientError('flaky', 'flaky')
-            return undefined
-          }
+          sink.failure = () => rolledFailure(roll, 'refused', 'flaky')
           sink.delayMs = () => (roll.next().value as number) % 4
           // Reads of 64 bytes with no tail cache: a read buffer holds a frame or two, and is reused at once.
           const h = await harness(sink, undefined, 64)
-          let total = 0
-          for (const n of frames) {
-            await h.append(total, n)
-            total += n
-          }
-          h.lane.start()
-          try {
-            await waitFor(() => h.lane.lag === 0, 'everything through', 20_000)
-          } finally {
-            await h.lane.stop(1_000)
-          }
+          const total = await appendAndDrain(h, frames)
           const arrived = [...sink.delivered(), ...h.dead.flatMap((d) => d.payloads)]
           // Intact: nothing arrived that was not sent (a reused buffer would show as other bytes) …
           for (const p of arrived) expect(payloads(0, total)).toContain(p)
