@@ -500,17 +500,22 @@ export class LogReader {
    * never reused.
    */
   recycle(): void {
-    const retired = this.retired
-    this.retired = []
-    this.retiredBytes = 0
+    // A lane calls this at every turn of its loop: nothing is allocated when there is nothing to hand back.
     const pinned = this.pinned
-    this.pinned = []
+    let kept = 0
     for (const entry of pinned) {
-      if (entry === this.lastCached) this.pinned.push(entry)
+      if (entry === this.lastCached) pinned[kept++] = entry
       else unpin(entry)
     }
-    if (!retired) return
+    pinned.length = kept
+    const retired = this.retired
+    if (!retired) {
+      this.retired = []
+      return
+    }
     for (const buffer of retired) readBuffers.give(buffer)
+    retired.length = 0
+    this.retiredBytes = 0
   }
 
   /**
