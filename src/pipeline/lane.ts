@@ -86,8 +86,13 @@ export class DeliveryLane {
   private running: Promise<void> | undefined
   /** The cursor: everything before it was delivered (or dead-lettered). */
   private position: Position
-  /** Aborts the wait for new records when a delivery in flight failed, so the lane rewinds at once. */
-  private interrupt = new AbortController()
+  /** A delivery in flight failed: the wait for new records ends, so that the lane rewinds at once. */
+  private interrupted = false
+  /**
+   * Ends the lane's current wait for records (an append, the linger time, stop or a failed delivery). One
+   * function per wait, so a call meant for an earlier wait (the log does not take listeners back) is a no-op.
+   */
+  private wake: (() => void) | undefined
   private carry: { frame: Frame; next: number } | undefined
   private reader: LogReader
   /**
@@ -120,6 +125,7 @@ export class DeliveryLane {
     this.position = start
     this.gathered = start
     this.reader = log.reader(start)
+    this.stopSignal.signal.addEventListener('abort', () => this.wake?.(), { once: true })
   }
 
   get sinkName(): string {
@@ -233,7 +239,7 @@ export class DeliveryLane {
         if (this.stopSignal.signal.aborted) return
         const err = failure
         failure = undefined
-        this.interrupt = new AbortController()
+        this.interrupted = false
         await this.retryFromCursor(err, ++failures)
         continue
       }
@@ -273,7 +279,8 @@ export class DeliveryLane {
           // Stopping: the cursor stays before the batch; the next start delivers it again.
           if (this.stopSignal.signal.aborted) return
           failure ??= err
-          this.interrupt.abort()
+          this.interrupted = true
+          this.wake?.()
         },
       )
     }
@@ -526,41 +533,45 @@ export class DeliveryLane {
         // Skipped frames of the other kind: the cursor moves past them.
         if (end.seq !== this.gathered.seq || end.index !== this.gathered.index)
           return { records, end, last: true, firstAt }
-        const interrupt = this.interrupt.signal
-        await this.o.spool.log.waitForAppend(AbortSignal.any([this.stopSignal.signal, interrupt]))
+        await this.waitForRecords()
         // Paused while waiting (SPEC: a paused stream delivers nothing): run() waits for the resume. A
         // delivery in flight that failed meanwhile: run() rewinds.
-        if (this.stopSignal.signal.aborted || this.o.isPaused() || interrupt.aborted) return undefined
+        if (this.stopSignal.signal.aborted || this.o.isPaused() || this.interrupted) return undefined
         continue
       }
       const remaining = lingerMs - (performance.now() - firstAt)
       if (remaining <= 0 || this.stopSignal.signal.aborted) return { records, end, last: true, firstAt }
       // A delivery in flight that failed meanwhile: whatever was gathered is read again after the rewind.
-      if (this.interrupt.signal.aborted) return undefined
-      await this.waitForAppendOrLinger(remaining)
+      if (this.interrupted) return undefined
+      await this.waitForRecords(remaining)
       // A staged batch is completed when the stream is paused, with nothing gathered after the pause.
       if (staging && this.o.isPaused()) return { records, end, last: true, firstAt }
     }
   }
 
   /**
-   * Waits for more records or until the linger time is up. An explicit timer rather than
-   * AbortSignal.timeout(): that rejects fractional milliseconds with a RangeError and, on Node 20,
-   * can be garbage-collected before it fires when nothing else references it.
+   * Waits for more records, or until `lingerMs` is up, the lane stops or a delivery in flight fails. A plain
+   * callback and timer rather than AbortSignal.any() and an AbortController per wait: a caught-up lane waits
+   * at every append, and those cost ~6 % of the main thread on one-record requests (bench/RESULTS.md
+   * 2026-12-04, fifth session). The timer is explicit rather than AbortSignal.timeout(): that rejects
+   * fractional milliseconds with a RangeError.
    */
-  private async waitForAppendOrLinger(remainingMs: number): Promise<void> {
-    const linger = new AbortController()
-    const onStop = (): void => linger.abort()
-    const interrupt = this.interrupt.signal
-    this.stopSignal.signal.addEventListener('abort', onStop, { once: true })
-    interrupt.addEventListener('abort', onStop, { once: true })
-    const timer = setTimeout(() => linger.abort(), Math.max(1, Math.ceil(remainingMs)))
-    try {
-      await this.o.spool.log.waitForAppend(linger.signal)
-    } finally {
-      clearTimeout(timer)
-      this.stopSignal.signal.removeEventListener('abort', onStop)
-      interrupt.removeEventListener('abort', onStop)
-    }
+  private waitForRecords(lingerMs?: number): Promise<void> {
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined
+      const done = (): void => {
+        if (this.wake !== done) return
+        this.wake = undefined
+        if (timer !== undefined) clearTimeout(timer)
+        resolve()
+      }
+      this.wake = done
+      if (this.stopSignal.signal.aborted || this.interrupted) {
+        done()
+        return
+      }
+      this.o.spool.log.onAppend(done)
+      if (lingerMs !== undefined) timer = setTimeout(done, Math.max(1, Math.ceil(lingerMs)))
+    })
   }
 }

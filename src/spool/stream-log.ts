@@ -271,20 +271,12 @@ export class StreamLog {
     for (const w of waiters) w()
   }
 
-  /** Resolves when a frame is appended (or the signal aborts). */
-  waitForAppend(signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      if (signal.aborted) {
-        resolve()
-        return
-      }
-      const done = (): void => {
-        signal.removeEventListener('abort', done)
-        resolve()
-      }
-      this.waiters.push(done)
-      signal.addEventListener('abort', done, { once: true })
-    })
+  /**
+   * Calls `listener` once, at the next append (or when the log is closed). A listener that no
+   * longer cares (its waiter woke for another reason) must ignore the call: it is not taken back.
+   */
+  onAppend(listener: () => void): void {
+    this.waiters.push(listener)
   }
 
   /** `readAheadBytes`: the size of each read from the file (tests make it small). */
