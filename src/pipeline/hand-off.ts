@@ -15,6 +15,10 @@ import type { ProcessOutcome, StreamRuntime } from './stream.js'
  *   interface and is passed to the ingest entry instead; nothing above or below has to change.
  */
 export interface HandOff {
+  /**
+   * May empty `outcome.records` and `outcome.deadLetters` once it has copied them (the spool does, as soon
+   * as its frames are encoded): the caller counts them before.
+   */
   accept(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void>
   /**
    * True when this hand-off copies a stream's records (the spool encodes them into its frames), so that once

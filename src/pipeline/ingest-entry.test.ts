@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -237,6 +237,36 @@ describe('IngestEntry: admit → process → rate limit → hand-off → commit 
     expect(gateway.states.get('s')!.counts.accepted).toBe(1)
     expect(await waitFor(() => (lines(out).length > 0 ? lines(out) : undefined), 'delivery')).toEqual([
       '{"h":1}',
+    ])
+  })
+
+  it('the spool hand-off lets go of the records once their frames are encoded, before the write is durable; the counts stay right', async () => {
+    // Per request, what the outcome still held while the spool's write was under way.
+    const held: { records: number; deadLetters: number }[] = []
+    const handOff = (spool: ConstructorParameters<typeof SpoolHandOff>[0]): HandOff => {
+      const inner = new SpoolHandOff(spool, { metrics: new Metrics(), logger: createLogger('silent') })
+      return {
+        accept: (stream, outcome) => {
+          const accepted = inner.accept(stream, outcome)
+          held.push({ records: outcome.records.length, deadLetters: outcome.deadLetters.length })
+          return accepted
+        },
+      }
+    }
+    const schema = join(mkdtempSync(join(tmpdir(), 'sg-ingest-schema-')), 's.json')
+    writeFileSync(schema, JSON.stringify({ type: 'object', required: ['a'] }))
+    const { gateway, out } = await gatewayWith({ schema, validation: 'dead-letter' }, {}, handOff)
+    const stream = gateway.entry.stream('s')!
+    // The first append opens the stream's log (asynchronously); from then on the frames are encoded at once.
+    expect(await gateway.entry.ingest(stream, ndjson({ a: 0 }), META)).toMatchObject({ accepted: 1 })
+    const counts = await gateway.entry.ingest(stream, ndjson({ a: 1 }, { b: 2 }, { a: 3 }), META)
+    expect(counts).toEqual({ accepted: 2, rejected: 1, filtered: 0, duplicates: 0 })
+    expect(held[1]).toEqual({ records: 0, deadLetters: 0 })
+    expect(gateway.states.get('s')!.counts).toMatchObject({ received: 4, accepted: 3, rejected: 1 })
+    expect(await waitFor(() => (lines(out).length === 3 ? lines(out) : undefined), 'delivery')).toEqual([
+      '{"a":0}',
+      '{"a":1}',
+      '{"a":3}',
     ])
   })
 })

@@ -128,8 +128,10 @@ export class IngestEntry {
       throw err
     }
     const rejected = Object.values(outcome.rejected).reduce((a, b) => a + b, 0)
-    if (stream.limiter && outcome.records.length > 0) {
-      const wait = stream.limiter.take(outcome.records.length)
+    // Counted now: the hand-off may let go of the records once it copied them (HandOff.accept).
+    const accepted = outcome.records.length
+    if (stream.limiter && accepted > 0) {
+      const wait = stream.limiter.take(accepted)
       if (wait > 0)
         throw problem(
           'rate-limited',
@@ -142,20 +144,20 @@ export class IngestEntry {
     stream.commit(outcome, now)
     this.parts.metrics.ingestCounts(stream.id, {
       received: outcome.received,
-      accepted: outcome.records.length,
+      accepted,
       filtered: outcome.filtered,
       duplicates: outcome.duplicates,
       rejected: outcome.rejected,
     })
     this.parts.count(stream.id, {
       received: outcome.received,
-      accepted: outcome.records.length,
+      accepted,
       rejected,
       filtered: outcome.filtered,
       duplicates: outcome.duplicates,
     })
     return {
-      accepted: outcome.records.length,
+      accepted,
       rejected,
       filtered: outcome.filtered,
       duplicates: outcome.duplicates,

@@ -30,8 +30,14 @@ export class SpoolHandOff implements HandOff {
 
   async accept(stream: StreamRuntime, outcome: ProcessOutcome): Promise<void> {
     // No draining check here: a request that began before SIGTERM is in flight and must finish.
+    const deadLetters = outcome.deadLetters.length
     try {
-      await this.spool.append(stream.id, outcome.records, outcome.deadLetters, Date.now())
+      const written = this.spool.append(stream.id, outcome.records, outcome.deadLetters, Date.now())
+      // The frames are encoded (copies): the request's records need not live until the write is durable
+      // (up to a few ms, long enough to be copied by the young generation's collector and promoted).
+      outcome.records = []
+      outcome.deadLetters = []
+      await written
     } catch (err) {
       if (err instanceof SpoolFullError) {
         this.deps.metrics.spoolRefused(stream.id)
@@ -45,8 +51,7 @@ export class SpoolHandOff implements HandOff {
         cause: err,
       })
     }
-    if (outcome.deadLetters.length > 0)
-      this.deps.metrics.deadLetter(stream.id, 'invalid', outcome.deadLetters.length)
+    if (deadLetters > 0) this.deps.metrics.deadLetter(stream.id, 'invalid', deadLetters)
   }
 
   /** Once Spool.append resolved, the records are in frames it encoded (copies); nothing keeps the outcome. */

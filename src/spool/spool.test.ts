@@ -123,6 +123,28 @@ describe('Spool.append', () => {
       expect(await recordsIn(dir)).toEqual(['a', 'b'])
     },
   )
+
+  it("encodes the frames before it returns once the stream's log is open (the caller may drop the records)", async () => {
+    const spool = await Spool.open(config(), logger)
+    try {
+      await spool.append('s', [rec('first')], [], 1)
+      const before = spool.usedBytes()
+      const records = [rec('a'), rec('b')]
+      const written = spool.append('s', records, [rec('invalid')], 1)
+      // Queued (counted in the log's bytes) with no await in between: the frames are copies already.
+      expect(spool.usedBytes()).toBeGreaterThan(before)
+      records[0] = rec('changed after the call')
+      await written
+      // A full spool still refuses with nothing written (a rejection, not a throw).
+      const full = await Spool.open({ ...config(), dir: join(dir, 'full'), maxBytes: 64 }, logger)
+      await full.append('s', [], [], 1)
+      await expect(full.append('s', [rec('x'.repeat(100))], [], 1)).rejects.toThrow(/full/)
+      await full.close()
+    } finally {
+      await spool.close()
+    }
+    expect(await recordsIn(dir)).toEqual(['first', 'a', 'b'])
+  })
 })
 
 describe('spool.tailCacheBytes', () => {

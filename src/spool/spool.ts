@@ -194,24 +194,43 @@ export class Spool {
   private readonly opened = new Map<string, StreamSpool>()
 
   /**
-   * Appends a request's accepted records and dead letters; resolves once they are durable. Throws
-   * SpoolFullError (nothing written) when they do not fit under maxBytes.
+   * Appends a request's accepted records and dead letters; resolves once they are durable. Rejects with
+   * SpoolFullError (nothing written) when they do not fit under maxBytes. Once the stream's log is open (after
+   * its first append) the frames are encoded before this returns: nothing here holds on to `records` or
+   * `deadLetters` while the write is under way, so the caller may let go of them (SpoolHandOff does).
    */
-  async append(
+  append(
     stream: string,
     records: readonly SinkRecord[],
     deadLetters: readonly SinkRecord[],
     receivedAtMs: number,
   ): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('the spool is closed'))
+    const opened = this.opened.get(stream)
+    if (opened === undefined)
+      return this.stream(stream).then((s) => this.appendTo(s, records, deadLetters, receivedAtMs))
+    try {
+      return this.appendTo(opened, records, deadLetters, receivedAtMs)
+    } catch (err) {
+      return Promise.reject(err as Error)
+    }
+  }
+
+  private appendTo(
+    s: StreamSpool,
+    records: readonly SinkRecord[],
+    deadLetters: readonly SinkRecord[],
+    receivedAtMs: number,
+  ): Promise<void> {
     if (this.closed) throw new Error('the spool is closed')
-    const s = await this.stream(stream)
     const needed = StreamLog.frameBytes(records) + StreamLog.frameBytes(deadLetters)
     const used = this.usedBytes()
     if (used + needed > this.config.maxBytes) throw new SpoolFullError(used, this.config.maxBytes)
-    const writes: Promise<void>[] = []
-    if (records.length > 0) writes.push(s.log.append(FrameKind.Records, records, receivedAtMs))
-    if (deadLetters.length > 0) writes.push(s.log.append(FrameKind.DeadLetters, deadLetters, receivedAtMs))
-    await Promise.all(writes)
+    const written = records.length > 0 ? s.log.append(FrameKind.Records, records, receivedAtMs) : undefined
+    const dead =
+      deadLetters.length > 0 ? s.log.append(FrameKind.DeadLetters, deadLetters, receivedAtMs) : undefined
+    if (written && dead) return Promise.all([written, dead]).then(() => undefined)
+    return written ?? dead ?? Promise.resolve()
   }
 
   /** Appends dead letters produced by delivery (a sink rejected records permanently). */
