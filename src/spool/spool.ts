@@ -209,11 +209,7 @@ export class Spool {
     const opened = this.opened.get(stream)
     if (opened === undefined)
       return this.stream(stream).then((s) => this.appendTo(s, records, deadLetters, receivedAtMs))
-    try {
-      return this.appendTo(opened, records, deadLetters, receivedAtMs)
-    } catch (err) {
-      return Promise.reject(err as Error)
-    }
+    return this.appendTo(opened, records, deadLetters, receivedAtMs)
   }
 
   private appendTo(
@@ -222,10 +218,11 @@ export class Spool {
     deadLetters: readonly SinkRecord[],
     receivedAtMs: number,
   ): Promise<void> {
-    if (this.closed) throw new Error('the spool is closed')
+    if (this.closed) return Promise.reject(new Error('the spool is closed'))
     const needed = StreamLog.frameBytes(records) + StreamLog.frameBytes(deadLetters)
     const used = this.usedBytes()
-    if (used + needed > this.config.maxBytes) throw new SpoolFullError(used, this.config.maxBytes)
+    if (used + needed > this.config.maxBytes)
+      return Promise.reject(new SpoolFullError(used, this.config.maxBytes))
     const written = records.length > 0 ? s.log.append(FrameKind.Records, records, receivedAtMs) : undefined
     const dead =
       deadLetters.length > 0 ? s.log.append(FrameKind.DeadLetters, deadLetters, receivedAtMs) : undefined
