@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { authError, notConnectedError, transientError, type SinkError } from '../errors.js'
 import type { SinkRecord } from '../records/record.js'
@@ -67,5 +68,55 @@ describe('deliver: a sink that is not connected', () => {
     const text = await metrics.registry.metrics()
     expect(text).not.toContain('streamgate_sink_auth_failures_total{sink="scripted"}')
     expect(text).toContain('streamgate_sink_records_retried_total{sink="scripted",reason="not-connected"} 5')
+  })
+})
+
+describe('deliver: batches within the sink limits', () => {
+  it('every write is within maxBatchRecords and maxBatchBytes, in order; records over maxRecordBytes are dead-lettered', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 0, max: 40 }), { maxLength: 60 }),
+        fc.integer({ min: 1, max: 12 }),
+        fc.integer({ min: 1, max: 120 }),
+        fc.integer({ min: 1, max: 40 }),
+        async (sizes, maxBatchRecords, maxBatchBytes, maxRecordBytes) => {
+          const writes: string[][] = []
+          const sink: Sink = {
+            name: 'limits',
+            type: 'http',
+            limits: { maxBatchRecords, maxBatchBytes, lingerMs: 0, maxRecordBytes },
+            write(batch): Promise<WriteResult> {
+              writes.push(batch.map((r) => r.payload.toString()))
+              return Promise.resolve(ALL_WRITTEN)
+            },
+            healthcheck: async () => undefined,
+            close: async () => undefined,
+          }
+          const all = sizes.map((n, i): SinkRecord => {
+            const payload = Buffer.from(`${i}:`.padEnd(Math.max(n, String(i).length + 1), 'x'))
+            return { stream: 's', payload, receivedAtMs: 0 }
+          })
+          const dead: string[] = []
+          await deliver(sink, all, {
+            retry: { initialMs: 1, maxMs: 2, maxAttempts: 2 },
+            signal: AbortSignal.timeout(5_000),
+            metrics: new Metrics(),
+            logger: createLogger('silent'),
+            deadLetter: async (failed) => void dead.push(...failed.map((r) => r.payload.toString())),
+          })
+          const texts = all.map((r) => r.payload.toString())
+          expect(dead).toEqual(texts.filter((t) => t.length > maxRecordBytes))
+          expect(writes.flat()).toEqual(texts.filter((t) => t.length <= maxRecordBytes))
+          for (const batch of writes) {
+            expect(batch.length).toBeGreaterThan(0)
+            expect(batch.length).toBeLessThanOrEqual(maxBatchRecords)
+            // A single record may exceed maxBatchBytes (up to maxRecordBytes): it goes alone.
+            const bytes = batch.reduce((n, t) => n + t.length, 0)
+            if (batch.length > 1) expect(bytes).toBeLessThanOrEqual(maxBatchBytes)
+          }
+        },
+      ),
+      { numRuns: 300 },
+    )
   })
 })

@@ -39,8 +39,14 @@ export interface DeliveryOptions {
   circuit?: CircuitBreaker
 }
 
-export function splitBatches(sink: Sink, records: readonly SinkRecord[]): SinkRecord[][] {
+export function splitBatches(sink: Sink, records: readonly SinkRecord[]): (readonly SinkRecord[])[] {
   const { maxBatchRecords, maxBatchBytes } = sink.limits
+  // A lane's batch is gathered within the limits already: one pass to check, no copy.
+  if (records.length <= maxBatchRecords) {
+    let bytes = 0
+    for (let i = 0; i < records.length && bytes <= maxBatchBytes; i++) bytes += records[i]!.payload.length
+    if (bytes <= maxBatchBytes) return records.length > 0 ? [records] : []
+  }
   const batches: SinkRecord[][] = []
   let current: SinkRecord[] = []
   let bytes = 0
@@ -63,20 +69,27 @@ export async function deliver(
   records: readonly SinkRecord[],
   options: DeliveryOptions,
 ): Promise<void> {
-  const tooLarge = records.filter((r) => r.payload.length > sink.limits.maxRecordBytes)
-  if (tooLarge.length > 0) {
+  const { maxRecordBytes } = sink.limits
+  let fits = true
+  for (let i = 0; i < records.length && fits; i++) fits = records[i]!.payload.length <= maxRecordBytes
+  if (!fits) {
+    const tooLarge = records.filter((r) => r.payload.length > maxRecordBytes)
     const error = permanentError(
       `record larger than the ${sink.type} limit of ${sink.limits.maxRecordBytes} bytes`,
       'record-too-large',
     )
     options.metrics.sinkFailed(sink.name, error.reason, tooLarge.length)
     await options.deadLetter(tooLarge, error)
-    records = records.filter((r) => r.payload.length <= sink.limits.maxRecordBytes)
+    records = records.filter((r) => r.payload.length <= maxRecordBytes)
   }
   for (const batch of splitBatches(sink, records)) await deliverBatch(sink, batch, options)
 }
 
-async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOptions): Promise<void> {
+async function deliverBatch(
+  sink: Sink,
+  batch: readonly SinkRecord[],
+  options: DeliveryOptions,
+): Promise<void> {
   const { retry, signal, metrics } = options
   const waitSignal = options.waitSignal ?? signal
   let pending = batch
@@ -129,10 +142,10 @@ async function deliverBatch(sink: Sink, batch: SinkRecord[], options: DeliveryOp
       options.onError?.(error)
       if (!error.retriable) {
         metrics.sinkFailed(sink.name, error.reason, pending.length)
-        await options.deadLetter(pending, error)
+        await options.deadLetter(pending.slice(), error)
         return
       }
-      retryable = pending
+      retryable = pending.slice()
       lastError = error
     }
     if (retryable.length === 0) return
