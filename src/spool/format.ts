@@ -1,4 +1,5 @@
 import { crc32 } from 'node:zlib'
+import { copyLines, linesLength } from '../records/lines.js'
 import type { SinkRecord } from '../records/record.js'
 
 // The spool's on-disk format.
@@ -15,15 +16,23 @@ import type { SinkRecord } from '../records/record.js'
 //   0      4     bodyLength   u32, bytes of body
 //   4      4     crc          u32, CRC-32 (zlib) of body
 //   8      n     body:
-//                  0   1  version      u8 = 1
+//                  0   1  version      u8: 1 = records frame, 2 = lines frame
 //                  1   1  kind         u8: 1 = records for the stream's sinks, 2 = dead letters
 //                  2   8  seq          u64, frame sequence number, +1 per frame within the stream log
 //                  10  8  receivedAtMs u64, when streamgate accepted the records
 //                  18  4  count        u32, number of records
-//                  22  …  records, each:
+//                  22  …  version 1, records, each:
 //                         4  payloadLength u32, then the payload bytes (exactly as the vendor sent them)
 //                         2  idLength      u16 (0xffff = no id), then the id text (UTF-8)
 //                         4  fieldsLength  u32 (0 = none), then the fields as JSON (Azion text records)
+//                  22  …  version 2 (no record has an id or fields): count × u32 payload lengths, then
+//                         every payload followed by one "\n" — the records as NDJSON lines, so records
+//                         that were lines of one body are copied in one piece, and read back as views
+//                         one "\n" apart that a sink writing lines copies in one piece too.
+//
+// Version 2 frames are written since 2026-12-04 (fifth session); both versions are read, so a spool written
+// by an earlier streamgate is delivered as it is. An earlier streamgate cannot read version 2 frames (it
+// counts them as damaged): drain the spool before going back to one.
 //
 // Recovery reads every frame and checks its length and CRC. A frame that runs past the end of the last
 // segment, or fails its CRC with nothing valid after it, is a torn tail (a write cut short by a crash):
@@ -33,7 +42,10 @@ import type { SinkRecord } from '../records/record.js'
 export const FRAME_HEADER_BYTES = 8
 /** The body's fixed part: version, kind, seq, receivedAtMs, record count. */
 export const BODY_FIXED_BYTES = 22
-export const FORMAT_VERSION = 1
+/** A frame of records with their ids and fields (version 1). */
+export const RECORDS_FORMAT = 1
+/** A frame of records as NDJSON lines (version 2): no record has an id or fields. */
+export const LINES_FORMAT = 2
 const NO_ID = 0xffff
 
 export const enum FrameKind {
@@ -50,7 +62,9 @@ export interface Frame {
 
 /**
  * Encodes a frame (header + body). `stream` is not stored: a log belongs to one stream. One allocation, each
- * payload copied once, ids and fields written straight into the frame, one CRC pass over the body.
+ * payload copied once (records one "\n" apart in one body in one piece), ids and fields written straight into
+ * the frame, one CRC pass over the body. A lines frame (version 2) when no record has an id or fields, unless
+ * `format` asks for version 1.
  */
 export function encodeFrame(
   kind: FrameKind,
@@ -58,7 +72,10 @@ export function encodeFrame(
   receivedAtMs: number,
   records: readonly SinkRecord[],
   allocate: (length: number) => Buffer = allocUnsafe,
+  format: typeof RECORDS_FORMAT | typeof LINES_FORMAT = LINES_FORMAT,
 ): Buffer {
+  if (format === LINES_FORMAT && records.every(isPlain))
+    return encodeLinesFrame(kind, seq, receivedAtMs, records, allocate)
   let size = BODY_FIXED_BYTES
   let fields: (string | undefined)[] | undefined
   for (let i = 0; i < records.length; i++) {
@@ -78,11 +95,7 @@ export function encodeFrame(
   }
   const frame = allocate(FRAME_HEADER_BYTES + size)
   let o = FRAME_HEADER_BYTES
-  frame[o] = FORMAT_VERSION
-  frame[o + 1] = kind
-  frame.writeBigUInt64LE(BigInt(seq), o + 2)
-  frame.writeBigUInt64LE(BigInt(receivedAtMs), o + 10)
-  frame.writeUInt32LE(records.length, o + 18)
+  writeFixed(frame, RECORDS_FORMAT, kind, seq, receivedAtMs, records.length)
   o += BODY_FIXED_BYTES
   for (let i = 0; i < records.length; i++) {
     const r = records[i]!
@@ -108,8 +121,50 @@ export function encodeFrame(
       o += 4
     }
   }
-  frame.writeUInt32LE(size, 0)
-  frame.writeUInt32LE(crc32(frame.subarray(FRAME_HEADER_BYTES)), 4)
+  return sealed(frame, size)
+}
+
+const isPlain = (r: SinkRecord): boolean => r.id === undefined && r.fields === undefined
+
+/** A lines frame (version 2): the payload lengths, then the records as NDJSON lines. */
+function encodeLinesFrame(
+  kind: FrameKind,
+  seq: number,
+  receivedAtMs: number,
+  records: readonly SinkRecord[],
+  allocate: (length: number) => Buffer,
+): Buffer {
+  const count = records.length
+  const size = BODY_FIXED_BYTES + 4 * count + linesLength(records)
+  const frame = allocate(FRAME_HEADER_BYTES + size)
+  writeFixed(frame, LINES_FORMAT, kind, seq, receivedAtMs, count)
+  let o = FRAME_HEADER_BYTES + BODY_FIXED_BYTES
+  for (let i = 0; i < count; i++, o += 4) writeU32(frame, o, records[i]!.payload.length)
+  copyLines(records, frame, o)
+  return sealed(frame, size)
+}
+
+/** The body's fixed part. */
+function writeFixed(
+  frame: Buffer,
+  version: number,
+  kind: FrameKind,
+  seq: number,
+  receivedAtMs: number,
+  count: number,
+): void {
+  const o = FRAME_HEADER_BYTES
+  frame[o] = version
+  frame[o + 1] = kind
+  frame.writeBigUInt64LE(BigInt(seq), o + 2)
+  frame.writeBigUInt64LE(BigInt(receivedAtMs), o + 10)
+  frame.writeUInt32LE(count, o + 18)
+}
+
+/** The header: the body's length and CRC. */
+function sealed(frame: Buffer, bodyLength: number): Buffer {
+  frame.writeUInt32LE(bodyLength, 0)
+  frame.writeUInt32LE(crc32(frame.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + bodyLength)), 4)
   return frame
 }
 
@@ -149,7 +204,7 @@ export function checkFrame(buf: Buffer, offset: number, end: number): FrameCheck
   if (bodyLength < BODY_FIXED_BYTES || end - offset < length) return { ok: false, reason: 'short', length }
   const body = buf.subarray(offset + FRAME_HEADER_BYTES, offset + length)
   if (crc32(body) !== buf.readUInt32LE(offset + 4)) return { ok: false, reason: 'crc', length }
-  if (body[0] !== FORMAT_VERSION) return { ok: false, reason: 'version', length }
+  if (body[0] !== RECORDS_FORMAT && body[0] !== LINES_FORMAT) return { ok: false, reason: 'version', length }
   return { ok: true, length }
 }
 
@@ -174,13 +229,24 @@ export function frameCount(buf: Buffer, offset: number): number {
  */
 export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame {
   let o = offset + FRAME_HEADER_BYTES
+  const version = buf[o]
   const kind = buf.readUInt8(o + 1) as FrameKind
   const seq = Number(buf.readBigUInt64LE(o + 2))
   const receivedAtMs = Number(buf.readBigUInt64LE(o + 10))
   const count = buf.readUInt32LE(o + 18)
   o += BODY_FIXED_BYTES
-  // Where each record starts in `buf`: one pass over the lengths, no objects.
+  // Where each record starts in `buf` (a lines frame: where each payload starts): one pass over the lengths,
+  // no objects.
   const starts = new Float64Array(count)
+  if (version === LINES_FORMAT) {
+    const lengths = o
+    o += 4 * count
+    for (let i = 0; i < count; i++) {
+      starts[i] = o
+      o += readU32(buf, lengths + 4 * i) + 1
+    }
+    return new DecodedFrame(kind, seq, receivedAtMs, buf, stream, starts, lengths)
+  }
   for (let i = 0; i < count; i++) {
     starts[i] = o
     o += 4 + readU32(buf, o)
@@ -188,7 +254,7 @@ export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame 
     o += 2 + (idLength !== NO_ID ? idLength : 0)
     o += 4 + readU32(buf, o)
   }
-  return new DecodedFrame(kind, seq, receivedAtMs, buf, stream, starts)
+  return new DecodedFrame(kind, seq, receivedAtMs, buf, stream, starts, -1)
 }
 
 /** A frame read back from a log: its records are decoded one at a time when asked for. */
@@ -202,6 +268,8 @@ class DecodedFrame implements Frame {
     private readonly buf: Buffer,
     private readonly stream: string,
     private readonly starts: Float64Array,
+    /** A lines frame: where its payload lengths are in `buf`; -1 for a records frame. */
+    private readonly lengths: number,
   ) {}
 
   get count(): number {
@@ -222,6 +290,8 @@ class DecodedFrame implements Frame {
   record(i: number): SinkRecord {
     const { buf, stream, receivedAtMs } = this
     let o = this.starts[i]!
+    if (this.lengths >= 0)
+      return { stream, payload: buf.subarray(o, o + readU32(buf, this.lengths + 4 * i)), receivedAtMs }
     const payloadLength = readU32(buf, o)
     const payload = buf.subarray(o + 4, o + 4 + payloadLength)
     o += 4 + payloadLength

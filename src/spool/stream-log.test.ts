@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { SinkRecord } from '../records/record.js'
-import { checkFrame, decodeFrame, encodeFrame, FrameKind } from './format.js'
+import { checkFrame, decodeFrame, encodeFrame, FrameKind, LINES_FORMAT, RECORDS_FORMAT } from './format.js'
 import { CursorStore } from './spool.js'
 import { spoolBufferStats, StreamLog, type Position } from './stream-log.js'
 
@@ -83,6 +83,39 @@ describe('frame format', () => {
 
 describe('StreamLog', () => {
   const options = { segmentBytes: 1024 * 1024, fsync: 'always' as const }
+
+  it('a log written by an earlier streamgate (version 1 frames only) is recovered and read on, new frames after it', async () => {
+    // What a streamgate before lines frames left on disk: version 1 frames, with and without ids.
+    writeFileSync(
+      join(dir, '00000000000000000001.seg'),
+      Buffer.concat([
+        encodeFrame(FrameKind.Records, 1, 1, [rec('old-a'), rec('old-b')], undefined, RECORDS_FORMAT),
+        encodeFrame(FrameKind.DeadLetters, 2, 1, [rec('old-dl')], undefined, RECORDS_FORMAT),
+        encodeFrame(FrameKind.Records, 3, 1, [rec('old-c', { id: '7' })], undefined, RECORDS_FORMAT),
+      ]),
+    )
+    const log = await StreamLog.open(dir, 's', options)
+    expect(log.recovery).toMatchObject({ frames: 3, records: 4, corruptFrames: 0, truncatedBytes: 0 })
+    await log.append(FrameKind.Records, [rec('new-d'), rec('new-e')], 1)
+    await log.append(FrameKind.Records, [rec('new-f', { id: '8' })], 1)
+    // The new plain frame is a lines frame, in a segment of its own (appends never continue an old one).
+    const newest = readFileSync(join(dir, segments().at(-1)!))
+    expect(newest[8]).toBe(LINES_FORMAT)
+    expect(await readAll(log, { seq: 1, index: 0 })).toEqual([
+      'old-a',
+      'old-b',
+      'old-c',
+      'new-d',
+      'new-e',
+      'new-f',
+    ])
+    await log.close()
+    const again = await StreamLog.open(dir, 's', { ...options, tailCacheBytes: 0 })
+    expect(again.recovery).toMatchObject({ frames: 5, records: 7, corruptFrames: 0, truncatedBytes: 0 })
+    expect(await readAll(again, { seq: 2, index: 0 }, FrameKind.DeadLetters)).toEqual(['old-dl'])
+    expect(await readAll(again, { seq: 1, index: 1 })).toEqual(['old-b', 'old-c', 'new-d', 'new-e', 'new-f'])
+    await again.close()
+  })
 
   it('appends, reads from any position, and survives a clean reopen', async () => {
     const log = await StreamLog.open(dir, 's', options)

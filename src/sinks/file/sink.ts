@@ -1,6 +1,7 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { permanentError, transientError } from '../../errors.js'
+import { copyLines, linesLength } from '../../records/lines.js'
 import type { FileSinkConfig } from '../../config/types.js'
 import {
   ALL_WRITTEN,
@@ -38,23 +39,14 @@ interface Pending {
 /**
  * The batch as one NDJSON buffer. Copying the payloads once costs less than handing the kernel two iovecs
  * per record (payload + "\n"): on 2,000-record batches writev spent more CPU converting and walking the
- * buffer list than the copy takes (bench/RESULTS.md, 2026-12-02).
+ * buffer list than the copy takes (bench/RESULTS.md, 2026-12-02). Records read back from a spool lines frame
+ * sit one "\n" apart in it and are copied a frame's worth at a time (src/records/lines.ts).
  */
 function ndjsonBuffer(batch: readonly SinkRecord[]): Buffer {
-  let size = batch.length
-  for (let i = 0; i < batch.length; i++) size += batch[i]!.payload.length
-  const out = Buffer.allocUnsafe(size)
-  let o = 0
-  for (let i = 0; i < batch.length; i++) {
-    const payload = batch[i]!.payload
-    out.set(payload, o)
-    o += payload.length
-    out[o++] = NEWLINE
-  }
+  const out = Buffer.allocUnsafe(linesLength(batch))
+  copyLines(batch, out, 0)
   return out
 }
-
-const NEWLINE = 0x0a
 
 export function createFileSink(name: string, config: FileSinkConfig, context: SinkContext): Sink {
   return new FileSink(name, config, context)

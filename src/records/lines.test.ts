@@ -1,0 +1,69 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { copyLines, linesLength } from './lines.js'
+import type { SinkRecord } from './record.js'
+
+// Records laid out as a body would hold them: views into one buffer with a separator between them (a "\n" in
+// NDJSON, but also "," of an array, "\r\n", nothing, or a stray byte), mixed with copies in buffers of their own.
+const layout = fc.array(
+  fc.record({
+    text: fc.string({ unit: 'grapheme', maxLength: 12 }),
+    separator: fc.constantFrom('\n', '\n', '\n', ',', '\r\n', '', 'x', '\n\n'),
+    own: fc.boolean(),
+  }),
+  { maxLength: 40 },
+)
+
+function recordsOf(items: { text: string; separator: string; own: boolean }[]): SinkRecord[] {
+  const body = Buffer.from(items.map((r) => r.text + r.separator).join(''))
+  let at = 0
+  return items.map(({ text, separator, own }) => {
+    const length = Buffer.byteLength(text)
+    const view = body.subarray(at, at + length)
+    at += length + Buffer.byteLength(separator)
+    return { stream: 's', payload: own ? Buffer.from(view) : view, receivedAtMs: 0 }
+  })
+}
+
+/** Counts the memory copies made into it. */
+class CountingBytes extends Uint8Array {
+  copies = 0
+  override set(array: ArrayLike<number>, offset?: number): void {
+    this.copies++
+    super.set(array, offset)
+  }
+}
+
+describe('copyLines', () => {
+  it('writes every payload followed by "\\n", whatever lies between them in memory', () => {
+    fc.assert(
+      fc.property(layout, fc.nat({ max: 5 }), (items, offset) => {
+        const records = recordsOf(items)
+        const expected = Buffer.concat(records.flatMap((r) => [r.payload, Buffer.from('\n')]))
+        expect(linesLength(records)).toBe(expected.length)
+        const out = Buffer.alloc(offset + expected.length + 3, 0xee)
+        expect(copyLines(records, out, offset)).toBe(offset + expected.length)
+        expect(out.subarray(offset, offset + expected.length).equals(expected)).toBe(true)
+        // Nothing written outside its room.
+        expect([...out.subarray(0, offset), ...out.subarray(offset + expected.length)]).toEqual(
+          new Array<number>(offset + 3).fill(0xee),
+        )
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it('copies lines of one NDJSON body in one piece (a run ends where the bytes between are not one "\\n")', () => {
+    const body = Buffer.from('{"a":1}\n{"b":2}\n{"c":3},{"d":4}\n')
+    const at = (start: number, end: number): SinkRecord => ({
+      stream: 's',
+      payload: body.subarray(start, end),
+      receivedAtMs: 0,
+    })
+    const records = [at(0, 7), at(8, 15), at(16, 23), at(24, 31)]
+    const out = new CountingBytes(linesLength(records))
+    copyLines(records, out, 0)
+    expect(Buffer.from(out).toString()).toBe('{"a":1}\n{"b":2}\n{"c":3}\n{"d":4}\n')
+    expect(out.copies).toBe(2)
+  })
+})
