@@ -486,6 +486,35 @@ describe('StreamLog tail cache', () => {
     await log.close()
   })
 
+  it('small cached frames hold about the cache in memory, not slabs shared with what was allocated between them', async () => {
+    const tailCacheBytes = 1024 * 1024
+    const log = await StreamLog.open(dir, 's', { ...options, tailCacheBytes })
+    // One ~3 KB record per request, with a ~3 KB "body" allocated (and kept) between appends, as a gateway's
+    // requests interleave: in Node's shared 8 KiB slabs each cached frame would pin a slab of its own.
+    const bodies: Buffer[] = []
+    for (let i = 0; i < 600; i++) {
+      bodies.push(Buffer.allocUnsafe(3000).fill(i % 251))
+      await log.append(FrameKind.Records, [rec(`${i}:`.padEnd(3000, 'r'))], 1)
+    }
+    const { frames, bytes } = log.tailCache
+    expect(bytes).toBeLessThanOrEqual(tailCacheBytes)
+    const reader = log.reader({ seq: log.nextSeq - frames, index: 0 })
+    const held = new Set<ArrayBufferLike>()
+    let read = 0
+    for (let next = await reader.next(); next; next = await reader.next()) {
+      for (const r of next.frame.records) held.add(r.payload.buffer)
+      read++
+    }
+    await reader.close()
+    expect(read).toBe(frames)
+    let heldBytes = 0
+    for (const ab of held) heldBytes += ab.byteLength
+    // The cache's bytes, plus at most the two 256 KiB chunks at its ends.
+    expect(heldBytes).toBeLessThanOrEqual(tailCacheBytes + 2 * 256 * 1024)
+    expect(bodies).toHaveLength(600)
+    await log.close()
+  })
+
   it('a frame larger than the cache is not cached; tailCacheBytes 0 turns the cache off', async () => {
     const off = await StreamLog.open(join(dir, 'off'), 's', { ...options, tailCacheBytes: 0 })
     await off.append(FrameKind.Records, [rec('a')], 1)

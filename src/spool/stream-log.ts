@@ -98,6 +98,25 @@ export class StreamLog {
   recovery: RecoveryReport = { segments: 0, frames: 0, records: 0, corruptFrames: 0, truncatedBytes: 0 }
   readonly index = new FrameIndex()
   private readonly tail: TailCache
+  /**
+   * Frames under 64 KiB are cut one after the other from 256 KiB chunks of this log's own: the tail cache lets
+   * go of frames oldest first, so it keeps whole chunks busy, not Node's 8 KiB slabs shared with request
+   * bodies and answers — with those, a 16 MiB cache of one-record frames held ~46 MB of slabs
+   * (bench/RESULTS.md, 2026-12-04 fifth session). Larger frames come from the frame pool.
+   */
+  private chunk = Buffer.alloc(0)
+  private chunkUsed = 0
+  private readonly takeFrameBuffer = (length: number): Buffer => {
+    if (length >= SMALL_FRAME_BYTES) return frameBuffers.take(length)
+    if (this.chunkUsed + length > this.chunk.length) {
+      this.chunk = Buffer.allocUnsafeSlow(FRAME_CHUNK_BYTES)
+      this.chunkUsed = 0
+    }
+    const frame = this.chunk.subarray(this.chunkUsed, this.chunkUsed + length)
+    // 8-byte aligned starts, as a slab's.
+    this.chunkUsed += (length + 7) & ~7
+    return frame
+  }
 
   private constructor(
     readonly dir: string,
@@ -148,7 +167,7 @@ export class StreamLog {
     if (this.closed) return Promise.reject(new Error(`spool log of stream ${this.stream} is closed`))
     // The seq is assigned now, in queue order, which is also the order frames reach the file.
     const seq = this.nextSeqValue++
-    const frame = encodeFrame(kind, seq, receivedAtMs, records, takeFrameBuffer)
+    const frame = encodeFrame(kind, seq, receivedAtMs, records, this.takeFrameBuffer)
     this.index.push(seq, kind, records.length)
     this.queuedBytes += frame.length
     return new Promise<void>((resolve, reject) => {
@@ -699,8 +718,13 @@ const readBuffers = new BufferPool({ minBytes: 1, maxBytes: 64 * MIB, maxFreeByt
  * The frames appended (from 64 KiB: smaller ones die young): given back once written and not cached, or
  * once evicted from the tail cache with no reader's records still in them (CachedFrame).
  */
-const frameBuffers = new BufferPool({ minBytes: 64 * 1024, maxBytes: 64 * MIB, maxFreeBytes: 16 * MIB })
-const takeFrameBuffer = (length: number): Buffer => frameBuffers.take(length)
+const SMALL_FRAME_BYTES = 64 * 1024
+const FRAME_CHUNK_BYTES = 256 * 1024
+const frameBuffers = new BufferPool({
+  minBytes: SMALL_FRAME_BYTES,
+  maxBytes: 64 * MIB,
+  maxFreeBytes: 16 * MIB,
+})
 
 /** How the spool's buffer pools are used (tests, diagnostics). */
 export function spoolBufferStats(): { frames: BufferPool['stats']; reads: BufferPool['stats'] } {
