@@ -25,8 +25,11 @@ import type { SinkRecord } from '../records/record.js'
 //                         4  payloadLength u32, then the payload bytes (exactly as the vendor sent them)
 //                         2  idLength      u16 (0xffff = no id), then the id text (UTF-8)
 //                         4  fieldsLength  u32 (0 = none), then the fields as JSON (Azion text records)
-//                  22  …  version 2 (no record has an id or fields): count × u32 payload lengths, then
-//                         every payload followed by one "\n" — the records as NDJSON lines, so records
+//                  22  …  version 2 (no record has fields):
+//                         count × u32 payload lengths,
+//                         4  idsLength u32, bytes of the ids part (0 = no record has an id), then
+//                            count × u16 idLength (0xffff = no id) and the ids' text (UTF-8) one after another,
+//                         then every payload followed by one "\n" — the records as NDJSON lines, so records
 //                         that were lines of one body are copied in one piece, and read back as views
 //                         one "\n" apart that a sink writing lines copies in one piece too.
 //
@@ -44,7 +47,7 @@ export const FRAME_HEADER_BYTES = 8
 export const BODY_FIXED_BYTES = 22
 /** A frame of records with their ids and fields (version 1). */
 export const RECORDS_FORMAT = 1
-/** A frame of records as NDJSON lines (version 2): no record has an id or fields. */
+/** A frame of records as NDJSON lines with their ids (version 2): no record has fields. */
 export const LINES_FORMAT = 2
 const NO_ID = 0xffff
 
@@ -63,8 +66,8 @@ export interface Frame {
 /**
  * Encodes a frame (header + body). `stream` is not stored: a log belongs to one stream. One allocation, each
  * payload copied once (records one "\n" apart in one body in one piece), ids and fields written straight into
- * the frame, one CRC pass over the body. A lines frame (version 2) when no record has an id or fields, unless
- * `format` asks for version 1.
+ * the frame, one CRC pass over the body. A lines frame (version 2) when no record has fields, unless `format`
+ * asks for version 1.
  */
 export function encodeFrame(
   kind: FrameKind,
@@ -74,7 +77,7 @@ export function encodeFrame(
   allocate: (length: number) => Buffer = allocUnsafe,
   format: typeof RECORDS_FORMAT | typeof LINES_FORMAT = LINES_FORMAT,
 ): Buffer {
-  if (format === LINES_FORMAT && records.every(isPlain))
+  if (format === LINES_FORMAT && records.every(hasNoFields))
     return encodeLinesFrame(kind, seq, receivedAtMs, records, allocate)
   let size = BODY_FIXED_BYTES
   let fields: (string | undefined)[] | undefined
@@ -124,9 +127,9 @@ export function encodeFrame(
   return sealed(frame, size)
 }
 
-const isPlain = (r: SinkRecord): boolean => r.id === undefined && r.fields === undefined
+const hasNoFields = (r: SinkRecord): boolean => r.fields === undefined
 
-/** A lines frame (version 2): the payload lengths, then the records as NDJSON lines. */
+/** A lines frame (version 2): the payload lengths, the ids, then the records as NDJSON lines. */
 function encodeLinesFrame(
   kind: FrameKind,
   seq: number,
@@ -135,11 +138,37 @@ function encodeLinesFrame(
   allocate: (length: number) => Buffer,
 ): Buffer {
   const count = records.length
-  const size = BODY_FIXED_BYTES + 4 * count + linesLength(records)
+  // The ids part: a u16 length per record and the texts, only when some record has an id.
+  let idsLength = 0
+  for (let i = 0; i < count; i++) {
+    const id = records[i]!.id
+    if (id === undefined) continue
+    const idLength = Buffer.byteLength(id)
+    if (idLength >= NO_ID) throw new RangeError('record id longer than 65534 bytes')
+    if (idsLength === 0) idsLength = 2 * count
+    idsLength += idLength
+  }
+  const size = BODY_FIXED_BYTES + 4 * count + 4 + idsLength + linesLength(records)
   const frame = allocate(FRAME_HEADER_BYTES + size)
   writeFixed(frame, LINES_FORMAT, kind, seq, receivedAtMs, count)
   let o = FRAME_HEADER_BYTES + BODY_FIXED_BYTES
   for (let i = 0; i < count; i++, o += 4) writeU32(frame, o, records[i]!.payload.length)
+  writeU32(frame, o, idsLength)
+  o += 4
+  if (idsLength > 0) {
+    let text = o + 2 * count
+    for (let i = 0; i < count; i++, o += 2) {
+      const id = records[i]!.id
+      if (id === undefined) {
+        writeU16(frame, o, NO_ID)
+        continue
+      }
+      const idLength = id === '' ? 0 : frame.write(id, text, 'utf8')
+      writeU16(frame, o, idLength)
+      text += idLength
+    }
+    o = text
+  }
   copyLines(records, frame, o)
   return sealed(frame, size)
 }
@@ -241,11 +270,25 @@ export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame 
   if (version === LINES_FORMAT) {
     const lengths = o
     o += 4 * count
+    const idsLength = readU32(buf, o)
+    o += 4
+    // Where each id's text starts (ids are read only when a record is made).
+    let idStarts: Float64Array | undefined
+    if (idsLength > 0) {
+      idStarts = new Float64Array(count)
+      let text = o + 2 * count
+      for (let i = 0; i < count; i++) {
+        idStarts[i] = text
+        const idLength = readU16(buf, o + 2 * i)
+        if (idLength !== NO_ID) text += idLength
+      }
+      o += idsLength
+    }
     for (let i = 0; i < count; i++) {
       starts[i] = o
       o += readU32(buf, lengths + 4 * i) + 1
     }
-    return new DecodedFrame(kind, seq, receivedAtMs, buf, stream, starts, lengths)
+    return new DecodedFrame(kind, seq, receivedAtMs, buf, stream, starts, lengths, idStarts)
   }
   for (let i = 0; i < count; i++) {
     starts[i] = o
@@ -270,6 +313,8 @@ class DecodedFrame implements Frame {
     private readonly starts: Float64Array,
     /** A lines frame: where its payload lengths are in `buf`; -1 for a records frame. */
     private readonly lengths: number,
+    /** A lines frame with ids: where each id's text starts (its u16 length follows idsLength). */
+    private readonly idStarts?: Float64Array,
   ) {}
 
   get count(): number {
@@ -290,8 +335,15 @@ class DecodedFrame implements Frame {
   record(i: number): SinkRecord {
     const { buf, stream, receivedAtMs } = this
     let o = this.starts[i]!
-    if (this.lengths >= 0)
-      return { stream, payload: buf.subarray(o, o + readU32(buf, this.lengths + 4 * i)), receivedAtMs }
+    if (this.lengths >= 0) {
+      const payload = buf.subarray(o, o + readU32(buf, this.lengths + 4 * i))
+      if (this.idStarts === undefined) return { stream, payload, receivedAtMs }
+      const idLengths = this.lengths + 4 * this.starts.length + 4
+      const idLength = readU16(buf, idLengths + 2 * i)
+      if (idLength === NO_ID) return { stream, payload, receivedAtMs }
+      const at = this.idStarts[i]!
+      return { stream, payload, receivedAtMs, id: buf.toString('utf8', at, at + idLength) }
+    }
     const payloadLength = readU32(buf, o)
     const payload = buf.subarray(o + 4, o + 4 + payloadLength)
     o += 4 + payloadLength
