@@ -219,7 +219,7 @@ export class DeliveryLane {
    */
   private async runInFlight(): Promise<void> {
     const maxInFlight = Math.max(1, this.o.sink.limits.maxInFlightBatches ?? 1)
-    const recycles = this.o.sink.copiesOnWrite === true
+    const recycles = this.o.sink.releasesOnSettle === true
     const inFlight: InFlight[] = []
     let failures = 0
     let failure: unknown
@@ -247,9 +247,10 @@ export class DeliveryLane {
         await sleep(250, this.stopSignal.signal).catch(() => undefined)
         continue
       }
-      // Every batch gathered so far is finished: the sink copied its records when write() was called and
-      // deliver settled (no retry or dead-letter hand-off reads them again). The reader may read into the
-      // buffers they were views of, all but the one holding the frame the next batch goes on with.
+      // Every batch gathered so far is finished: deliver settled, so every write() of the sink settled and
+      // it reads none of their records any more (Sink.releasesOnSettle), nor does a retry or dead-letter
+      // hand-off. The reader may read into the buffers they were views of, all but the one holding the frame
+      // the next batch goes on with.
       if (recycles && inFlight.length === 0) this.reader.recycle()
       const pending = inFlight.filter((b) => b.state === 'pending')
       if (pending.length >= maxInFlight) {

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { copyLines, linesLength } from './lines.js'
+import { copyLines, linesChunks, linesLength } from './lines.js'
 import type { SinkRecord } from './record.js'
 
 // Records laid out as a body would hold them: views into one buffer with a separator between them (a "\n" in
@@ -15,7 +15,10 @@ const layout = fc.array(
 )
 
 function recordsOf(items: { text: string; separator: string; own: boolean }[]): SinkRecord[] {
-  const body = Buffer.from(items.map((r) => r.text + r.separator).join(''))
+  // A memory of its own (not Node's shared slab), so a view into it is told from a copy by its buffer.
+  const text = Buffer.from(items.map((r) => r.text + r.separator).join(''))
+  const body = Buffer.allocUnsafeSlow(text.length)
+  text.copy(body)
   let at = 0
   return items.map(({ text, separator, own }) => {
     const length = Buffer.byteLength(text)
@@ -65,5 +68,44 @@ describe('copyLines', () => {
     copyLines(records, out, 0)
     expect(Buffer.from(out).toString()).toBe('{"a":1}\n{"b":2}\n{"c":3}\n{"d":4}\n')
     expect(out.copies).toBe(2)
+  })
+})
+
+describe('linesChunks', () => {
+  it('the chunks are the lines; only runs ending in a "\\n" of their own memory, of minViewBytes or more, are views', () => {
+    fc.assert(
+      fc.property(layout, fc.integer({ min: 1, max: 60 }), (items, minViewBytes) => {
+        const records = recordsOf(items)
+        const expected = Buffer.concat(records.flatMap((r) => [r.payload, Buffer.from('\n')]))
+        const chunks = linesChunks(records, minViewBytes)
+        expect(Buffer.concat(chunks).equals(expected)).toBe(true)
+        for (const chunk of chunks) {
+          expect(chunk.length).toBeGreaterThan(0)
+          // The body's own memory (the views of records not copied are into it).
+          const body = records.find((_, k) => !items[k]!.own)?.payload.buffer
+          if (body === undefined || chunk.buffer !== body) continue
+          // A view: long enough, and it ends with the "\n" that follows its last payload in that memory.
+          expect(chunk.length).toBeGreaterThanOrEqual(minViewBytes)
+          expect(chunk[chunk.length - 1]).toBe(0x0a)
+        }
+      }),
+      { numRuns: 500 },
+    )
+  })
+
+  it('a spool lines frame read back is one view per frame, no copy', () => {
+    const frame = Buffer.allocUnsafeSlow(24)
+    frame.write('{"a":1}\n{"b":2}\n{"c":3}\n')
+    const records = [0, 8, 16].map((at): SinkRecord => ({
+      stream: 's',
+      payload: frame.subarray(at, at + 7),
+      receivedAtMs: 0,
+    }))
+    const chunks = linesChunks(records, 8)
+    expect(chunks).toHaveLength(1)
+    expect(chunks[0]!.buffer).toBe(frame.buffer)
+    expect(chunks[0]!.toString()).toBe('{"a":1}\n{"b":2}\n{"c":3}\n')
+    // Under minViewBytes: copied.
+    expect(linesChunks(records, 100)[0]!.buffer).not.toBe(frame.buffer)
   })
 })

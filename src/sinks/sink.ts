@@ -47,12 +47,13 @@ export interface Sink {
   /** Present when the sink takes a lane's batch in pieces (see Staging); `write` still works on its own. */
   readonly staging?: Staging
   /**
-   * True when `write` copies what it needs of the records before it returns (synchronously), and never
-   * reads their payloads after that, whether the promise is still pending, settles or is aborted. The lane
-   * then lets the spool reader reuse the read buffers those payloads were views of once the batches are
-   * finished (LogReader.recycle), instead of leaving one buffer per read to the garbage collector.
+   * True when the sink never reads a batch's payloads once the promise `write` returned has settled
+   * (resolved or rejected) — it may hold views of them until then, but nothing of it may go on in the
+   * background after (an aborted write included). The lane then lets the spool reader reuse the read
+   * buffers and tail-cache frames those payloads were views of once every batch it handed over has settled
+   * (LogReader.recycle), instead of leaving one buffer per read to the garbage collector.
    */
-  readonly copiesOnWrite?: boolean
+  readonly releasesOnSettle?: boolean
 }
 
 /**

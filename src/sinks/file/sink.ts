@@ -1,7 +1,7 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { permanentError, transientError } from '../../errors.js'
-import { copyLines, linesLength } from '../../records/lines.js'
+import { linesChunks } from '../../records/lines.js'
 import type { FileSinkConfig } from '../../config/types.js'
 import {
   ALL_WRITTEN,
@@ -37,16 +37,17 @@ interface Pending {
 }
 
 /**
- * The batch as one NDJSON buffer. Copying the payloads once costs less than handing the kernel two iovecs
- * per record (payload + "\n"): on 2,000-record batches writev spent more CPU converting and walking the
- * buffer list than the copy takes (bench/RESULTS.md, 2026-12-02). Records read back from a spool lines frame
- * sit one "\n" apart in it and are copied a frame's worth at a time (src/records/lines.ts).
+ * The batch as NDJSON, in buffers for one writev. Records read back from a spool lines frame sit one "\n"
+ * apart in it, so a frame's worth of lines is handed to the kernel as it is (a view, no copy; the lane keeps
+ * the frame until this write settles, see Sink.releasesOnSettle); the rest is copied into one buffer —
+ * copying costs less than two iovecs per record (bench/RESULTS.md, 2026-12-02). Runs under
+ * MIN_VIEW_BYTES are copied too (src/records/lines.ts).
  */
-function ndjsonBuffer(batch: readonly SinkRecord[]): Buffer {
-  const out = Buffer.allocUnsafe(linesLength(batch))
-  copyLines(batch, out, 0)
-  return out
+function ndjsonChunks(batch: readonly SinkRecord[]): Buffer[] {
+  return linesChunks(batch, MIN_VIEW_BYTES)
 }
+
+const MIN_VIEW_BYTES = 16 * 1024
 
 export function createFileSink(name: string, config: FileSinkConfig, context: SinkContext): Sink {
   return new FileSink(name, config, context)
@@ -54,8 +55,8 @@ export function createFileSink(name: string, config: FileSinkConfig, context: Si
 
 class FileSink implements Sink {
   readonly type = 'file' as const
-  /** write() copies the batch into one NDJSON buffer before it returns. */
-  readonly copiesOnWrite = true
+  /** write() settles once its writev (and fdatasync) returned: nothing reads the records after that. */
+  readonly releasesOnSettle = true
   readonly limits
   private file: FileHandle | undefined
   private fileBytes = 0
@@ -77,11 +78,13 @@ class FileSink implements Sink {
   write(batch: readonly SinkRecord[], _signal: AbortSignal): Promise<WriteResult> {
     if (this.closed) return Promise.reject(transientError('file sink is closed', 'closed'))
     if (batch.length === 0) return Promise.resolve(ALL_WRITTEN)
-    const chunk = ndjsonBuffer(batch)
+    const chunks = ndjsonChunks(batch)
     return new Promise<WriteResult>((resolve, reject) => {
       this.pending ??= { chunks: [], bytes: 0, done: [] }
-      this.pending.chunks.push(chunk)
-      this.pending.bytes += chunk.length
+      for (const chunk of chunks) {
+        this.pending.chunks.push(chunk)
+        this.pending.bytes += chunk.length
+      }
       this.pending.done.push({ resolve: () => resolve(ALL_WRITTEN), reject })
       this.writing ??= this.drain()
     })

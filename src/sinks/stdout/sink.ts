@@ -24,7 +24,7 @@ export function createStdoutSink(name: string, config: StdoutSinkConfig): Sink {
     type: 'stdout',
     limits,
     // write() concatenates the batch (a copy) before it returns.
-    copiesOnWrite: true,
+    releasesOnSettle: true,
     write(batch: readonly SinkRecord[]): Promise<WriteResult> {
       if (batch.length === 0) return Promise.resolve(ALL_WRITTEN)
       return new Promise((resolve, reject) => {
