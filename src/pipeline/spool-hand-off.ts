@@ -34,7 +34,8 @@ export class SpoolHandOff implements HandOff {
     try {
       const written = this.spool.append(stream.id, outcome.records, outcome.deadLetters, Date.now())
       // The frames are encoded (copies): the request's records need not live until the write is durable
-      // (up to a few ms, long enough to be copied by the young generation's collector and promoted).
+      // (up to a few ms, long enough to be copied by the young generation's collector and promoted). New
+      // arrays, not emptied ones: a stream's first append encodes later, from the arrays it was given.
       outcome.records = []
       outcome.deadLetters = []
       await written
