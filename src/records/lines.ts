@@ -1,10 +1,11 @@
 import type { SinkRecord } from './record.js'
 
-// Records as NDJSON lines: each payload followed by one "\n". The spool's line frames (src/spool/format.ts)
+// Records as NDJSON lines: each payload followed by one "\n". The spool's lines frames (src/spool/format.ts)
 // and the file sink write exactly these bytes. Records framed from an NDJSON body are views into it, one
-// "\n" apart, and the records of a line frame read back are views into the frame, one "\n" apart: such runs
-// are copied with one memory copy each instead of one per record (the per-record copy was 3–5 % of the main
-// thread under 2,000-record load, bench/RESULTS.md 2026-12-04 fifth session).
+// "\n" apart, and the records of a lines frame read back are views into the frame, one "\n" apart: such a
+// run is copied in one piece, and the file sink hands a frame's run to the kernel without copying it at all.
+// (Copying a run in one piece is not itself much cheaper than per record — V8's set() is ~24 ns a record
+// and the copy is memory-bound, bench/RESULTS.md 2026-12-04 fifth session; not copying is what saves.)
 
 const NEWLINE = 0x0a
 
@@ -15,20 +16,11 @@ export function linesLength(records: readonly SinkRecord[]): number {
   return size
 }
 
-/** Records i..next−1, one "\n" apart in `source`: their payloads span [start, end). */
-interface Run {
-  source: ArrayBufferLike
-  start: number
-  end: number
-  next: number
-}
-
-/** The run of records from `i` (at least that record). */
-function runFrom(records: readonly SinkRecord[], i: number): Run {
+/** The end (exclusive) of the run of records from `i`: payloads one "\n" apart in the same memory. */
+function runEnd(records: readonly SinkRecord[], i: number): number {
   const first = records[i]!.payload
   const source = first.buffer
-  const start = first.byteOffset
-  let end = start + first.length
+  let end = first.byteOffset + first.length
   let bytes: Uint8Array | undefined
   let j = i + 1
   for (; j < records.length; j++) {
@@ -38,16 +30,15 @@ function runFrom(records: readonly SinkRecord[], i: number): Run {
     if (bytes[end] !== NEWLINE) break
     end = next.byteOffset + next.length
   }
-  return { source, start, end, next: j }
+  return j
 }
 
-/** Copies the run's lines (each payload and its "\n") into `out` at `o`; returns the offset after them. */
-function copyRun(records: readonly SinkRecord[], i: number, run: Run, out: Uint8Array, o: number): number {
-  if (run.next === i + 1) out.set(records[i]!.payload, o)
-  else out.set(new Uint8Array(run.source, run.start, run.end - run.start), o)
-  o += run.end - run.start
-  out[o++] = NEWLINE
-  return o
+/** The memory under the payloads of records i..next−1 (a run), without the "\n" after the last one. */
+function runBytes(records: readonly SinkRecord[], i: number, next: number): Uint8Array {
+  const first = records[i]!.payload
+  if (next === i + 1) return first
+  const last = records[next - 1]!.payload
+  return new Uint8Array(first.buffer, first.byteOffset, last.byteOffset + last.length - first.byteOffset)
 }
 
 /**
@@ -57,10 +48,17 @@ function copyRun(records: readonly SinkRecord[], i: number, run: Run, out: Uint8
 export function copyLines(records: readonly SinkRecord[], out: Uint8Array, offset: number): number {
   let o = offset
   for (let i = 0; i < records.length;) {
-    const run = runFrom(records, i)
-    o = copyRun(records, i, run, out, o)
-    i = run.next
+    const next = runEnd(records, i)
+    o = copyRun(runBytes(records, i, next), out, o)
+    i = next
   }
+  return o
+}
+
+function copyRun(run: Uint8Array, out: Uint8Array, o: number): number {
+  out.set(run, o)
+  o += run.length
+  out[o++] = NEWLINE
   return o
 }
 
@@ -71,35 +69,35 @@ export function copyLines(records: readonly SinkRecord[], out: Uint8Array, offse
  * long as the records' memory is: a sink that writes them must be done with them when its write settles.
  */
 export function linesChunks(records: readonly SinkRecord[], minViewBytes: number): Buffer[] {
-  const runs: Run[] = []
-  const viewed: boolean[] = []
+  // Each run's end, negative for a run handed over as a view; then the bytes to copy.
+  const ends: number[] = []
   let copied = 0
   for (let i = 0; i < records.length;) {
-    const run = runFrom(records, i)
-    const lines = run.end - run.start + 1
+    const next = runEnd(records, i)
+    const run = runBytes(records, i, next)
+    const after = run.byteOffset + run.length
     const view =
-      lines >= minViewBytes &&
-      run.end < run.source.byteLength &&
-      new Uint8Array(run.source, run.end, 1)[0] === NEWLINE
-    if (!view) copied += lines
-    runs.push(run)
-    viewed.push(view)
-    i = run.next
+      run.length + 1 >= minViewBytes &&
+      after < run.buffer.byteLength &&
+      new Uint8Array(run.buffer, after, 1)[0] === NEWLINE
+    if (!view) copied += run.length + 1
+    ends.push(view ? -next : next)
+    i = next
   }
   const chunks: Buffer[] = []
-  const copies = copied > 0 ? Buffer.allocUnsafe(copied) : undefined
+  const copies = Buffer.allocUnsafe(copied)
   let o = 0
   let from = 0
   let i = 0
-  for (let r = 0; r < runs.length; r++) {
-    const run = runs[r]!
-    if (viewed[r]) {
-      if (o > from) chunks.push(copies!.subarray(from, o))
+  for (const end of ends) {
+    const run = runBytes(records, i, Math.abs(end))
+    if (end < 0) {
+      if (o > from) chunks.push(copies.subarray(from, o))
       from = o
-      chunks.push(Buffer.from(run.source, run.start, run.end - run.start + 1))
-    } else o = copyRun(records, i, run, copies!, o)
-    i = run.next
+      chunks.push(Buffer.from(run.buffer, run.byteOffset, run.length + 1))
+    } else o = copyRun(run, copies, o)
+    i = Math.abs(end)
   }
-  if (o > from) chunks.push(copies!.subarray(from, o))
+  if (o > from) chunks.push(copies.subarray(from, o))
   return chunks
 }
