@@ -85,8 +85,7 @@ export function encodeFrame(
     const r = records[i]!
     size += RECORD_FIXED_BYTES + r.payload.length
     if (r.id !== undefined) {
-      const idLength = Buffer.byteLength(r.id)
-      if (idLength >= NO_ID) throw new RangeError('record id longer than 65534 bytes')
+      const idLength = idBytes(r.id)
       size += idLength
     }
     if (r.fields) {
@@ -127,6 +126,13 @@ export function encodeFrame(
   return sealed(frame, size)
 }
 
+/** An id's UTF-8 length; a u16 holds it, 0xffff meaning "no id". */
+function idBytes(id: string): number {
+  const length = Buffer.byteLength(id)
+  if (length >= NO_ID) throw new RangeError('record id longer than 65534 bytes')
+  return length
+}
+
 const hasNoFields = (r: SinkRecord): boolean => r.fields === undefined
 
 /** A lines frame (version 2): the payload lengths, the ids, then the records as NDJSON lines. */
@@ -143,8 +149,7 @@ function encodeLinesFrame(
   for (let i = 0; i < count; i++) {
     const id = records[i]!.id
     if (id === undefined) continue
-    const idLength = Buffer.byteLength(id)
-    if (idLength >= NO_ID) throw new RangeError('record id longer than 65534 bytes')
+    const idLength = idBytes(id)
     if (idsLength === 0) idsLength = 2 * count
     idsLength += idLength
   }
