@@ -1,11 +1,11 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { authError, notConnectedError, transientError, type SinkError } from '../errors.js'
+import { authError, notConnectedError, permanentError, transientError, type SinkError } from '../errors.js'
 import type { SinkRecord } from '../records/record.js'
 import { ALL_WRITTEN, type Sink, type WriteResult } from '../sinks/sink.js'
 import { createLogger } from '../telemetry/logger.js'
 import { Metrics } from '../telemetry/metrics.js'
-import { deliver } from './delivery.js'
+import { deliver, deliverLines } from './delivery.js'
 
 /** A sink that fails its first writes with the given errors, then succeeds. */
 function scripted(errors: SinkError[]): Sink & { writes: number } {
@@ -118,5 +118,93 @@ describe('deliver: batches within the sink limits', () => {
       ),
       { numRuns: 300 },
     )
+  })
+})
+
+/** A sink with writeLines whose calls (lines or records, in order) fail with the errors given, then succeed. */
+function scriptedLines(errors: SinkError[]): Sink & { calls: string[] } {
+  const sink = scripted(errors)
+  const calls: string[] = []
+  return Object.assign(sink, {
+    calls,
+    async write(batch: readonly SinkRecord[]): Promise<WriteResult> {
+      calls.push(`write ${batch.map((r) => r.payload.toString()).join(' ')}`)
+      const error = errors[sink.writes++]
+      if (error) throw error
+      return ALL_WRITTEN
+    },
+    async writeLines(lines: readonly Buffer[], count: number): Promise<void> {
+      calls.push(`lines ${count} ${JSON.stringify(Buffer.concat(lines).toString())}`)
+      const error = errors[sink.writes++]
+      if (error) throw error
+    },
+  })
+}
+
+describe('deliverLines', () => {
+  const batch = (): Parameters<typeof deliverLines>[1] => ({
+    lines: [Buffer.from('{"a":1}\n{"a":2}\n'), Buffer.from('{"a":3}\n')],
+    count: 3,
+    records: () =>
+      ['{"a":1}', '{"a":2}', '{"a":3}'].map((p) => ({
+        stream: 's',
+        payload: Buffer.from(p),
+        receivedAtMs: 0,
+      })),
+  })
+  const options = (metrics: Metrics, dead: { error: SinkError; payloads: string[] }[]) => ({
+    retry: { initialMs: 1, maxMs: 2, maxAttempts: 2 },
+    signal: AbortSignal.timeout(5_000),
+    metrics,
+    logger: createLogger('silent'),
+    deadLetter: async (records: SinkRecord[], error: SinkError) =>
+      void dead.push({ error, payloads: records.map((r) => r.payload.toString()) }),
+  })
+
+  it('writes the lines once and counts the records delivered', async () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const sink = scriptedLines([])
+    let delivered = 0
+    await deliverLines(sink, batch(), { ...options(metrics, []), onDelivered: (n) => (delivered += n) })
+    expect(sink.calls).toEqual(['lines 3 "{\\"a\\":1}\\n{\\"a\\":2}\\n{\\"a\\":3}\\n"'])
+    expect(delivered).toBe(3)
+    expect(await metrics.registry.metrics()).toContain(
+      'streamgate_sink_records_delivered_total{sink="scripted"} 3',
+    )
+  })
+
+  it('a failed lines write is the first attempt: the records are retried with write() and given up at maxAttempts', async () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const flaky = transientError('disk busy', 'file-io')
+    const sink = scriptedLines([flaky, flaky, flaky])
+    const dead: { error: SinkError; payloads: string[] }[] = []
+    const errors: SinkError[] = []
+    await deliverLines(sink, batch(), { ...options(metrics, dead), onError: (e) => errors.push(e) })
+    expect(sink.calls.map((c) => c.split(' ')[0])).toEqual(['lines', 'write'])
+    expect(sink.calls[1]).toBe('write {"a":1} {"a":2} {"a":3}')
+    expect(dead.map((d) => [d.error.reason, d.payloads.length])).toEqual([['retries-exhausted', 3]])
+    expect(errors.map((e) => e.reason)).toEqual(['file-io', 'file-io'])
+  })
+
+  it('a lines write refused permanently dead-letters every record of the batch at once', async () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const sink = scriptedLines([permanentError('cannot write', 'file-permission')])
+    const dead: { error: SinkError; payloads: string[] }[] = []
+    await deliverLines(sink, batch(), options(metrics, dead))
+    expect(sink.calls.map((c) => c.split(' ')[0])).toEqual(['lines'])
+    expect(dead.map((d) => [d.error.reason, d.payloads])).toEqual([
+      ['file-permission', ['{"a":1}', '{"a":2}', '{"a":3}']],
+    ])
+  })
+
+  it('a transient lines failure then a successful write delivers every record once more, nothing dead', async () => {
+    const metrics = new Metrics({ defaultMetrics: false })
+    const sink = scriptedLines([transientError('disk busy', 'file-io')])
+    const dead: { error: SinkError; payloads: string[] }[] = []
+    let delivered = 0
+    await deliverLines(sink, batch(), { ...options(metrics, dead), onDelivered: (n) => (delivered += n) })
+    expect(sink.calls.map((c) => c.split(' ')[0])).toEqual(['lines', 'write'])
+    expect(dead).toEqual([])
+    expect(delivered).toBe(3)
   })
 })

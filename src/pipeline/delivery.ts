@@ -85,10 +85,49 @@ export async function deliver(
   for (const batch of splitBatches(sink, records)) await deliverBatch(sink, batch, options)
 }
 
+/** A lane's batch as NDJSON lines for a sink with `writeLines` (see Sink.writeLines). */
+export interface LinesBatch {
+  lines: readonly Buffer[]
+  /** How many records the lines hold. */
+  count: number
+  /** The same records as objects, made only when the lines' write failed (to retry or dead-letter them). */
+  records(): SinkRecord[]
+}
+
+/**
+ * Delivers a batch gathered within the sink's limits (records within maxRecordBytes) through the sink's
+ * `writeLines`. Only the first attempt goes as lines: when it fails, the records are made and delivery goes
+ * on as for `deliver` (retries counted from that first attempt, dead letters, the circuit's verdicts).
+ */
+export async function deliverLines(sink: Sink, batch: LinesBatch, options: DeliveryOptions): Promise<void> {
+  const { signal } = options
+  signal.throwIfAborted()
+  const admitted = await options.circuit?.admit(options.waitSignal ?? signal)
+  const started = performance.now()
+  try {
+    await sink.writeLines!(batch.lines, batch.count, signal)
+  } catch (err) {
+    if (signal.aborted) {
+      admitted?.abandoned()
+      throw signal.reason
+    }
+    const error = asSinkError(err)
+    if (error.retriable) admitted?.failed()
+    else admitted?.succeeded() // the sink answered; a retry would not help, nothing to protect
+    await deliverBatch(sink, batch.records(), options, error)
+    return
+  }
+  admitted?.succeeded()
+  options.metrics.sinkDelivered(sink.name, batch.count, (performance.now() - started) / 1000)
+  options.onDelivered?.(batch.count)
+}
+
+/** `failed`: the batch's first attempt was already made (as lines) and failed as a whole with this error. */
 async function deliverBatch(
   sink: Sink,
   batch: readonly SinkRecord[],
   options: DeliveryOptions,
+  failed?: SinkError,
 ): Promise<void> {
   const { retry, signal, metrics } = options
   const waitSignal = options.waitSignal ?? signal
@@ -97,13 +136,20 @@ async function deliverBatch(
   let attempt = 0
   /** Failed attempts that count against retry.maxAttempts (auth failures do not). */
   let counted = 0
+  let carried = failed
   while (pending.length > 0) {
-    signal.throwIfAborted()
-    const admitted: CircuitAttempt | undefined = await options.circuit?.admit(waitSignal)
+    const linesFailure = carried
+    carried = undefined
+    let admitted: CircuitAttempt | undefined
+    if (!linesFailure) {
+      signal.throwIfAborted()
+      admitted = await options.circuit?.admit(waitSignal)
+    }
     const started = performance.now()
     let retryable: SinkRecord[] = []
     let lastError: SinkError | undefined
     try {
+      if (linesFailure) throw linesFailure
       let result: WriteResult
       try {
         result = await sink.write(pending, signal)

@@ -824,7 +824,8 @@ class SettlingSink implements Sink {
   readonly type = 'file' as const
   readonly releasesOnSettle = true
   readonly limits: BatchLimits
-  private readonly written: string[] = []
+  protected readonly written: string[] = []
+  writes = 0
   failure: () => SinkError | undefined = () => undefined
   delayMs: () => number = () => 0
 
@@ -844,6 +845,7 @@ class SettlingSink implements Sink {
     if (error) throw error
     // Read at the last moment: a buffer the lane reused meanwhile shows here as other records' bytes.
     this.written.push(...batch.map((r) => r.payload.toString()))
+    this.writes++
     return ALL_WRITTEN
   }
 
@@ -855,30 +857,78 @@ class SettlingSink implements Sink {
   }
 }
 
+/**
+ * The same sink writing lines (Sink.writeLines), as the file sink does: the lane hands it views of the
+ * spool's lines frames, which it reads only when its write completes.
+ */
+class SettlingLinesSink extends SettlingSink {
+  linesWrites = 0
+  linesRecords = 0
+
+  async writeLines(lines: readonly Buffer[], records: number): Promise<void> {
+    const error = this.failure()
+    await new Promise((r) => setTimeout(r, this.delayMs()))
+    if (error) throw error
+    const text = Buffer.concat(lines).toString()
+    expect(text.endsWith('\n')).toBe(true)
+    const written = text.slice(0, -1).split('\n')
+    expect(written.length).toBe(records)
+    this.written.push(...written)
+    this.linesWrites++
+    this.linesRecords += records
+  }
+}
+
 describe('lane with a sink that releases records when its write settles', () => {
-  it('reads the spool back into recycled buffers with batches in flight, retried and dead-lettered at random: every record arrives intact', async () => {
-    await fc.assert(
-      fc.asyncProperty(
-        fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 12 }),
-        fc.integer({ min: 1, max: 7 }),
-        fc.integer({ min: 1, max: 3 }),
-        fc.infiniteStream(fc.integer({ min: 0, max: 9 })),
-        async (frames, maxBatch, maxInFlight, dice) => {
-          const sink = new SettlingSink({ maxBatchRecords: maxBatch, maxInFlightBatches: maxInFlight })
-          const roll = dice[Symbol.iterator]()
-          sink.failure = () => rolledFailure(roll, 'refused', 'flaky')
-          sink.delayMs = () => (roll.next().value as number) % 4
-          // Reads of 64 bytes with no tail cache: a read buffer holds a frame or two, and is reused at once.
-          const h = await harness(sink, undefined, 64)
-          const total = await appendAndDrain(h, frames)
-          const arrived = [...sink.delivered(), ...h.dead.flatMap((d) => d.payloads)]
-          // Intact: nothing arrived that was not sent (a reused buffer would show as other bytes) …
-          for (const p of arrived) expect(payloads(0, total)).toContain(p)
-          // … and at least once: every record reached the sink or the dead-letter lane.
-          expect(new Set(arrived)).toEqual(new Set(payloads(0, total)))
-        },
-      ),
-      { numRuns: 40 },
-    )
-  }, 120_000)
+  it.each([
+    ['records', false],
+    ['lines', true],
+  ])(
+    'reads the spool back into recycled buffers with batches in flight, retried and dead-lettered at random: every record arrives intact (%s)',
+    async (_, lines) => {
+      let linesRecords = 0
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 12 }),
+          fc.integer({ min: 1, max: 7 }),
+          fc.integer({ min: 1, max: 3 }),
+          fc.infiniteStream(fc.integer({ min: 0, max: 9 })),
+          // A limit some records are over ("r10" and later): their batches go as records, and those records to
+          // the dead-letter lane.
+          fc.constantFrom(1000, 1000, 2),
+          async (frames, maxBatch, maxInFlight, dice, maxRecordBytes) => {
+            const limits = { maxBatchRecords: maxBatch, maxInFlightBatches: maxInFlight, maxRecordBytes }
+            const sink = lines ? new SettlingLinesSink(limits) : new SettlingSink(limits)
+            const roll = dice[Symbol.iterator]()
+            sink.failure = () => rolledFailure(roll, 'refused', 'flaky')
+            sink.delayMs = () => (roll.next().value as number) % 4
+            // Reads of 64 bytes with no tail cache: a read buffer holds a frame or two, and is reused at once.
+            const h = await harness(sink, undefined, 64)
+            const total = await appendAndDrain(h, frames)
+            const arrived = [...sink.delivered(), ...h.dead.flatMap((d) => d.payloads)]
+            // Intact: nothing arrived that was not sent (a reused buffer would show as other bytes) …
+            for (const p of arrived) expect(payloads(0, total)).toContain(p)
+            // … and at least once: every record reached the sink or the dead-letter lane.
+            expect(new Set(arrived)).toEqual(new Set(payloads(0, total)))
+            // No record over the sink's limit was written (they go to the dead-letter lane).
+            for (const p of sink.delivered()) expect(p.length).toBeLessThanOrEqual(maxRecordBytes)
+            if (sink instanceof SettlingLinesSink) linesRecords += sink.linesRecords
+          },
+        ),
+        { numRuns: 40 },
+      )
+      // The lines path was taken (most runs' batches went as lines).
+      if (lines) expect(linesRecords).toBeGreaterThan(100)
+    },
+    120_000,
+  )
+
+  it('a sink that writes lines gets every batch as lines, never a record object, when nothing fails', async () => {
+    const sink = new SettlingLinesSink({ maxBatchRecords: 7, maxInFlightBatches: 2 })
+    const h = await harness(sink)
+    const total = await appendAndDrain(h, [1, 5, 9, 2000, 3, 1])
+    expect(sink.delivered()).toEqual(payloads(0, total))
+    expect(sink.writes).toBe(0)
+    expect(sink.linesRecords).toBe(total)
+  })
 })

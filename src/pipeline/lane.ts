@@ -3,13 +3,13 @@ import { asSinkError, permanentError, type SinkError } from '../errors.js'
 import { backoffDelay, sleep } from '../retry.js'
 import type { SinkRecord } from '../records/record.js'
 import type { Sink, StagedBatch } from '../sinks/sink.js'
-import { FrameKind, recordAt, recordCount, type Frame } from '../spool/format.js'
+import { FrameKind, frameLines, payloadLength, recordAt, recordCount, type Frame } from '../spool/format.js'
 import type { StreamSpool } from '../spool/spool.js'
 import type { LogReader, Position } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
 import type { Metrics } from '../telemetry/metrics.js'
 import type { CircuitAttempt, CircuitBreaker, CircuitSnapshot } from './circuit.js'
-import { deliver } from './delivery.js'
+import { deliver, deliverLines, type DeliveryOptions } from './delivery.js'
 
 // A delivery lane: one sink of one stream (or the stream's dead-letter sink), reading the stream's spool
 // log from its own cursor. Lanes never wait for each other, so a slow or dead sink only grows its own lag
@@ -51,12 +51,29 @@ export interface LaneOptions {
 }
 
 interface Batch {
+  /** The records, empty when gathered as `slices`. */
   records: SinkRecord[]
+  /**
+   * For a sink with `writeLines`: the batch as runs of records of the frames read (no record objects made);
+   * `records` is then empty.
+   */
+  slices: FrameSlice[] | undefined
+  /** How many records the batch (or piece) holds. */
+  count: number
+  /** The largest payload of the batch, in bytes. */
+  largest: number
   end: Position
   /** false: a piece of a staged batch; more of the batch follows. */
   last: boolean
   /** When the batch's first record was gathered (performance.now()). */
   firstAt: number
+}
+
+/** Records from..to−1 of a frame. */
+interface FrameSlice {
+  frame: Frame
+  from: number
+  to: number
 }
 
 /** A lane's open staged batch: what was handed to the sink so far. */
@@ -75,6 +92,13 @@ interface InFlight {
   /** Settles (never rejects) when the delivery has finished. */
   settled: Promise<void>
   state: 'pending' | 'done' | 'failed'
+}
+
+/** The records of the slices, made now (to retry or dead-letter a batch gathered as slices). */
+function recordsOf(slices: readonly FrameSlice[]): SinkRecord[] {
+  const records: SinkRecord[] = []
+  for (const { frame, from, to } of slices) for (let i = from; i < to; i++) records.push(recordAt(frame, i))
+  return records
 }
 
 const before = (a: Position, b: Position): boolean => a.seq < b.seq || (a.seq === b.seq && a.index < b.index)
@@ -104,9 +128,25 @@ export class DeliveryLane {
   /** After a staged batch was lost: the records before this go out with plain writes, piece by piece. */
   private replayUntil: Position | undefined
   lastError: { message: string; reason: string; at: string } | undefined
+  /** How this lane's batches are delivered (the same for every batch). */
+  private readonly delivery: DeliveryOptions
   delivered = 0
 
   constructor(private readonly o: LaneOptions) {
+    this.delivery = {
+      retry: o.retry,
+      signal: this.hardStop.signal,
+      waitSignal: this.stopSignal.signal,
+      circuit: o.circuit,
+      metrics: o.metrics,
+      logger: o.logger,
+      deadLetter: (records, error) => o.deadLetter(records, error),
+      onError: (error) => this.reportError(error),
+      onDelivered: (n) => {
+        this.delivered += n
+        o.onDelivered?.(n)
+      },
+    }
     const { log, cursors } = o.spool
     let start = cursors.get(o.lane)
     if (!start || start.seq > log.nextSeq || start.seq < log.firstSeq) {
@@ -202,7 +242,7 @@ export class DeliveryLane {
           continue
         }
         // Replaying a lost staged batch: plain writes, one piece at a time.
-        if (batch.records.length > 0) await this.deliver(batch.records)
+        if (batch.count > 0) await this.deliver(batch.records)
         failures = 0
         this.advance(batch.end)
       } catch (err) {
@@ -261,7 +301,7 @@ export class DeliveryLane {
       if (!batch) continue
       this.gathered = batch.end
       this.reader.advance(batch.end)
-      if (batch.records.length === 0) {
+      if (batch.count === 0) {
         // Only frames of another kind: nothing to deliver, the cursor may move past them in turn.
         inFlight.push({ end: batch.end, settled: Promise.resolve(), state: 'done' })
         settle()
@@ -269,7 +309,7 @@ export class DeliveryLane {
       }
       const entry: InFlight = { end: batch.end, settled: Promise.resolve(), state: 'pending' }
       inFlight.push(entry)
-      entry.settled = this.deliver(batch.records).then(
+      entry.settled = this.deliverBatch(batch).then(
         () => {
           entry.state = 'done'
           failures = 0
@@ -289,21 +329,21 @@ export class DeliveryLane {
     settle()
   }
 
+  /** A batch gathered as slices goes to the sink as lines when all its records are within its limit. */
+  private deliverBatch(batch: Batch): Promise<void> {
+    const { slices } = batch
+    if (!slices) return this.deliver(batch.records)
+    if (batch.largest > this.o.sink.limits.maxRecordBytes) return this.deliver(recordsOf(slices))
+    const lines = slices.map((s) => frameLines(s.frame, s.from, s.to))
+    return deliverLines(
+      this.o.sink,
+      { lines, count: batch.count, records: () => recordsOf(slices) },
+      this.delivery,
+    )
+  }
+
   private deliver(records: SinkRecord[]): Promise<void> {
-    return deliver(this.o.sink, records, {
-      retry: this.o.retry,
-      signal: this.hardStop.signal,
-      waitSignal: this.stopSignal.signal,
-      circuit: this.o.circuit,
-      metrics: this.o.metrics,
-      logger: this.o.logger,
-      deadLetter: (records, error) => this.o.deadLetter(records, error),
-      onError: (error) => this.reportError(error),
-      onDelivered: (n) => {
-        this.delivered += n
-        this.o.onDelivered?.(n)
-      },
-    })
+    return deliver(this.o.sink, records, this.delivery)
   }
 
   /**
@@ -487,11 +527,18 @@ export class DeliveryLane {
     // The batch so far: the pieces already handed to the sink, plus this piece.
     const open = this.open
     const records: SinkRecord[] = []
+    // A sink that writes lines gets runs of the frames' records, not a record object each.
+    const slices: FrameSlice[] | undefined =
+      sink.writeLines !== undefined && sink.staging === undefined ? [] : undefined
+    /** Records in this piece: records.length, or the slices' total. */
+    let count = 0
     let bytes = 0
+    let largest = 0
     let end = this.gathered
     let firstAt = open?.firstAt ?? 0
-    const batchRecords = (): number => (open?.records ?? 0) + records.length
+    const batchRecords = (): number => (open?.records ?? 0) + count
     const batchBytes = (): number => (open?.bytes ?? 0) + bytes
+    const gathered = (last: boolean): Batch => ({ records, slices, count, largest, end, last, firstAt })
     for (;;) {
       if (!this.carry) {
         const next = await this.reader.next(this.o.kind)
@@ -504,36 +551,48 @@ export class DeliveryLane {
           end = { seq: frame.seq + 1, index: 0 }
           continue
         }
-        const count = recordCount(frame)
-        while (this.carry.next < count) {
-          const record = recordAt(frame, this.carry.next)
-          const size = record.payload.length
+        const frameCount = recordCount(frame)
+        const from = this.carry.next
+        let i = from
+        /** A limit was reached within the frame: the batch (true) or the piece (false) is complete. */
+        let full: boolean | undefined
+        for (; i < frameCount; i++) {
+          const size = payloadLength(frame, i)
           if (
             batchRecords() > 0 &&
             (batchRecords() >= maxBatchRecords || batchBytes() + size > maxBatchBytes)
-          )
-            return { records, end, last: true, firstAt }
-          if (records.length > 0 && (records.length >= maxPieceRecords || bytes + size > maxPieceBytes))
-            return { records, end, last: false, firstAt }
+          ) {
+            full = true
+            break
+          }
+          if (count > 0 && (count >= maxPieceRecords || bytes + size > maxPieceBytes)) {
+            full = false
+            break
+          }
           if (batchRecords() === 0) firstAt = performance.now()
-          records.push(record)
+          if (!slices) records.push(recordAt(frame, i))
+          count++
           bytes += size
-          this.carry.next++
-          end = { seq: frame.seq, index: this.carry.next }
+          if (size > largest) largest = size
+        }
+        if (i > from) {
+          slices?.push({ frame, from, to: i })
+          end = { seq: frame.seq, index: i }
+        }
+        if (full !== undefined) {
+          this.carry.next = i
+          return gathered(full)
         }
         this.carry = undefined
         end = { seq: frame.seq + 1, index: 0 }
-        if (batchRecords() >= maxBatchRecords || batchBytes() >= maxBatchBytes)
-          return { records, end, last: true, firstAt }
-        if (records.length >= maxPieceRecords || bytes >= maxPieceBytes)
-          return { records, end, last: false, firstAt }
+        if (batchRecords() >= maxBatchRecords || batchBytes() >= maxBatchBytes) return gathered(true)
+        if (count >= maxPieceRecords || bytes >= maxPieceBytes) return gathered(false)
         continue
       }
       // Nothing more written yet.
       if (batchRecords() === 0) {
         // Skipped frames of the other kind: the cursor moves past them.
-        if (end.seq !== this.gathered.seq || end.index !== this.gathered.index)
-          return { records, end, last: true, firstAt }
+        if (end.seq !== this.gathered.seq || end.index !== this.gathered.index) return gathered(true)
         await this.waitForRecords()
         // Paused while waiting (SPEC: a paused stream delivers nothing): run() waits for the resume. A
         // delivery in flight that failed meanwhile: run() rewinds.
@@ -541,12 +600,12 @@ export class DeliveryLane {
         continue
       }
       const remaining = lingerMs - (performance.now() - firstAt)
-      if (remaining <= 0 || this.stopSignal.signal.aborted) return { records, end, last: true, firstAt }
+      if (remaining <= 0 || this.stopSignal.signal.aborted) return gathered(true)
       // A delivery in flight that failed meanwhile: whatever was gathered is read again after the rewind.
       if (this.interrupted) return undefined
       await this.waitForRecords(remaining)
       // A staged batch is completed when the stream is paused, with nothing gathered after the pause.
-      if (staging && this.o.isPaused()) return { records, end, last: true, firstAt }
+      if (staging && this.o.isPaused()) return gathered(true)
     }
   }
 

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { copyLines, linesChunks, linesLength } from './lines.js'
+import { copyLines, joinSmallLines, linesChunks, linesLength } from './lines.js'
 import type { SinkRecord } from './record.js'
 
 // Records laid out as a body would hold them: views into one buffer with a separator between them (a "\n" in
@@ -107,5 +107,35 @@ describe('linesChunks', () => {
     expect(chunks[0]!.toString()).toBe('{"a":1}\n{"b":2}\n{"c":3}\n')
     // Under minViewBytes: copied.
     expect(linesChunks(records, 100)[0]!.buffer).not.toBe(frame.buffer)
+  })
+})
+
+describe('joinSmallLines', () => {
+  it('the same bytes in order; buffers of minViewBytes or more passed on as they are, smaller ones joined', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ maxLength: 40 }), { maxLength: 30 }),
+        fc.integer({ min: 1, max: 30 }),
+        (texts, minViewBytes) => {
+          const lines: Buffer[] = texts.map((t) => Buffer.from(`${t}\n`))
+          const out = joinSmallLines(lines, minViewBytes)
+          expect(Buffer.concat(out).equals(Buffer.concat(lines))).toBe(true)
+          const large = lines.filter((l) => l.length >= minViewBytes)
+          // The large ones are the same buffers (no copy), in order…
+          expect(out.filter((b) => large.includes(b))).toEqual(large)
+          // … and between two of them, the small ones make one buffer at most.
+          const joined = out.filter((b) => !large.includes(b))
+          const groups = lines.reduce<{ n: number; inSmall: boolean }>(
+            (g, l) =>
+              l.length >= minViewBytes
+                ? { n: g.n, inSmall: false }
+                : { n: g.inSmall ? g.n : g.n + 1, inSmall: true },
+            { n: 0, inSmall: false },
+          ).n
+          expect(joined.length).toBe(groups)
+        },
+      ),
+      { numRuns: 500 },
+    )
   })
 })

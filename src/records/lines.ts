@@ -101,3 +101,30 @@ export function linesChunks(records: readonly SinkRecord[], minViewBytes: number
   if (o > from) chunks.push(copies.subarray(from, o))
   return chunks
 }
+
+/**
+ * Buffers of whole lines to write one after another, as fewer buffers: those under `minViewBytes` are copied
+ * into one buffer (in order, between the larger ones, which are passed on as they are). A few large iovecs
+ * cost less than many small ones, and copying a small run costs less than an iovec of its own.
+ */
+export function joinSmallLines(lines: readonly Buffer[], minViewBytes: number): Buffer[] {
+  let small = 0
+  for (const line of lines) if (line.length < minViewBytes) small += line.length
+  if (small === 0) return lines.slice()
+  const copies = Buffer.allocUnsafe(small)
+  const out: Buffer[] = []
+  let from = 0
+  let o = 0
+  for (const line of lines) {
+    if (line.length < minViewBytes) {
+      copies.set(line, o)
+      o += line.length
+      continue
+    }
+    if (o > from) out.push(copies.subarray(from, o))
+    from = o
+    out.push(line)
+  }
+  if (o > from) out.push(copies.subarray(from, o))
+  return out
+}

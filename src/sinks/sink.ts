@@ -54,6 +54,15 @@ export interface Sink {
    * (LogReader.recycle), instead of leaving one buffer per read to the garbage collector.
    */
   readonly releasesOnSettle?: boolean
+  /**
+   * Present when the sink writes each record as its payload and a "\n" and nothing else of it (file,
+   * stdout): the lane then hands it a batch as NDJSON, runs of records straight from the spool's lines frames
+   * (views of the frames, no record objects; bench/RESULTS.md 2026-12-04, sixth session). `lines` are whole
+   * lines, `records` how many. All or nothing: resolves when every line was written, rejects with a SinkError
+   * otherwise (the lane then retries or dead-letters those records through `write`). Limits apply as to
+   * `write`; what `releasesOnSettle` says of payloads applies to `lines`.
+   */
+  writeLines?(lines: readonly Buffer[], records: number, signal: AbortSignal): Promise<void>
 }
 
 /**

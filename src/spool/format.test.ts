@@ -10,8 +10,10 @@ import {
   FrameKind,
   frameCount,
   frameKind,
+  frameLines,
   frameSeq,
   LINES_FORMAT,
+  payloadLength,
   recordAt,
   recordCount,
   RECORDS_FORMAT,
@@ -93,6 +95,22 @@ describe('spool frames', () => {
           const got = records.map((_, i) => recordAt(decoded, i))
           expect(got).toEqual(records.map((r) => ({ ...r, payload: Buffer.from(r.payload) })))
           expect(decoded.records).toEqual(got)
+          // Without making records: each payload's length, and any run of records as NDJSON lines — of a
+          // lines frame, a view of the frame's own bytes.
+          expect(records.map((_, i) => payloadLength(decoded, i))).toEqual(
+            records.map((r) => r.payload.length),
+          )
+          for (let from = 0; from <= records.length; from++)
+            for (let to = from; to <= records.length; to++) {
+              const run = frameLines(decoded, from, to)
+              const expected = records.slice(from, to).flatMap((r) => [r.payload, Buffer.from('\n')])
+              expect(run.equals(Buffer.concat(expected))).toBe(true)
+              const inFrame =
+                run.buffer === buf.buffer &&
+                run.byteOffset >= buf.byteOffset + pad &&
+                run.byteOffset < buf.byteOffset + pad + frame.length
+              if (to > from) expect(inFrame).toBe(buf[pad + FRAME_HEADER_BYTES] === LINES_FORMAT)
+            }
         },
       ),
       { numRuns: 400 },

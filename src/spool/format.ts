@@ -336,6 +336,17 @@ class DecodedFrame implements Frame {
     return this.all
   }
 
+  payloadLength(i: number): number {
+    return readU32(this.buf, this.lengths >= 0 ? this.lengths + 4 * i : this.starts[i]!)
+  }
+
+  /** A lines frame: records from..to−1 as the lines they are in the frame; undefined for a records frame. */
+  lines(from: number, to: number): Buffer | undefined {
+    if (this.lengths < 0) return undefined
+    const last = to - 1
+    return this.buf.subarray(this.starts[from], this.starts[last]! + this.payloadLength(last) + 1)
+  }
+
   /** Record `i`, a new object each call. */
   record(i: number): SinkRecord {
     const { buf, stream, receivedAtMs } = this
@@ -369,6 +380,27 @@ class DecodedFrame implements Frame {
     }
     return id !== undefined ? { stream, payload, receivedAtMs, id } : { stream, payload, receivedAtMs }
   }
+}
+
+/** The payload length of record `i` of `frame`, without making the record. */
+export function payloadLength(frame: Frame, i: number): number {
+  return frame instanceof DecodedFrame ? frame.payloadLength(i) : frame.records[i]!.payload.length
+}
+
+/**
+ * Records from..to−1 of `frame` as NDJSON lines (each payload followed by "\n"). Of a lines frame read back,
+ * a view of the frame's own bytes, no record made and nothing copied (valid as long as the frame's buffer
+ * is: see LogReader.recycle); of any other frame, a copy.
+ */
+export function frameLines(frame: Frame, from: number, to: number): Buffer {
+  if (to <= from) return Buffer.alloc(0)
+  const view = frame instanceof DecodedFrame ? frame.lines(from, to) : undefined
+  if (view) return view
+  const records: SinkRecord[] = []
+  for (let i = from; i < to; i++) records.push(recordAt(frame, i))
+  const out = Buffer.allocUnsafe(linesLength(records))
+  copyLines(records, out, 0)
+  return out
 }
 
 /** How many records `frame` holds. */

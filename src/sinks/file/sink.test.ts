@@ -28,6 +28,11 @@ const lines = (dir: string): string[] =>
     .sort()
     .flatMap((f) => readFileSync(join(dir, f), 'utf8').split('\n').slice(0, -1))
 
+/** Where the line that holds the byte at part/parts of `text` ends (after its "\n"). */
+function linesEnd(text: Buffer, part: number, parts: number): number {
+  return text.indexOf(0x0a, Math.floor((text.length * part) / parts)) + 1 || text.length
+}
+
 describe('file sink', () => {
   it('writes every batch intact and in order: small and megabyte batches, several writes at once', async () => {
     // Batches from 1 record to ~1.3 MB, several in flight at once (lanes share one file sink and its group
@@ -40,7 +45,9 @@ describe('file sink', () => {
           { minLength: 1, maxLength: 12 },
         ),
         fc.integer({ min: 1, max: 4 }),
-        async (batches, inFlight) => {
+        // Which batches go as lines (Sink.writeLines, the lane's path), each in a random number of pieces.
+        fc.array(fc.nat({ max: 3 }), { minLength: 12, maxLength: 12 }),
+        async (batches, inFlight, asLines) => {
           const dir = join(root, `p${run++}`)
           const sink = createFileSink('out', config(dir), { logger: createLogger('silent') })
           const expected: string[] = []
@@ -53,7 +60,21 @@ describe('file sink', () => {
           )
           for (let i = 0; i < made.length; i += inFlight)
             await Promise.all(
-              made.slice(i, i + inFlight).map((b) => sink.write(b, AbortSignal.timeout(5_000))),
+              made.slice(i, i + inFlight).map(async (b, k) => {
+                const pieces = asLines[i + k]!
+                if (pieces === 0) return sink.write(b, AbortSignal.timeout(5_000))
+                const text = Buffer.from(b.map((r) => `${r.payload.toString()}\n`).join(''))
+                const cuts = [
+                  0,
+                  ...Array.from({ length: pieces - 1 }, (_, c) => linesEnd(text, c + 1, pieces)),
+                  text.length,
+                ]
+                const lines = cuts
+                  .slice(1)
+                  .map((end, c) => text.subarray(cuts[c], end))
+                  .filter((l) => l.length > 0)
+                return sink.writeLines!(lines, b.length, AbortSignal.timeout(5_000))
+              }),
             )
           await sink.close()
           expect(lines(dir)).toEqual(expected)

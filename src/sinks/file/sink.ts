@@ -1,7 +1,7 @@
 import { mkdir, open, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { permanentError, transientError } from '../../errors.js'
-import { linesChunks } from '../../records/lines.js'
+import { joinSmallLines, linesChunks } from '../../records/lines.js'
 import type { FileSinkConfig } from '../../config/types.js'
 import {
   ALL_WRITTEN,
@@ -78,14 +78,25 @@ class FileSink implements Sink {
   write(batch: readonly SinkRecord[], _signal: AbortSignal): Promise<WriteResult> {
     if (this.closed) return Promise.reject(transientError('file sink is closed', 'closed'))
     if (batch.length === 0) return Promise.resolve(ALL_WRITTEN)
-    const chunks = ndjsonChunks(batch)
-    return new Promise<WriteResult>((resolve, reject) => {
+    return this.enqueue(ndjsonChunks(batch)).then(() => ALL_WRITTEN)
+  }
+
+  /** A lane's batch as lines (Sink.writeLines): views of the spool's lines frames, small runs copied. */
+  writeLines(lines: readonly Buffer[], _records: number, _signal: AbortSignal): Promise<void> {
+    if (this.closed) return Promise.reject(transientError('file sink is closed', 'closed'))
+    if (lines.length === 0) return Promise.resolve()
+    return this.enqueue(joinSmallLines(lines, MIN_VIEW_BYTES))
+  }
+
+  /** Queues chunks for the next group write; resolves once they are written (and fsync'd). */
+  private enqueue(chunks: readonly Buffer[]): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
       this.pending ??= { chunks: [], bytes: 0, done: [] }
       for (const chunk of chunks) {
         this.pending.chunks.push(chunk)
         this.pending.bytes += chunk.length
       }
-      this.pending.done.push({ resolve: () => resolve(ALL_WRITTEN), reject })
+      this.pending.done.push({ resolve, reject })
       this.writing ??= this.drain()
     })
   }
