@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { SinkError } from '../../src/errors.js'
+import { SinkError } from '../../src/errors.js'
 import { deliver } from '../../src/pipeline/delivery.js'
 import type { SinkRecord } from '../../src/records/record.js'
 import type { Sink } from '../../src/sinks/sink.js'
@@ -131,6 +131,37 @@ export function sinkConformance(
         expect(text).toContain(
           `streamgate_sink_records_failed_total{sink="${sink.name}",reason="record-too-large"} 1`,
         )
+      }))
+
+    it('writeLines, where the sink has it, writes the same records as write() would, and close flushes', () =>
+      withTarget(async (t) => {
+        const sink = await t.create()
+        if (!sink.writeLines) {
+          expect(sink.type).not.toMatch(/^(file|stdout)$/) // the sinks that write plain lines must offer it
+          await sink.close()
+          return
+        }
+        const batch = records(7, 'lines')
+        // As a lane hands them over: runs of whole lines, of any length.
+        const text = Buffer.concat(batch.flatMap((r) => [r.payload, Buffer.from('\n')]))
+        const cut = text.indexOf('\n', Math.floor(text.length / 3)) + 1
+        await sink.writeLines(
+          [text.subarray(0, cut), text.subarray(cut)],
+          batch.length,
+          AbortSignal.timeout(60_000),
+        )
+        await sink.close()
+        const got = await readUntil(t, batch.length, t.settleMs ?? 30_000)
+        expect(sorted(got)).toEqual(sorted(batch.map((r) => r.payload)))
+        if (capabilities.permanent === false) return
+        const failing = await t.createPermanentlyFailing!()
+        const refused = await failing.writeLines!([text], batch.length, AbortSignal.timeout(60_000)).then(
+          () => undefined,
+          (err: unknown) => err,
+        )
+        await failing.close()
+        expect(refused).toBeInstanceOf(SinkError)
+        expect((refused as SinkError).retriable).toBe(false)
       }))
 
     if (capabilities.permanent !== false)
