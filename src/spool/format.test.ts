@@ -132,6 +132,19 @@ describe('spool frames', () => {
     )
   })
 
+  it('seq and receivedAtMs are u64 little-endian, as earlier versions wrote and read them', () => {
+    fc.assert(
+      fc.property(fc.nat({ max: Number.MAX_SAFE_INTEGER }), fc.nat({ max: 2 ** 45 }), (seq, receivedAtMs) => {
+        const frame = encodeFrame(FrameKind.Records, seq, receivedAtMs, recordsOf([]))
+        expect(frame.readBigUInt64LE(FRAME_HEADER_BYTES + 2)).toBe(BigInt(seq))
+        expect(frame.readBigUInt64LE(FRAME_HEADER_BYTES + 10)).toBe(BigInt(receivedAtMs))
+        expect(frameSeq(frame, 0)).toBe(seq)
+        expect(decodeFrame(frame, 0, 's')).toMatchObject({ seq, receivedAtMs })
+      }),
+      { numRuns: 300 },
+    )
+  })
+
   it('a frame of an unknown version is refused, not decoded', () => {
     const frame = encodeFrame(FrameKind.Records, 1, 7, recordsOf([]))
     frame[FRAME_HEADER_BYTES] = 3

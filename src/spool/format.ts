@@ -190,8 +190,8 @@ function writeFixed(
   const o = FRAME_HEADER_BYTES
   frame[o] = version
   frame[o + 1] = kind
-  frame.writeBigUInt64LE(BigInt(seq), o + 2)
-  frame.writeBigUInt64LE(BigInt(receivedAtMs), o + 10)
+  writeU64(frame, o + 2, seq)
+  writeU64(frame, o + 10, receivedAtMs)
   frame.writeUInt32LE(count, o + 18)
 }
 
@@ -223,6 +223,19 @@ function readU32(buf: Buffer, o: number): number {
   return (buf[o]! | (buf[o + 1]! << 8) | (buf[o + 2]! << 16)) + buf[o + 3]! * 0x1000000
 }
 
+/**
+ * A u64 of a safe integer (seq, ms since the epoch) as two u32 halves: the same bytes as writeBigUInt64LE,
+ * without a BigInt per frame (~1 % of one-record requests).
+ */
+function writeU64(buf: Buffer, o: number, v: number): void {
+  writeU32(buf, o, v >>> 0)
+  writeU32(buf, o + 4, Math.floor(v / 0x100000000))
+}
+
+function readU64(buf: Buffer, o: number): number {
+  return readU32(buf, o) + readU32(buf, o + 4) * 0x100000000
+}
+
 function readU16(buf: Buffer, o: number): number {
   return buf[o]! | (buf[o + 1]! << 8)
 }
@@ -244,7 +257,7 @@ export function checkFrame(buf: Buffer, offset: number, end: number): FrameCheck
 
 /** Frame seq of a checked frame. */
 export function frameSeq(buf: Buffer, offset: number): number {
-  return Number(buf.readBigUInt64LE(offset + FRAME_HEADER_BYTES + 2))
+  return readU64(buf, offset + FRAME_HEADER_BYTES + 2)
 }
 
 export function frameKind(buf: Buffer, offset: number): FrameKind {
@@ -265,8 +278,8 @@ export function decodeFrame(buf: Buffer, offset: number, stream: string): Frame 
   let o = offset + FRAME_HEADER_BYTES
   const version = buf[o]
   const kind = buf.readUInt8(o + 1) as FrameKind
-  const seq = Number(buf.readBigUInt64LE(o + 2))
-  const receivedAtMs = Number(buf.readBigUInt64LE(o + 10))
+  const seq = readU64(buf, o + 2)
+  const receivedAtMs = readU64(buf, o + 10)
   const count = buf.readUInt32LE(o + 18)
   o += BODY_FIXED_BYTES
   // Where each record starts in `buf` (a lines frame: where each payload starts): one pass over the lengths,
