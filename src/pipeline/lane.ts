@@ -536,8 +536,10 @@ export class DeliveryLane {
     let largest = 0
     let end = this.gathered
     let firstAt = open?.firstAt ?? 0
-    const batchRecords = (): number => (open?.records ?? 0) + count
-    const batchBytes = (): number => (open?.bytes ?? 0) + bytes
+    const openRecords = open?.records ?? 0
+    const openBytes = open?.bytes ?? 0
+    const batchRecords = (): number => openRecords + count
+    const batchBytes = (): number => openBytes + bytes
     const gathered = (last: boolean): Batch => ({ records, slices, count, largest, end, last, firstAt })
     for (;;) {
       if (!this.carry) {
@@ -558,10 +560,8 @@ export class DeliveryLane {
         let full: boolean | undefined
         for (; i < frameCount; i++) {
           const size = payloadLength(frame, i)
-          if (
-            batchRecords() > 0 &&
-            (batchRecords() >= maxBatchRecords || batchBytes() + size > maxBatchBytes)
-          ) {
+          const taken = openRecords + count
+          if (taken > 0 && (taken >= maxBatchRecords || openBytes + bytes + size > maxBatchBytes)) {
             full = true
             break
           }
@@ -569,7 +569,7 @@ export class DeliveryLane {
             full = false
             break
           }
-          if (batchRecords() === 0) firstAt = performance.now()
+          if (taken === 0) firstAt = performance.now()
           if (!slices) records.push(recordAt(frame, i))
           count++
           bytes += size
