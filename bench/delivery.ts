@@ -272,8 +272,9 @@ const mb = (bytes: number): string => `${(bytes / 1024 / 1024).toFixed(0)} MB`
 
 async function main(): Promise<void> {
   const o = options()
-  const env = readBackendsEnv()
-  if (env === undefined || !(await backendsAnswer(env)))
+  // The file sink needs no backend; an s3 or kinesis run does (the env is read only for those).
+  const env = o.sink === 'file' ? ({} as BackendsEnv) : readBackendsEnv()
+  if (env === undefined || (o.sink !== 'file' && !(await backendsAnswer(env))))
     throw new Error('the backends do not answer: npm run backends:up')
   const scenario = findScenario('azion-ndjson-2000')!
   const body = scenario.generate()
