@@ -3,7 +3,15 @@ import { asSinkError, permanentError, type SinkError } from '../errors.js'
 import { backoffDelay, sleep } from '../retry.js'
 import type { SinkRecord } from '../records/record.js'
 import type { Sink, StagedBatch } from '../sinks/sink.js'
-import { FrameKind, frameLines, payloadLength, recordAt, recordCount, type Frame } from '../spool/format.js'
+import {
+  FrameKind,
+  frameLines,
+  payloadLength,
+  recordAt,
+  recordCount,
+  recordsIn,
+  type Frame,
+} from '../spool/format.js'
 import type { StreamSpool } from '../spool/spool.js'
 import type { LogReader, Position } from '../spool/stream-log.js'
 import type { Logger } from '../telemetry/logger.js'
@@ -97,7 +105,7 @@ interface InFlight {
 /** The records of the slices, made now (to retry or dead-letter a batch gathered as slices). */
 function recordsOf(slices: readonly FrameSlice[]): SinkRecord[] {
   const records: SinkRecord[] = []
-  for (const { frame, from, to } of slices) for (let i = from; i < to; i++) records.push(recordAt(frame, i))
+  for (const { frame, from, to } of slices) recordsIn(frame, from, to, records)
   return records
 }
 

@@ -84,22 +84,15 @@ export function linesChunks(records: readonly SinkRecord[], minViewBytes: number
     ends.push(view ? -next : next)
     i = next
   }
-  const chunks: Buffer[] = []
-  const copies = Buffer.allocUnsafe(copied)
-  let o = 0
-  let from = 0
+  const chunks = new Chunks(copied)
   let i = 0
   for (const end of ends) {
     const run = runBytes(records, i, Math.abs(end))
-    if (end < 0) {
-      if (o > from) chunks.push(copies.subarray(from, o))
-      from = o
-      chunks.push(Buffer.from(run.buffer, run.byteOffset, run.length + 1))
-    } else o = copyRun(run, copies, o)
+    if (end < 0) chunks.view(Buffer.from(run.buffer, run.byteOffset, run.length + 1))
+    else chunks.copy(run, true)
     i = Math.abs(end)
   }
-  if (o > from) chunks.push(copies.subarray(from, o))
-  return chunks
+  return chunks.done()
 }
 
 /**
@@ -111,20 +104,47 @@ export function joinSmallLines(lines: readonly Buffer[], minViewBytes: number): 
   let small = 0
   for (const line of lines) if (line.length < minViewBytes) small += line.length
   if (small === 0) return lines.slice()
-  const copies = Buffer.allocUnsafe(small)
-  const out: Buffer[] = []
-  let from = 0
-  let o = 0
+  const chunks = new Chunks(small)
   for (const line of lines) {
-    if (line.length < minViewBytes) {
-      copies.set(line, o)
-      o += line.length
-      continue
-    }
-    if (o > from) out.push(copies.subarray(from, o))
-    from = o
-    out.push(line)
+    if (line.length < minViewBytes) chunks.copy(line, false)
+    else chunks.view(line)
   }
-  if (o > from) out.push(copies.subarray(from, o))
-  return out
+  return chunks.done()
+}
+
+/**
+ * Buffers to write one after another: views passed on as they are, and what is copied gathered into one
+ * buffer of `copied` bytes, a piece of it between two views.
+ */
+class Chunks {
+  private readonly out: Buffer[] = []
+  private readonly copies: Buffer
+  private from = 0
+  private o = 0
+
+  constructor(copied: number) {
+    this.copies = Buffer.allocUnsafe(copied)
+  }
+
+  /** Copies `bytes`, then a "\n" when `newline`. */
+  copy(bytes: Uint8Array, newline: boolean): void {
+    this.copies.set(bytes, this.o)
+    this.o += bytes.length
+    if (newline) this.copies[this.o++] = NEWLINE
+  }
+
+  view(buf: Buffer): void {
+    this.flush()
+    this.out.push(buf)
+  }
+
+  done(): Buffer[] {
+    this.flush()
+    return this.out
+  }
+
+  private flush(): void {
+    if (this.o > this.from) this.out.push(this.copies.subarray(this.from, this.o))
+    this.from = this.o
+  }
 }

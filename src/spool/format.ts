@@ -409,11 +409,16 @@ export function frameLines(frame: Frame, from: number, to: number): Buffer {
   if (to <= from) return Buffer.alloc(0)
   const view = frame instanceof DecodedFrame ? frame.lines(from, to) : undefined
   if (view) return view
-  const records: SinkRecord[] = []
-  for (let i = from; i < to; i++) records.push(recordAt(frame, i))
+  const records = recordsIn(frame, from, to)
   const out = Buffer.allocUnsafe(linesLength(records))
   copyLines(records, out, 0)
   return out
+}
+
+/** Records from..to−1 of `frame`, added to `into` (made now, for a frame read back). */
+export function recordsIn(frame: Frame, from: number, to: number, into: SinkRecord[] = []): SinkRecord[] {
+  for (let i = from; i < to; i++) into.push(recordAt(frame, i))
+  return into
 }
 
 /** How many records `frame` holds. */
