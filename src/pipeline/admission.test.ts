@@ -495,6 +495,49 @@ describe('IngestTurns', () => {
     expect(turns.queued).toBe(0)
   })
 
+  it('runSliced: work that outlasts the budget goes on in later turns, ahead of work that has not started', async () => {
+    const turns = new IngestTurns(1)
+    const lane = laneStandIn()
+    const pieces: [string, number][] = []
+    const sliced = (name: string, n: number): Promise<string> =>
+      turns.runSliced(async (slice) => {
+        for (let i = 0; i < n; i++) {
+          pieces.push([`${name}${i}`, lane.turns()])
+          spin(1.5)
+          if (slice.spent()) await slice.next()
+        }
+        return name
+      })
+    const results = await Promise.all([
+      sliced('a', 3),
+      sliced('b', 2),
+      turns.run(() => {
+        pieces.push(['c', lane.turns()])
+        return 'c'
+      }),
+    ])
+    lane.stop()
+    expect(results).toEqual(['a', 'b', 'c'])
+    // a started first and finished before b began; c waited for both.
+    expect(pieces.map(([name]) => name)).toEqual(['a0', 'a1', 'a2', 'b0', 'b1', 'c'])
+    // Each 1.5 ms piece over the 1 ms budget had a turn of its own: the lane ran between any two.
+    for (let i = 1; i < pieces.length; i++) expect(pieces[i]![1]).toBeGreaterThan(pieces[i - 1]![1])
+    expect(turns.queued).toBe(0)
+  })
+
+  it('runSliced: a failure is passed on and the next work still gets its turn', async () => {
+    const turns = new IngestTurns(1)
+    const failing = turns.runSliced(async (slice) => {
+      spin(1.5)
+      if (slice.spent()) await slice.next()
+      throw new Error('bad record')
+    })
+    const next = turns.run(() => 'next')
+    await expect(failing).rejects.toThrow('bad record')
+    expect(await next).toBe('next')
+    expect(turns.queued).toBe(0)
+  })
+
   it('runs work in arrival order, returns its result and passes its error on', async () => {
     const turns = new IngestTurns(0)
     const order: number[] = []

@@ -119,10 +119,11 @@ export class IngestEntry {
     let outcome
     try {
       // Framing and validation take turns with the delivery lanes (src/pipeline/admission.ts, IngestTurns).
-      outcome = await this.parts.admission.turns.run(
-        () => stream.process(body, now),
-        body.length <= INGEST_SMALL_BODY_BYTES,
-      )
+      // A small body runs whole; a large one in slices of the turn's budget (StreamRuntime.processSliced).
+      outcome =
+        body.length <= INGEST_SMALL_BODY_BYTES
+          ? await this.parts.admission.turns.run(() => stream.process(body, now), true)
+          : await this.parts.admission.turns.runSliced((slice) => stream.processSliced(body, now, slice))
     } catch (err) {
       if (err instanceof ProblemError && err.slug === 'invalid-records') this.countRefused(stream, err)
       throw err

@@ -948,3 +948,61 @@ describe.each(CASES.filter((c) => c.keyed))('dedupe of $name', (c) => {
     )
   })
 })
+
+// processSliced (large bodies on the HTTP path) pauses every 64 records for a later turn of the event loop.
+// Whatever it pauses between, the answer must be `process`'s: same records, dead letters, counts, dedupe
+// keys, drift and problem. Bodies of 60–260 records, so most pause at least once; the slice here pauses at
+// every chance, with a macrotask between.
+async function runSliced(
+  runtime: StreamRuntime,
+  body: Buffer,
+  validation: ValidationPolicy,
+): Promise<{ answer: Answer; pauses: number }> {
+  let pauses = 0
+  const slice = {
+    spent: () => true,
+    next: () => {
+      pauses++
+      return new Promise<void>((resolve) => setImmediate(resolve))
+    },
+  }
+  try {
+    return { answer: { outcome: await runtime.processSliced(body, NOW, slice) }, pauses }
+  } catch (err) {
+    if (!(err instanceof ProblemError)) throw err
+    expect(err.status === 400 || (err.status === 422 && validation === 'reject')).toBe(true)
+    return { answer: { problem: err }, pauses }
+  }
+}
+
+describe.each(CASES)('sliced processing of $name', (c) => {
+  it('answers large bodies exactly as process does, pausing every 64 records', async () => {
+    const record = fc.oneof(
+      { weight: 5, arbitrary: c.valid.map((text) => ({ text, valid: true })) },
+      ...(c.invalid ? [{ weight: 1, arbitrary: c.invalid.map((text) => ({ text, valid: false })) }] : []),
+    )
+    const parts = fc.record({
+      records: fc.array(record, { minLength: 60, maxLength: 260 }),
+      separator: c.separator,
+      trailing: fc.boolean(),
+      lead: fc.constant(''),
+      tail: fc.constant(''),
+      bare: fc.constant(false),
+    })
+    await fc.assert(
+      fc.asyncProperty(parts, fc.nat(runtimesOf(c).length - 1), async (p, pick) => {
+        // Two runtimes of the same config (dedupe windows and drift are state of their own).
+        const [whole, sliced] = [runtimesOf(c)[pick]!, runtimesOf(c)[pick]!]
+        const body = Buffer.from(render(c, p))
+        const expected = run(whole.runtime, body, whole.validation)
+        const { answer, pauses } = await runSliced(sliced.runtime, body, sliced.validation)
+        expect(summary(answer)).toBe(summary(expected))
+        // `since` is when each runtime was made.
+        const drift = (r: StreamRuntime): unknown => ({ ...r.drift.report(), since: undefined })
+        expect(drift(sliced.runtime)).toEqual(drift(whole.runtime))
+        if ('outcome' in answer) expect(pauses).toBe(Math.floor(answer.outcome.received / 64))
+      }),
+      params(25),
+    )
+  })
+})
