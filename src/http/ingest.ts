@@ -127,17 +127,27 @@ export class IngestHandler {
     if (declared !== undefined && Number(declared) > limit)
       throw tooLarge(limit, 'the declared Content-Length')
     stream.checkContentType(first(input.headers['content-type']))
-    input.beforeBody?.()
-    const raw = await readBody(
-      input.body,
-      limit,
-      declared === undefined ? undefined : Number(declared),
-      this.server.bodyTimeoutMs,
-    )
-    const encoding = first(input.headers['content-encoding'])
-    const counts = await this.entry.ingest(stream, raw, meta, async (bytes) =>
-      checkText(await decodeBody(bytes, encoding, limit)),
-    )
+    const declaredBytes = declared === undefined ? undefined : Number(declared)
+    // A large body waits, unread, while requests under way hold enough large bodies (IngestTurns.roomToRead).
+    const room = this.entry.roomToRead(declaredBytes)
+    const ticket = room instanceof Promise ? await room : room
+    let counts: IngestCounts
+    let raw: Buffer
+    try {
+      input.beforeBody?.()
+      raw = await readBody(input.body, limit, declaredBytes, this.server.bodyTimeoutMs)
+      ticket?.read()
+      const encoding = first(input.headers['content-encoding'])
+      counts = await this.entry.ingest(
+        stream,
+        raw,
+        meta,
+        async (bytes) => checkText(await decodeBody(bytes, encoding, limit)),
+        ticket,
+      )
+    } finally {
+      ticket?.done()
+    }
     // Accepted, and the hand-off copied the records (the spool's frames): nothing holds a view into the body
     // any more, so the next request may read into it. On any refusal the body is left to the collector.
     if (this.entry.copiesRecords(stream)) bodyPool.give(raw)

@@ -6,11 +6,13 @@ import {
   Hysteresis,
   IngestTurns,
   LANE_STALL_MS,
+  LARGE_BODY_SLOW_MS,
   LaneBudget,
   laneBudgetSeconds,
   waterMarks,
   type AdmissionReason,
   type LaneReading,
+  type ReadTicket,
 } from './admission.js'
 
 interface Line {
@@ -536,6 +538,56 @@ describe('IngestTurns', () => {
     await expect(failing).rejects.toThrow('bad record')
     expect(await next).toBe('next')
     expect(turns.queued).toBe(0)
+  })
+
+  it('roomToRead: large bodies beyond the bound wait unread, in arrival order, until one is done', async () => {
+    const turns = new IngestTurns(1, 1, 2)
+    const take = (): ReturnType<IngestTurns['roomToRead']> => turns.roomToRead()
+    const a = take()
+    const b = take()
+    expect(a).not.toBeInstanceOf(Promise)
+    expect(b).not.toBeInstanceOf(Promise)
+    const got: string[] = []
+    const c = (take() as Promise<ReadTicket>).then((t) => (got.push('c'), t))
+    const d = (take() as Promise<ReadTicket>).then((t) => (got.push('d'), t))
+    expect(turns.waitingToRead).toBe(2)
+    // Read, waiting for their turn: they still count.
+    ;(a as ReadTicket).read()
+    ;(b as ReadTicket).read()
+    await new Promise((r) => setTimeout(r, LARGE_BODY_SLOW_MS + 50))
+    expect(got).toEqual([])
+    ;(a as ReadTicket).done()
+    ;(a as ReadTicket).done() // a second done() gives nothing back twice
+    await Promise.resolve()
+    expect(got).toEqual(['c'])
+    expect(turns.bodiesHeld).toBe(2)
+    ;(b as ReadTicket).done()
+    const [tc, td] = await Promise.all([c, d])
+    expect(got).toEqual(['c', 'd'])
+    tc.done()
+    td.done()
+    expect([turns.bodiesHeld, turns.waitingToRead]).toEqual([0, 0])
+  })
+
+  it('roomToRead: a body still being read, or handed off, after LARGE_BODY_SLOW_MS stops counting', async () => {
+    const turns = new IngestTurns(1, 1, 1)
+    const slowSender = turns.roomToRead() as ReadTicket
+    const next = turns.roomToRead()
+    expect(next).toBeInstanceOf(Promise)
+    const t0 = performance.now()
+    const second = await next
+    // Let go by the periodic check once the first had been reading for too long, not before.
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(LARGE_BODY_SLOW_MS - 5)
+    second.read()
+    second.handedOff() // durability none: waiting for its sinks
+    const third = turns.roomToRead()
+    expect(third).toBeInstanceOf(Promise)
+    const t1 = performance.now()
+    ;(await third).done()
+    expect(performance.now() - t1).toBeGreaterThanOrEqual(LARGE_BODY_SLOW_MS - 5)
+    slowSender.done()
+    second.done()
+    expect([turns.bodiesHeld, turns.waitingToRead]).toEqual([0, 0])
   })
 
   it('runs work in arrival order, returns its result and passes its error on', async () => {

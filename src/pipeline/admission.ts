@@ -68,6 +68,18 @@ export const INGEST_TURN_BUDGET_MS = 1
 export const INGEST_TURN_SMALL_BUDGET_MS = 5
 /** Bodies up to this size are small for the turn budget (one socket read). */
 export const INGEST_SMALL_BODY_BYTES = 64 * 1024
+/**
+ * Large bodies requests under way may hold (read, waiting for their ingest turn, in it, waiting for their
+ * spool write) before a new large body waits to be read (IngestTurns.roomToRead). Four keep the turns fed
+ * (one is framed while the next waits and the one before waits for its fsync); more only held memory: with
+ * 16 connections of 2.5 MB bodies, peak RSS 273–289 → 210–212 MB and 0.77–0.78 → 0.88–0.95× of the bare
+ * server's records per CPU-second (bench/RESULTS.md, 2026-12-04 seventh session).
+ */
+export const INGEST_LARGE_BODIES = 4
+/** A body still being read, or still handed off, this long after that began stops counting (roomToRead). */
+export const LARGE_BODY_SLOW_MS = 100
+/** How often waiting readers are looked at when nothing else lets them go. */
+const READ_AHEAD_CHECK_MS = 25
 
 /** spool.maxPauseMs when a config built in code leaves it out (the loader fills in the schema's default). */
 export const DEFAULT_MAX_PAUSE_MS = 10_000
@@ -545,6 +557,16 @@ function round(n: number): number {
   return Math.round(n * 10) / 10
 }
 
+/**
+ * Room for one large body (IngestTurns.roomToRead): `read()` once it is read, `handedOff()` once its records
+ * are checked and handed off, `done()` when its request ends.
+ */
+export interface ReadTicket {
+  read(): void
+  handedOff(): void
+  done(): void
+}
+
 /** What sliced ingest work (StreamRuntime.processSliced) asks of its scheduler, IngestTurns. */
 export interface IngestSlice {
   /** True once the work done in this turn of the event loop is over its budget. */
@@ -567,16 +589,90 @@ export class IngestTurns {
   /** A waiter was let go and has not started its work yet: newcomers queue behind it. */
   private handing = false
   private turnScheduled = false
+  /**
+   * The large bodies requests under way hold (see roomToRead), each with the time its current phase began:
+   * being read, read (waiting for or in its turn), or handed off.
+   */
+  private readonly bodies = new Set<{ since: number; phase: 'reading' | 'read' | 'handed-off' }>()
+  /** Requests waiting for room to read a large body, in arrival order. */
+  private readonly readers: ((ticket: ReadTicket) => void)[] = []
+  private readerTimer: NodeJS.Timeout | undefined
 
-  /** `smallBudgetMs`: the budget of work run with `small` (default: the same). */
+  /**
+   * `smallBudgetMs`: the budget of work run with `small` (default: the same). `maxBodies`: large bodies
+   * requests under way may hold before new ones wait to be read (roomToRead).
+   */
   constructor(
     private readonly budgetMs: number,
     private readonly smallBudgetMs = budgetMs,
+    private readonly maxBodies = INGEST_LARGE_BODIES,
   ) {}
 
   /** Requests waiting for a later turn. */
   get queued(): number {
     return this.waiting.length
+  }
+
+  /** Requests waiting for room to read their large body. */
+  get waitingToRead(): number {
+    return this.readers.length
+  }
+
+  /**
+   * Call before reading a large body: a ticket at once while requests under way hold fewer than
+   * `maxBodies` large bodies (being read, waiting for their turn, being framed and validated, waiting for
+   * their spool write); otherwise the request waits, its body unread — node stops reading the socket, TCP's
+   * window fills and the sender waits too — until one of them is done. The turns take large bodies one at
+   * a time: 16 connections of 2.5 MB bodies read all 16 and held them, for no more speed (bench/RESULTS.md,
+   * 2026-12-04 seventh session). A body still being read, or still handed off (its sinks' answer, for
+   * `durability: none`), LARGE_BODY_SLOW_MS after that began stops counting: a slow sender or sink never
+   * holds the others back for longer. Readers are let go in arrival order.
+   */
+  roomToRead(): ReadTicket | Promise<ReadTicket> {
+    if (this.readers.length === 0 && this.hasRoom()) return this.ticket()
+    return new Promise<ReadTicket>((go) => {
+      this.readers.push(go)
+      this.readerTimer ??= setInterval(() => this.letReadersGo(), READ_AHEAD_CHECK_MS).unref()
+    })
+  }
+
+  /** Large bodies held by requests under way (slow senders' not counted). */
+  get bodiesHeld(): number {
+    return this.bodies.size
+  }
+
+  private hasRoom(): boolean {
+    if (this.bodies.size < this.maxBodies) return true
+    const slow = performance.now() - LARGE_BODY_SLOW_MS
+    for (const b of this.bodies) if (b.phase !== 'read' && b.since < slow) this.bodies.delete(b)
+    return this.bodies.size < this.maxBodies
+  }
+
+  private ticket(): ReadTicket {
+    const body: { since: number; phase: 'reading' | 'read' | 'handed-off' } = {
+      since: performance.now(),
+      phase: 'reading',
+    }
+    this.bodies.add(body)
+    const enter = (phase: 'read' | 'handed-off'): void => {
+      body.phase = phase
+      body.since = performance.now()
+    }
+    return {
+      read: () => enter('read'),
+      handedOff: () => enter('handed-off'),
+      done: () => {
+        if (this.bodies.delete(body)) this.letReadersGo()
+      },
+    }
+  }
+
+  private letReadersGo(): void {
+    while (this.readers.length > 0 && this.hasRoom()) this.readers.shift()!(this.ticket())
+    if (this.readers.length === 0 && this.readerTimer) {
+      clearInterval(this.readerTimer)
+      this.readerTimer = undefined
+    }
   }
 
   /** Runs `work` in this turn if its budget allows, else in a later one; `small` work has smallBudgetMs. */

@@ -1,6 +1,6 @@
 import { ProblemError, problem } from '../errors.js'
 import type { Metrics } from '../telemetry/metrics.js'
-import { INGEST_SMALL_BODY_BYTES, type Admission, type HeldClient } from './admission.js'
+import { INGEST_SMALL_BODY_BYTES, type Admission, type HeldClient, type ReadTicket } from './admission.js'
 import type { HandOff } from './hand-off.js'
 import type { StreamRuntime } from './stream.js'
 
@@ -104,14 +104,26 @@ export class IngestEntry {
   }
 
   /**
+   * Call before reading a body of `declaredBytes`: a large body gets a ticket (`read()` once it is read,
+   * `done()` when its request ends), at once or, while requests under way hold enough large bodies, once
+   * there is room (IngestTurns.roomToRead). Small bodies and bodies of unknown length: undefined, no wait.
+   */
+  roomToRead(declaredBytes: number | undefined): ReadTicket | Promise<ReadTicket> | undefined {
+    if (declaredBytes === undefined || !(declaredBytes > INGEST_SMALL_BODY_BYTES)) return undefined
+    return this.parts.admission.turns.roomToRead()
+  }
+
+  /**
    * Runs a body through the stream and hands the outcome off; resolves with the counts once the records are
-   * safe (see HandOff). Call `admit` first. Throws ProblemErrors by kind.
+   * safe (see HandOff). Call `admit` first. Throws ProblemErrors by kind. `ticket` (roomToRead) is told
+   * when the records are handed off.
    */
   async ingest(
     stream: StreamRuntime,
     raw: Buffer,
     meta: IngestMeta,
     decode: BodyDecoder = identity,
+    ticket?: ReadTicket,
   ): Promise<IngestCounts> {
     stream.auth.checkBody(meta.headers, raw)
     const body = await decode(raw)
@@ -140,6 +152,7 @@ export class IngestEntry {
           { headers: { 'retry-after': String(wait) } },
         )
     }
+    ticket?.handedOff()
     await this.parts.handOff.accept(stream, outcome)
     // No await between the hand-off and the commit (StreamRuntime.commit, pipeline/dedupe.ts).
     stream.commit(outcome, now)
