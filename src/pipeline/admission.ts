@@ -72,8 +72,8 @@ export const INGEST_SMALL_BODY_BYTES = 64 * 1024
  * Large bodies requests under way may hold (read, waiting for their ingest turn, in it, waiting for their
  * spool write) before a new large body waits to be read (IngestTurns.roomToRead). Four keep the turns fed
  * (one is framed while the next waits and the one before waits for its fsync); more only held memory: with
- * 16 connections of 2.5 MB bodies, peak RSS 273–289 → 210–212 MB and 0.77–0.78 → 0.88–0.95× of the bare
- * server's records per CPU-second (bench/RESULTS.md, 2026-12-04 seventh session).
+ * 16 connections of 2.5 MB bodies, peak RSS 269–289 → 211–224 MB and records per CPU-second +15–30 %
+ * (bench/RESULTS.md, 2026-12-04 seventh session).
  */
 export const INGEST_LARGE_BODIES = 4
 /** A body still being read, or still handed off, this long after that began stops counting (roomToRead). */
