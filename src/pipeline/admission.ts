@@ -567,6 +567,12 @@ export interface ReadTicket {
   done(): void
 }
 
+/** A large body a request under way holds (IngestTurns.roomToRead), and since when it is in its phase. */
+interface HeldBody {
+  since: number
+  phase: 'reading' | 'read' | 'handed-off'
+}
+
 /** What sliced ingest work (StreamRuntime.processSliced) asks of its scheduler, IngestTurns. */
 export interface IngestSlice {
   /** True once the work done in this turn of the event loop is over its budget. */
@@ -593,7 +599,7 @@ export class IngestTurns {
    * The large bodies requests under way hold (see roomToRead), each with the time its current phase began:
    * being read, read (waiting for or in its turn), or handed off.
    */
-  private readonly bodies = new Set<{ since: number; phase: 'reading' | 'read' | 'handed-off' }>()
+  private readonly bodies = new Set<HeldBody>()
   /** Requests waiting for room to read a large body, in arrival order. */
   private readonly readers: ((ticket: ReadTicket) => void)[] = []
   private readerTimer: NodeJS.Timeout | undefined
@@ -649,12 +655,9 @@ export class IngestTurns {
   }
 
   private ticket(): ReadTicket {
-    const body: { since: number; phase: 'reading' | 'read' | 'handed-off' } = {
-      since: performance.now(),
-      phase: 'reading',
-    }
+    const body: HeldBody = { since: performance.now(), phase: 'reading' }
     this.bodies.add(body)
-    const enter = (phase: 'read' | 'handed-off'): void => {
+    const enter = (phase: HeldBody['phase']): void => {
       body.phase = phase
       body.since = performance.now()
     }
