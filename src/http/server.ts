@@ -163,9 +163,14 @@ function handleIngest(
         // pipelining client takes as the answer to its next request.
         const unread = !req.complete && answer.drainBody !== true
         res.writeHead(answer.status, answerHeaders(answer, unread))
+        if (unread) {
+          closeUnread(socket)
+          res.end(answer.body)
+          return
+        }
         res.end(answer.body)
-        // Closing, the rest is read only until node closes the socket after the answer; drained (a small
-        // admission refusal of declared length, src/http/ingest.ts), it is discarded and the connection stays.
+        // Drained (a small admission refusal of declared length, src/http/ingest.ts): the body is discarded
+        // and the connection stays.
         if (!req.complete) req.resume()
       },
       (err: unknown) => {
@@ -177,6 +182,35 @@ function handleIngest(
         )
       },
     )
+}
+
+/** How long a connection whose answer left its body unread stays open, unread, before it is destroyed. */
+export const UNREAD_LINGER_MS = 100
+
+/**
+ * A connection whose answer leaves the request's body unread (a refusal before reading: admission, auth,
+ * 413…) reads no more of it: it stops reading now, the answer goes out with `Connection: close`, then the
+ * gateway half-closes and destroys the socket UNREAD_LINGER_MS later.
+ *
+ * Node's own close read on: its dump of the unread request resumed the socket, and it went on reading until
+ * the end of the answer was written, ~200 KB of each refused 0.9 MB body under overload, copied into new
+ * buffers whose external memory set off a major GC every ~100 ms (bench/RESULTS.md, eighth session). The
+ * linger, without reading, gives the sender time to read the answer before the reset that closing a socket
+ * with unread bytes sends (destroyed at once, a few refused senders in ten thousand saw the reset first).
+ *
+ * Two of node's own socket fields, as its HTTP server uses them: `_paused` (set when the server pauses a
+ * socket; the request's dump does not resume such a socket) and `destroySoon` (how the server closes a
+ * `Connection: close` socket once the answer is written). test/http/admission.test.ts checks that the socket
+ * reads nothing more while it lingers, so a node that changes either fails there.
+ */
+function closeUnread(socket: Socket): void {
+  const held = socket as Socket & { _paused?: boolean; destroySoon?: () => void }
+  held._paused = true
+  socket.pause()
+  held.destroySoon = () => {
+    socket.end()
+    setTimeout(() => socket.destroy(), UNREAD_LINGER_MS).unref()
+  }
 }
 
 /** The answer's headers as node's flat [name, value, …] list: no object spreads per request. */

@@ -1,9 +1,10 @@
 import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo, type Socket } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { readNdjsonLines, startGateway, waitFor, type TestGateway } from '../support/gateway.js'
 import { send, type Answer } from '../support/http.js'
 import { rawExchange } from '../support/raw-http.js'
+import { UNREAD_LINGER_MS } from '../../src/http/server.js'
 
 // Admission control over a real socket (src/pipeline/admission.ts): above spool.highWaterBytes, or while a
 // lane is over spool.maxLagSeconds, new requests get 503 spool-full + Retry-After before their body is read;
@@ -182,6 +183,55 @@ describe('admission control', () => {
       expect(large.responses[0]!.headers.connection).toMatch(/close/i)
       expect(large.closedByServer).toBe(true)
       expect(gw.gateway.state('s')!.counts.received).toBe(1)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('reads no more of a body it refused unread: answers, lingers without reading, then closes', async () => {
+    const gw = await startGateway({
+      spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
+      sinks: { out: { type: 'file', dir: '{dir}/out' } },
+      streams: { s: { source: 'ndjson', status: 2, sinks: ['out'] } },
+    })
+    try {
+      expect((await send(`${gw.url}/ingest/s`, { body: lines(1, 'first') })).status).toBe(200)
+      const bytesRead: number[] = []
+      gw.server.server.on('connection', (s: Socket) => s.once('close', () => bytesRead.push(s.bytesRead)))
+      // A sender that writes a 256 MiB body as fast as loopback takes it, reading the answer meanwhile.
+      const declared = 256 * 1024 * 1024
+      const seen = await new Promise<{ answer: string; lingeredMs: number }>((resolve) => {
+        const socket = connect(gw.port, '127.0.0.1')
+        const chunk = Buffer.alloc(64 * 1024, 0x20)
+        let answer = ''
+        let answeredAt = 0
+        let sent = 0
+        const pump = (): void => {
+          while (!socket.destroyed && sent < declared) {
+            sent += chunk.length
+            if (!socket.write(chunk)) return void socket.once('drain', pump)
+          }
+        }
+        socket.on('connect', () => {
+          socket.write(`POST /ingest/s HTTP/1.1\r\nHost: x\r\nContent-Length: ${declared}\r\n\r\n`)
+          pump()
+        })
+        socket.on('data', (d: Buffer) => {
+          answer += d.toString()
+          answeredAt ||= performance.now()
+        })
+        socket.on('error', () => undefined) // the reset after the linger
+        socket.on('close', () => resolve({ answer, lingeredMs: performance.now() - answeredAt }))
+      })
+      expect(seen.answer).toMatch(/^HTTP\/1\.1 503 /)
+      expect(seen.answer).toMatch(/\r\nconnection: close\r\n/i)
+      // The connection stayed open after the answer (the linger) …
+      expect(seen.lingeredMs).toBeGreaterThanOrEqual(UNREAD_LINGER_MS * 0.8)
+      // … and read nothing meanwhile: what the gateway took off the socket is its first reads, not the
+      // hundreds of megabytes a reading socket takes from loopback in that time.
+      await waitFor(() => bytesRead.length === 1)
+      expect(bytesRead[0]).toBeGreaterThan(0)
+      expect(bytesRead[0]).toBeLessThan(4 * 1024 * 1024)
     } finally {
       await gw.close()
     }
