@@ -15,6 +15,9 @@
 //     labels: --build refuse=. --build pause=. --build pause2=. --stream pause=… --stream pause2=…)
 //     [--sink small='{"maxBatchRecords":2000}'] (file sink keys per label)
 //     [--expect LABEL] (that label's clients send `Expect: 100-continue` and upload only after 100 Continue)
+//     [--rate R] (open loop: R requests/s over all connections, each on its own schedule, a refusal not
+//     retried at once; latency from the scheduled time. Without it, each connection sends as soon as it has
+//     its answer: a refused sender retries at once, so refusals run as fast as the gateway can answer them)
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -37,6 +40,7 @@ const { values } = parseArgs({
     sink: { type: 'string', multiple: true },
     expect: { type: 'string', multiple: true },
     'node-arg': { type: 'string', multiple: true },
+    rate: { type: 'string' },
   },
 })
 const builds = (values.build ?? ['after=.']).map((b) => {
@@ -61,6 +65,13 @@ const durationS = Number(values.duration)
 /** Extra node flags for the gateway, e.g. --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/tmp/prof. */
 const nodeArgs = values['node-arg'] ?? []
 const connections = Number(values.connections)
+/**
+ * With --rate R: an open-loop load of R requests/s in all, spread over the connections (each sends on its own
+ * schedule, not as soon as its last answer came), so a refusal is not retried at once. Latency then counts
+ * from the scheduled time (a request sent late because its connection was still busy waited that long too).
+ */
+const ratePerS = values.rate === undefined ? undefined : Number(values.rate)
+if (ratePerS !== undefined && !(ratePerS > 0)) throw new Error('--rate: requests per second, > 0')
 const scenario = findScenario('azion-ndjson-2000')!
 const body = scenario.generate()
 
@@ -110,16 +121,27 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!
 }
 
-/** One closed-loop connection: POST, read the whole answer, POST again, until `until`. */
+/**
+ * One connection: POST, read the whole answer, POST again, until `until` — at once (closed loop), or with
+ * `schedule` at its next slot (open loop, latency from the slot).
+ */
 async function connectionLoop(
   url: string,
   agent: Agent,
   until: number,
   out: { status: number; ms: number; reason?: string }[],
   expectContinue = false,
+  schedule?: { first: number; intervalMs: number },
 ): Promise<void> {
+  let slot = schedule?.first ?? 0
   while (performance.now() < until) {
-    const t0 = performance.now()
+    if (schedule) {
+      const wait = slot - performance.now()
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait))
+      if (slot >= until) break
+    }
+    const t0 = schedule ? slot : performance.now()
+    if (schedule) slot += schedule.intervalMs
     let reason: string | undefined
     const status = await new Promise<number>((ok) => {
       const req = request(
@@ -205,8 +227,17 @@ async function runOne(label: string, dir: string): Promise<string> {
     const until = started + durationS * 1000
     const answers: { status: number; ms: number; reason?: string }[] = []
     const agent = new Agent({ keepAlive: true, maxSockets: connections })
-    const loops = Array.from({ length: connections }, () =>
-      connectionLoop(`${base}/ingest/${scenario.streamId}`, agent, until, answers, expectLabels.has(label)),
+    // Open loop: connection i sends every connections / rate seconds, the connections staggered evenly.
+    const intervalMs = ratePerS === undefined ? 0 : (connections / ratePerS) * 1000
+    const loops = Array.from({ length: connections }, (_, i) =>
+      connectionLoop(
+        `${base}/ingest/${scenario.streamId}`,
+        agent,
+        until,
+        answers,
+        expectLabels.has(label),
+        ratePerS === undefined ? undefined : { first: started + (i * intervalMs) / connections, intervalMs },
+      ),
     )
     const sampler = setInterval(() => {
       sample(base, started).then(
@@ -285,5 +316,5 @@ for (const { label, dir } of builds) {
   process.stderr.write(`${reports.at(-1)}\n`)
 }
 console.log(
-  `# ${started}: ${durationS} s, ${connections} connections, ${scenario.name} (${body.length} bytes, ${scenario.recordsPerRequest} records) → file sink, fsync'd spool\n${reports.join('\n')}`,
+  `# ${started}: ${durationS} s, ${connections} connections${ratePerS === undefined ? ' (closed loop)' : `, open loop at ${ratePerS} requests/s`}, ${scenario.name} (${body.length} bytes, ${scenario.recordsPerRequest} records) → file sink, fsync'd spool\n${reports.join('\n')}`,
 )
