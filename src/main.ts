@@ -170,10 +170,13 @@ export async function start(config: GatewayConfig, options: StartOptions = {}): 
       // A deliver node takes no records: /ingest answers 404 there, like any path this listener lacks.
       role === 'deliver'
         ? createAppListener(ingestApp, accessLog)
-        : createListener(ingestApp, ingest, metrics, {
-            refusals,
-            ...accessLog,
-          }),
+        : createListener(
+            ingestApp,
+            ingest,
+            metrics,
+            { refusals, ...accessLog },
+            { maxConnections: config.server.maxConnections },
+          ),
       options.port,
       { refusals },
     )

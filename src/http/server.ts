@@ -42,14 +42,16 @@ export function createListener(
   ingest: IngestHandler,
   metrics: Metrics,
   logs: ListenerLogs = {},
+  options: { maxConnections?: number } = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
+  const lingering: Lingering = { count: 0, max: lingerLimit(options.maxConnections ?? 1024) }
   const honoListener = getRequestListener(app.fetch as Parameters<typeof getRequestListener>[0], {
     errorHandler: adapterErrorAnswer,
   })
   const route = (req: IncomingMessage, res: ServerResponse): void => {
     const url = req.url ?? '/'
     if (url.startsWith(INGEST_PREFIX)) {
-      handleIngest(req, res, url, ingest, metrics, logs.refusals)
+      handleIngest(req, res, url, ingest, metrics, logs.refusals, lingering)
       return
     }
     continueNow(req, res)
@@ -128,6 +130,7 @@ function handleIngest(
   ingest: IngestHandler,
   metrics: Metrics,
   refusals: RefusalLog | undefined,
+  lingering: Lingering,
 ): void {
   const streamId = ingestStreamId(url)
   const socket = req.socket // a destroyed request lets go of it
@@ -164,7 +167,7 @@ function handleIngest(
         const unread = !req.complete && answer.drainBody !== true
         res.writeHead(answer.status, answerHeaders(answer, unread))
         if (unread) {
-          closeUnread(socket)
+          closeUnread(socket, lingering)
           res.end(answer.body)
           return
         }
@@ -187,6 +190,20 @@ function handleIngest(
 /** How long a connection whose answer left its body unread stays open, unread, before it is destroyed. */
 export const UNREAD_LINGER_MS = 100
 
+/** Connections lingering after an unread answer (closeUnread), and how many may at once. */
+interface Lingering {
+  count: number
+  readonly max: number
+}
+
+/**
+ * At most a quarter of `server.maxConnections` linger at once: refusals at a few thousand a second would
+ * otherwise keep hundreds of connections open and leave new senders dropped at the connection limit.
+ */
+export function lingerLimit(maxConnections: number): number {
+  return Math.max(1, Math.floor(maxConnections / 4))
+}
+
 /**
  * A connection whose answer leaves the request's body unread (a refusal before reading: admission, auth,
  * 413…) reads no more of it: it stops reading now, the answer goes out with `Connection: close`, then the
@@ -201,12 +218,16 @@ export const UNREAD_LINGER_MS = 100
  * Two of node's own socket fields, as its HTTP server uses them: `_paused` (set when the server pauses a
  * socket; the request's dump does not resume such a socket) and `destroySoon` (how the server closes a
  * `Connection: close` socket once the answer is written). test/http/admission.test.ts checks that the socket
- * reads nothing more while it lingers, so a node that changes either fails there.
+ * reads nothing more while it lingers, so a node that changes either fails there. With `lingering.max`
+ * connections lingering already, this one closes as soon as its answer is written (still unread).
  */
-function closeUnread(socket: Socket): void {
+function closeUnread(socket: Socket, lingering: Lingering): void {
   const held = socket as Socket & { _paused?: boolean; destroySoon?: () => void }
   held._paused = true
   socket.pause()
+  if (lingering.count >= lingering.max) return
+  lingering.count++
+  socket.once('close', () => lingering.count--)
   held.destroySoon = () => {
     socket.end()
     setTimeout(() => socket.destroy(), UNREAD_LINGER_MS).unref()

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest'
 import { readNdjsonLines, startGateway, waitFor, type TestGateway } from '../support/gateway.js'
 import { send, type Answer } from '../support/http.js'
 import { rawExchange } from '../support/raw-http.js'
-import { UNREAD_LINGER_MS } from '../../src/http/server.js'
+import { lingerLimit, UNREAD_LINGER_MS } from '../../src/http/server.js'
 
 // Admission control over a real socket (src/pipeline/admission.ts): above spool.highWaterBytes, or while a
 // lane is over spool.maxLagSeconds, new requests get 503 spool-full + Retry-After before their body is read;
@@ -48,6 +48,36 @@ function expectAdmissionRefusal(res: Answer, reason: string): void {
   expect(Number(res.headers['retry-after'])).toBeGreaterThan(0)
   expect(res.json()).toMatchObject({ title: 'Spool full', status: 503, reason })
   expect(String(res.json().type)).toMatch(/spool-full$/)
+}
+
+/**
+ * A raw sender that declares `declared` bytes and writes them as fast as loopback takes them, reading the
+ * answer meanwhile: what it was answered, and how long the connection stayed open after the answer.
+ */
+function refusedUpload(port: number, declared: number): Promise<{ answer: string; lingeredMs: number }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    const chunk = Buffer.alloc(64 * 1024, 0x20)
+    let answer = ''
+    let answeredAt = 0
+    let sent = 0
+    const pump = (): void => {
+      while (!socket.destroyed && sent < declared) {
+        sent += chunk.length
+        if (!socket.write(chunk)) return void socket.once('drain', pump)
+      }
+    }
+    socket.on('connect', () => {
+      socket.write(`POST /ingest/s HTTP/1.1\r\nHost: x\r\nContent-Length: ${declared}\r\n\r\n`)
+      pump()
+    })
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString()
+      answeredAt ||= performance.now()
+    })
+    socket.on('error', () => undefined) // the reset after the linger
+    socket.on('close', () => resolve({ answer, lingeredMs: performance.now() - answeredAt }))
+  })
 }
 
 describe('admission control', () => {
@@ -199,30 +229,7 @@ describe('admission control', () => {
       const bytesRead: number[] = []
       gw.server.server.on('connection', (s: Socket) => s.once('close', () => bytesRead.push(s.bytesRead)))
       // A sender that writes a 256 MiB body as fast as loopback takes it, reading the answer meanwhile.
-      const declared = 256 * 1024 * 1024
-      const seen = await new Promise<{ answer: string; lingeredMs: number }>((resolve) => {
-        const socket = connect(gw.port, '127.0.0.1')
-        const chunk = Buffer.alloc(64 * 1024, 0x20)
-        let answer = ''
-        let answeredAt = 0
-        let sent = 0
-        const pump = (): void => {
-          while (!socket.destroyed && sent < declared) {
-            sent += chunk.length
-            if (!socket.write(chunk)) return void socket.once('drain', pump)
-          }
-        }
-        socket.on('connect', () => {
-          socket.write(`POST /ingest/s HTTP/1.1\r\nHost: x\r\nContent-Length: ${declared}\r\n\r\n`)
-          pump()
-        })
-        socket.on('data', (d: Buffer) => {
-          answer += d.toString()
-          answeredAt ||= performance.now()
-        })
-        socket.on('error', () => undefined) // the reset after the linger
-        socket.on('close', () => resolve({ answer, lingeredMs: performance.now() - answeredAt }))
-      })
+      const seen = await refusedUpload(gw.port, 256 * 1024 * 1024)
       expect(seen.answer).toMatch(/^HTTP\/1\.1 503 /)
       expect(seen.answer).toMatch(/\r\nconnection: close\r\n/i)
       // The connection stayed open after the answer (the linger) …
@@ -232,6 +239,27 @@ describe('admission control', () => {
       await waitFor(() => bytesRead.length === 1)
       expect(bytesRead[0]).toBeGreaterThan(0)
       expect(bytesRead[0]).toBeLessThan(4 * 1024 * 1024)
+    } finally {
+      await gw.close()
+    }
+  })
+
+  it('lets at most a quarter of server.maxConnections linger; a refusal beyond them closes at once', async () => {
+    const gw = await startGateway({
+      server: { maxConnections: 8 },
+      spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
+      sinks: { out: { type: 'file', dir: '{dir}/out' } },
+      streams: { s: { source: 'ndjson', status: 2, sinks: ['out'] } },
+    })
+    try {
+      expect(lingerLimit(8)).toBe(2)
+      expect((await send(`${gw.url}/ingest/s`, { body: lines(1, 'first') })).status).toBe(200)
+      const three = await Promise.all([1, 2, 3].map(() => refusedUpload(gw.port, 8 * 1024 * 1024)))
+      for (const seen of three) expect(seen.answer).toMatch(/^HTTP\/1\.1 503 /)
+      const lingered = three.map((seen) => seen.lingeredMs).sort((a, b) => a - b)
+      expect(lingered[0]).toBeLessThan(UNREAD_LINGER_MS / 2)
+      expect(lingered[1]).toBeGreaterThanOrEqual(UNREAD_LINGER_MS * 0.8)
+      expect(lingered[2]).toBeGreaterThanOrEqual(UNREAD_LINGER_MS * 0.8)
     } finally {
       await gw.close()
     }
