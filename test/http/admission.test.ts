@@ -51,6 +51,19 @@ function expectAdmissionRefusal(res: Answer, reason: string): void {
 }
 
 /**
+ * A gateway whose spool is over its high-water mark from the first spooled byte on: the first request to
+ * stream `s` is accepted, every later one refused 503 before its body is read.
+ */
+function refusingGateway(server: Record<string, unknown> = {}): Promise<TestGateway> {
+  return startGateway({
+    server,
+    spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
+    sinks: { out: { type: 'file', dir: '{dir}/out' } },
+    streams: { s: { source: 'ndjson', status: 2, sinks: ['out'] } },
+  })
+}
+
+/**
  * A raw sender that declares `declared` bytes and writes them as fast as loopback takes them, reading the
  * answer meanwhile: what it was answered, and how long the connection stayed open after the answer.
  */
@@ -145,11 +158,7 @@ describe('admission control', () => {
   })
 
   it('keeps a keep-alive connection and pipelined requests going when it drains a small refused body', async () => {
-    const gw = await startGateway({
-      spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
-      sinks: { out: { type: 'file', dir: '{dir}/out' } },
-      streams: { s: { source: 'ndjson', status: 2, sinks: ['out'] } },
-    })
+    const gw = await refusingGateway()
     try {
       expect((await send(`${gw.url}/ingest/s`, { body: lines(1, 'first') })).status).toBe(200)
       const body = '{"k":1}\n'.repeat(2000)
@@ -177,11 +186,7 @@ describe('admission control', () => {
   })
 
   it('closes the connection after refusing a chunked or large body it does not read (and the client still gets the 503)', async () => {
-    const gw = await startGateway({
-      spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
-      sinks: { out: { type: 'file', dir: '{dir}/out' } },
-      streams: { s: { source: 'ndjson', status: 2, sinks: ['out'] } },
-    })
+    const gw = await refusingGateway()
     try {
       expect((await send(`${gw.url}/ingest/s`, { body: lines(1, 'first') })).status).toBe(200)
       const chunk = '{"k":1}\n'.repeat(500)
@@ -219,11 +224,7 @@ describe('admission control', () => {
   })
 
   it('reads no more of a body it refused unread: answers, lingers without reading, then closes', async () => {
-    const gw = await startGateway({
-      spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
-      sinks: { out: { type: 'file', dir: '{dir}/out' } },
-      streams: { s: { source: 'ndjson', status: 2, sinks: ['out'] } },
-    })
+    const gw = await refusingGateway()
     try {
       expect((await send(`${gw.url}/ingest/s`, { body: lines(1, 'first') })).status).toBe(200)
       const bytesRead: number[] = []
@@ -245,12 +246,7 @@ describe('admission control', () => {
   })
 
   it('lets at most a quarter of server.maxConnections linger; a refusal beyond them closes at once', async () => {
-    const gw = await startGateway({
-      server: { maxConnections: 8 },
-      spool: { maxBytes: 100_000, highWaterBytes: 1, lowWaterBytes: 0 },
-      sinks: { out: { type: 'file', dir: '{dir}/out' } },
-      streams: { s: { source: 'ndjson', status: 2, sinks: ['out'] } },
-    })
+    const gw = await refusingGateway({ maxConnections: 8 })
     try {
       expect(lingerLimit(8)).toBe(2)
       expect((await send(`${gw.url}/ingest/s`, { body: lines(1, 'first') })).status).toBe(200)
