@@ -14,7 +14,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { SinkRecord } from '../records/record.js'
 import { checkFrame, decodeFrame, encodeFrame, FrameKind, LINES_FORMAT, RECORDS_FORMAT } from './format.js'
 import { CursorStore } from './spool.js'
-import { spoolBufferStats, StreamLog, type Position } from './stream-log.js'
+import { releaseFile, spoolBufferStats, StreamLog, type Position } from './stream-log.js'
 
 let dir: string
 beforeEach(() => {
@@ -184,6 +184,8 @@ describe('StreamLog', () => {
     const freed = await log.deleteBefore(6)
     expect(freed).toBeGreaterThan(0)
     expect(log.bytes).toBe(before - freed)
+    // Given back to the file system by the time deleteBefore resolves: nothing left on its way out.
+    expect(readdirSync(dir).filter((f) => !f.endsWith('.seg'))).toEqual([])
     expect(log.firstSeq).toBeLessThanOrEqual(6)
     // A lane positioned at the first kept frame lags by the frames from there, not by every record ever
     // appended (the index answered 0 records before its first kept frame).
@@ -216,6 +218,50 @@ describe('StreamLog', () => {
       expect(await readAll(again, { seq: again.firstSeq, index: 0 })).toEqual(['acknowledged'])
       await again.close()
     }
+  })
+
+  it('releaseFile gives a file back in steps, then unlinks it; stopped, the rest goes at once', async () => {
+    // One unlink of a large segment stalls the O_DSYNC appends behind one long journal commit (stream-log.ts,
+    // RELEASE_STEP_BYTES): the file must shrink by `step` at a time.
+    const path = join(dir, 'consumed.seg.releasing')
+    writeFileSync(path, Buffer.alloc(1 << 20, 1))
+    const sizes = new Set<number>()
+    const watch = setInterval(() => {
+      try {
+        sizes.add(statSync(path).size)
+      } catch {
+        // gone
+      }
+    }, 1)
+    await releaseFile(path, undefined, 256 * 1024, 20)
+    clearInterval(watch)
+    expect(readdirSync(dir)).toEqual([])
+    expect([...sizes].filter((n) => n > 0 && n < 1 << 20).sort((a, b) => a - b)).toEqual([
+      256 * 1024,
+      512 * 1024,
+      768 * 1024,
+    ])
+    writeFileSync(path, Buffer.alloc(1 << 20, 1))
+    await releaseFile(path, () => true, 256 * 1024, 20)
+    expect(readdirSync(dir)).toEqual([])
+    await releaseFile(path) // already gone: not an error
+  })
+
+  it('a segment a crash caught on its way out is removed at the next start, its frames not recovered', async () => {
+    const log = await StreamLog.open(dir, 's', options)
+    await log.append(FrameKind.Records, [rec('kept')], 1)
+    await log.close()
+    const [name] = segments()
+    // As deleteBefore leaves it between its rename and the end of the release.
+    writeFileSync(join(dir, `${'0'.repeat(19)}0.seg.releasing`), readFileSync(join(dir, name!)))
+    const inspect = await StreamLog.open(dir, 's', { ...options, readOnly: true })
+    expect(readdirSync(dir)).toContain(`${'0'.repeat(20)}.seg.releasing`)
+    await inspect.close()
+    const again = await StreamLog.open(dir, 's', options)
+    expect(readdirSync(dir).filter((f) => f.endsWith('.releasing'))).toEqual([])
+    expect(again.recovery).toMatchObject({ segments: 1, records: 1, corruptFrames: 0 })
+    expect(await readAll(again, { seq: again.firstSeq, index: 0 })).toEqual(['kept'])
+    await again.close()
   })
 
   it('fsync by interval still resolves appends and persists them on close', async () => {
