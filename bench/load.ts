@@ -1,7 +1,8 @@
 // Load generators behind one interface: wrk (C, epoll, cheap on CPU — preferred, since it shares the
-// 2 cores with the server under test) and autocannon (Node; run in a child process, see autocannon-child.ts).
-// Only autocannon can hold a fixed request rate (`overallRate`; wrk2 is not packaged in Debian), so fixed-
-// rate latency runs always use it.
+// 2 cores with the server under test), autocannon (Node; run in a child process, see autocannon-child.ts)
+// and open-loop (node:http at a fixed rate, each connection on its own schedule; open-loop-child.ts). wrk
+// cannot hold a rate (wrk2 is not packaged in Debian): the half-load and --rate runs of run.ts use open-loop,
+// the sustained scenarios' fixed-rate steps autocannon (`overallRate`).
 
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
@@ -9,7 +10,7 @@ import { join } from 'node:path'
 import type { Result as AutocannonResult } from 'autocannon'
 import { track, stopChild } from './processes.js'
 
-export type GeneratorName = 'wrk' | 'autocannon'
+export type GeneratorName = 'wrk' | 'autocannon' | 'open-loop'
 
 export interface LoadSpec {
   url: string
@@ -187,42 +188,43 @@ export type ChildMessage =
   | { kind: 'result'; id: number; result: AutocannonResult; byStatus?: Record<string, StatusLatency> }
   | { kind: 'error'; id: number; message: string }
 
-class Autocannon implements LoadGenerator {
-  readonly name = 'autocannon'
+/**
+ * A load generator's own process (autocannon-child.ts, open-loop-child.ts), forked with an IPC channel: one
+ * `run` message per load run, answered by `result` or `error`. tsx is only the module loader of the child:
+ * it transpiles once at start, then the generator runs as is.
+ */
+class GeneratorProcess<Options, Answer extends { kind: 'result'; id: number }> {
   private child: ChildProcess | undefined
   private ready: Promise<void> | undefined
   private nextId = 0
-  private readonly pending = new Map<
-    number,
-    {
-      resolve: (r: { result: AutocannonResult; byStatus?: Record<string, StatusLatency> }) => void
-      reject: (e: Error) => void
-    }
-  >()
+  private readonly pending = new Map<number, { resolve: (a: Answer) => void; reject: (e: Error) => void }>()
+
+  constructor(
+    private readonly script: string,
+    private readonly name: string,
+  ) {}
 
   private start(): Promise<void> {
-    // tsx is only the module loader of this helper: it transpiles once at start, then autocannon runs as is.
     const child = track(
-      fork(new URL('./autocannon-child.ts', import.meta.url).pathname, [], {
+      fork(new URL(this.script, import.meta.url).pathname, [], {
         execArgv: ['--import', 'tsx'],
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       }),
     )
     this.child = child
     return new Promise((resolve, reject) => {
-      child.on('message', (message: ChildMessage) => {
-        if (message.kind === 'ready') return resolve()
-        const waiter = this.pending.get(message.id)
-        this.pending.delete(message.id)
-        if (message.kind === 'result') {
-          waiter?.resolve({
-            result: message.result,
-            ...(message.byStatus !== undefined ? { byStatus: message.byStatus } : {}),
-          })
-        } else waiter?.reject(new Error(`autocannon: ${message.message}`))
-      })
+      child.on(
+        'message',
+        (message: { kind: 'ready' } | Answer | { kind: 'error'; id: number; message: string }) => {
+          if (message.kind === 'ready') return resolve()
+          const waiter = this.pending.get(message.id)
+          this.pending.delete(message.id)
+          if (message.kind === 'result') waiter?.resolve(message)
+          else waiter?.reject(new Error(`${this.name}: ${(message as { message: string }).message}`))
+        },
+      )
       child.once('exit', (code) => {
-        const err = new Error(`autocannon child exited (${code})`)
+        const err = new Error(`${this.name} child exited (${code})`)
         reject(err)
         for (const waiter of this.pending.values()) waiter.reject(err)
         this.pending.clear()
@@ -232,30 +234,41 @@ class Autocannon implements LoadGenerator {
     })
   }
 
-  async run(spec: LoadSpec): Promise<LoadResult> {
+  async run(options: Options): Promise<Answer> {
     this.ready ??= this.start()
     await this.ready
     const id = this.nextId++
-    const { result, byStatus } = await new Promise<{
-      result: AutocannonResult
-      byStatus?: Record<string, StatusLatency>
-    }>((resolve, reject) => {
+    return new Promise<Answer>((resolve, reject) => {
       this.pending.set(id, { resolve, reject })
-      const message: ParentMessage = {
-        kind: 'run',
-        id,
-        options: {
-          url: spec.url,
-          headers: { 'content-type': 'application/json', ...spec.headers },
-          bodyFile: spec.bodyFile,
-          connections: spec.connections,
-          durationS: spec.durationS,
-          timeoutS: 10,
-          ...(spec.overallRate !== undefined ? { overallRate: spec.overallRate } : {}),
-          ...(spec.byStatus === true ? { byStatus: true } : {}),
-        },
-      }
-      this.child?.send(message)
+      this.child?.send({ kind: 'run', id, options })
+    })
+  }
+
+  async close(): Promise<void> {
+    if (this.child) {
+      this.child.disconnect()
+      await stopChild(this.child, 2_000)
+    }
+  }
+}
+
+class Autocannon implements LoadGenerator {
+  readonly name = 'autocannon'
+  private readonly process = new GeneratorProcess<AutocannonRun, Extract<ChildMessage, { kind: 'result' }>>(
+    './autocannon-child.ts',
+    'autocannon',
+  )
+
+  async run(spec: LoadSpec): Promise<LoadResult> {
+    const { result, byStatus } = await this.process.run({
+      url: spec.url,
+      headers: { 'content-type': 'application/json', ...spec.headers },
+      bodyFile: spec.bodyFile,
+      connections: spec.connections,
+      durationS: spec.durationS,
+      timeoutS: 10,
+      ...(spec.overallRate !== undefined ? { overallRate: spec.overallRate } : {}),
+      ...(spec.byStatus === true ? { byStatus: true } : {}),
     })
     const errors = result.errors + result.timeouts + result.resets
     const codes = Object.entries(result.statusCodeStats)
@@ -283,14 +296,65 @@ class Autocannon implements LoadGenerator {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.child) {
-      this.child.disconnect()
-      await stopChild(this.child, 2_000)
-    }
+  close(): Promise<void> {
+    return this.process.close()
+  }
+}
+
+// ---- open loop (in a child process) --------------------------------------------------------------------
+
+export interface OpenLoopRun {
+  url: string
+  headers: Record<string, string>
+  bodyFile: string
+  connections: number
+  durationS: number
+  /** Requests per second over all connections. */
+  rate: number
+  timeoutS: number
+}
+
+export type OpenLoopResult = Omit<LoadResult, 'generator' | 'byStatus'> & {
+  byStatus: Record<string, StatusLatency>
+}
+export type OpenLoopParentMessage = { kind: 'run'; id: number; options: OpenLoopRun }
+export type OpenLoopChildMessage =
+  | { kind: 'ready' }
+  | { kind: 'result'; id: number; result: OpenLoopResult }
+  | { kind: 'error'; id: number; message: string }
+
+/**
+ * Fixed-rate runs only (`overallRate` required): each connection sends on its own schedule and latency
+ * counts from the scheduled time (open-loop-child.ts). Answers are timed per status always.
+ */
+class OpenLoop implements LoadGenerator {
+  readonly name = 'open-loop'
+  private readonly process = new GeneratorProcess<
+    OpenLoopRun,
+    Extract<OpenLoopChildMessage, { kind: 'result' }>
+  >('./open-loop-child.ts', 'open-loop')
+
+  async run(spec: LoadSpec): Promise<LoadResult> {
+    if (spec.overallRate === undefined) throw new Error('the open-loop generator needs a rate (overallRate)')
+    const { result } = await this.process.run({
+      url: spec.url,
+      headers: { 'content-type': 'application/json', ...spec.headers },
+      bodyFile: spec.bodyFile,
+      connections: spec.connections,
+      durationS: spec.durationS,
+      rate: spec.overallRate,
+      timeoutS: 10,
+    })
+    const { byStatus, ...rest } = result
+    return { generator: 'open-loop', ...rest, ...(spec.byStatus === true ? { byStatus } : {}) }
+  }
+
+  close(): Promise<void> {
+    return this.process.close()
   }
 }
 
 export function createGenerator(name: GeneratorName, workDir: string, threads = 1): LoadGenerator {
-  return name === 'wrk' ? new Wrk(workDir, threads) : new Autocannon()
+  if (name === 'wrk') return new Wrk(workDir, threads)
+  return name === 'open-loop' ? new OpenLoop() : new Autocannon()
 }

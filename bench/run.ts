@@ -65,7 +65,7 @@ const HELP = `usage: npm run bench -- [options]
   --generator G            auto | wrk | autocannon (default auto: wrk if installed)
   --install-wrk            apt-get install wrk if it is missing (root or passwordless sudo)
   --threads N              wrk threads (default 1: leave the other core to the server)
-  --half-load              after the rounds, p50/p99 at half of each target's own max req/s (autocannon)
+  --half-load              after the rounds, p50/p99 at half of each target's own max req/s (fixed rate)
   --rate R                 like --half-load, at a fixed R requests/s for both targets
   --json FILE              also write the raw results as JSON
   --node-arg FLAG          a node flag for streamgate only, not the baseline (repeatable), e.g.
@@ -555,12 +555,21 @@ function summariseProfile(file: string, top = 15): string[] {
 
 // ---- one scenario --------------------------------------------------------------------------------------
 
+/**
+ * Fixed-rate runs of bodies this large use the open-loop generator, smaller ones autocannon. At half load
+ * (2026-12-05) autocannon put the bare server's p99 on 0.9 MB bodies at 127 ms where the open loop measured
+ * 8–16 ms; on ~1 KB bodies at 6–10k req/s the open loop's node:http client took the CPU itself (p50 95 ms
+ * for streamgate, 78 ms p99 for the bare server) where autocannon measured 12–19 / 2 ms.
+ */
+const OPEN_LOOP_MIN_BODY_BYTES = 64 * 1024
+
 async function runScenario(
   scenario: Scenario,
   index: number,
   options: Options,
   generator: LoadGenerator,
-  fixedRateGenerator: () => LoadGenerator,
+  /** The generator of the --half-load / --rate runs, by body size (OPEN_LOOP_MIN_BODY_BYTES). */
+  fixedRateGenerator: (bodyBytes: number) => LoadGenerator,
   baselineScript: string,
   gatewayCli: string,
   backends: Backends,
@@ -663,7 +672,7 @@ async function runScenario(
 
     const fixedRate: FixedRateRun[] = []
     if (options.halfLoad || options.rate !== undefined) {
-      const fixed = fixedRateGenerator()
+      const fixed = fixedRateGenerator(body.length)
       for (const target of order(options.rounds)) {
         const max = summary.find((s) => s.target === target.name)?.reqPerS ?? 0
         const rate = options.rate ?? Math.max(1, Math.round(max / 2))
@@ -862,7 +871,7 @@ function report(
   if (fixed.length > 0) {
     lines.push(
       '',
-      `fixed rate (autocannon, latency corrected for coordinated omission): ${options.rate !== undefined ? `${options.rate} req/s` : "half of each target's own max req/s"}`,
+      `fixed rate (bodies ≥ 64 KiB: open loop, node:http, each connection on its own schedule, latency from the scheduled time; smaller: autocannon, latency corrected for coordinated omission): ${options.rate !== undefined ? `${options.rate} req/s` : "half of each target's own max req/s"}`,
       '',
       table(
         ['scenario', 'target', 'asked req/s', 'done req/s', 'p50', 'p99', 'max', 'peak RSS', 'errors'],
@@ -990,6 +999,13 @@ async function main(): Promise<number> {
   let fixed: LoadGenerator | undefined
   const fixedRateGenerator = (): LoadGenerator =>
     (fixed ??= generatorName === 'autocannon' ? generator : createGenerator('autocannon', workDir))
+  // --half-load / --rate: large bodies from node:http on its own schedule per connection
+  // (bench/open-loop-child.ts), small ones from autocannon (OPEN_LOOP_MIN_BODY_BYTES).
+  let openLoop: LoadGenerator | undefined
+  const halfLoadGenerator = (bodyBytes: number): LoadGenerator =>
+    bodyBytes >= OPEN_LOOP_MIN_BODY_BYTES
+      ? (openLoop ??= createGenerator('open-loop', workDir))
+      : fixedRateGenerator()
   const started = new Date()
   const source = sourceState()
   log(
@@ -1028,7 +1044,7 @@ async function main(): Promise<number> {
           index,
           options,
           generator,
-          fixedRateGenerator,
+          halfLoadGenerator,
           baselineScript,
           gatewayCli,
           backends,
@@ -1059,6 +1075,7 @@ async function main(): Promise<number> {
   } finally {
     await generator.close()
     if (fixed !== undefined && fixed !== generator) await fixed.close()
+    await openLoop?.close()
     await backends.close()
     removeTempDir(workDir)
   }
