@@ -1,8 +1,9 @@
 // Load generators behind one interface: wrk (C, epoll, cheap on CPU — preferred, since it shares the
 // 2 cores with the server under test), autocannon (Node; run in a child process, see autocannon-child.ts)
 // and open-loop (node:http at a fixed rate, each connection on its own schedule; open-loop-child.ts). wrk
-// cannot hold a rate (wrk2 is not packaged in Debian): the half-load and --rate runs of run.ts use open-loop,
-// the sustained scenarios' fixed-rate steps autocannon (`overallRate`).
+// cannot hold a rate (wrk2 is not packaged in Debian): the half-load and --rate runs of run.ts use open-loop
+// for bodies of 64 KiB and more, autocannon (`overallRate`) for smaller ones and for the sustained
+// scenarios' fixed-rate steps.
 
 import { fork, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'

@@ -81,7 +81,8 @@ async function run(options: OpenLoopRun): Promise<OpenLoopResult> {
     }
   }
   return {
-    durationS: (last - start) / 1000,
+    // The schedule's window, or longer when the last answers came after it.
+    durationS: (Math.max(last, until) - start) / 1000,
     requests: all.length,
     non2xx: [...byStatus].reduce(
       (n, [status, times]) => n + (status >= 200 && status < 300 ? 0 : times.length),

@@ -93,8 +93,8 @@ const RELEASING_SUFFIX = '.releasing'
  * bench VM's disk (ext4 mounted with `discard`), and the O_DSYNC appends that answers wait for stalled
  * behind it — appends of 0.9 MB every 11 ms, p99 24–27 ms against 3 ms without the deletes; in 2 MiB steps 2
  * ms apart, p99 3.2 ms (4 MiB steps without a pause: 5.6–6.8 ms). At half load, 2,000-record batches' p99
- * (bench/RESULTS.md, 2026-12-05). A 64 MiB segment then takes ~110 ms to go, ~600 MB/s: faster than
- * ingest fills the spool.
+ * 37–39 → 13.5–22 ms (bench/RESULTS.md, 2026-12-05). A 64 MiB segment then takes ~110 ms to go, ~600 MB/s:
+ * faster than ingest fills the spool.
  */
 export const RELEASE_STEP_BYTES = 2 * 1024 * 1024
 export const RELEASE_PAUSE_MS = 2
@@ -426,12 +426,7 @@ export class StreamLog {
     for (const segment of doomed) {
       freed += segment.bytes
       const path = `${segment.path}${RELEASING_SUFFIX}`
-      await rename(segment.path, path).then(
-        () => leaving.push(path),
-        (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'ENOENT') throw err
-        },
-      )
+      await rename(segment.path, path).then(() => leaving.push(path), ignoreMissing)
     }
     for (const path of leaving) await releaseFile(path, () => this.closed)
     return freed
