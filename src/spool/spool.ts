@@ -248,7 +248,11 @@ export class Spool {
       const s = await this.stream(stream)
       const min = s.cursors.minSeq(lanes)
       if (min !== undefined && !this.closed)
-        await s.log.deleteBefore(limitSeq === undefined ? min : Math.min(min, limitSeq))
+        await s.log.deleteBefore(
+          limitSeq === undefined ? min : Math.min(min, limitSeq),
+          // close() waits for this run: the segments' last steps then go at once.
+          () => this.closed,
+        )
     })()
     this.collecting.add(run)
     try {

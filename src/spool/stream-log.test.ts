@@ -247,6 +247,33 @@ describe('StreamLog', () => {
     await releaseFile(path) // already gone: not an error
   })
 
+  it('deleteBefore gives segments back in steps until hurried, then at once', async () => {
+    // A step of 1 KiB every 2 s: two 70 KiB segments would take minutes; hurried, they go in one unlink each.
+    const log = await StreamLog.open(dir, 's', {
+      ...options,
+      segmentBytes: 64 * 1024,
+      release: { stepBytes: 1024, pauseMs: 2_000 },
+    })
+    for (let i = 0; i < 3; i++) await log.append(FrameKind.Records, [rec('x'.repeat(70 * 1024))], 1)
+    let hurry = false
+    const deleting = log.deleteBefore(3, () => hurry)
+    await new Promise((r) => setTimeout(r, 50))
+    // Both consumed segments (one frame each) out of the log at once; the first being truncated, one step so
+    // far, the second waiting its turn.
+    const sizes = readdirSync(dir)
+      .filter((f) => f.endsWith('.releasing'))
+      .map((f) => statSync(join(dir, f)).size)
+      .sort((a, b) => a - b)
+    expect(sizes).toHaveLength(2)
+    expect(sizes[1]! - sizes[0]!).toBe(1024)
+    expect(segments()).toHaveLength(1)
+    hurry = true
+    // The pause under way ends (2 s at most), then the rest goes at once: not 130 more steps.
+    await deleting
+    expect(readdirSync(dir).filter((f) => f.endsWith('.releasing'))).toEqual([])
+    await log.close()
+  }, 20_000)
+
   it('a segment a crash caught on its way out is removed at the next start, its frames not recovered', async () => {
     const log = await StreamLog.open(dir, 's', options)
     await log.append(FrameKind.Records, [rec('kept')], 1)

@@ -51,6 +51,8 @@ export interface LogOptions {
    * none). A caught-up lane takes its frames from here instead of reading them back from the segment file.
    */
   tailCacheBytes?: number
+  /** How a consumed segment is given back (releaseFile): RELEASE_STEP_BYTES and RELEASE_PAUSE_MS by default. */
+  release?: { stepBytes: number; pauseMs: number }
 }
 
 /**
@@ -388,9 +390,10 @@ export class StreamLog {
   /**
    * Deletes whole segments whose frames are all before `seq` (every lane has consumed them). When every
    * frame is consumed, the active segment is closed and deleted too (the next append starts a new one), so
-   * a drained spool gives all its bytes back.
+   * a drained spool gives all its bytes back. Each goes in steps (releaseFile) until `hurry()` (the spool is
+   * closing: its close waits for this) or the log closes; then the rest of it in one unlink.
    */
-  async deleteBefore(seq: number): Promise<number> {
+  async deleteBefore(seq: number, hurry: () => boolean = () => false): Promise<number> {
     // Closed: the files may already belong to another process (the spool lock is released on close).
     if (this.closed) return 0
     let doomed: Segment[] = []
@@ -428,7 +431,11 @@ export class StreamLog {
       const path = `${segment.path}${RELEASING_SUFFIX}`
       await rename(segment.path, path).then(() => leaving.push(path), ignoreMissing)
     }
-    for (const path of leaving) await releaseFile(path, () => this.closed)
+    const { stepBytes, pauseMs } = this.options.release ?? {
+      stepBytes: RELEASE_STEP_BYTES,
+      pauseMs: RELEASE_PAUSE_MS,
+    }
+    for (const path of leaving) await releaseFile(path, () => this.closed || hurry(), stepBytes, pauseMs)
     return freed
   }
 
