@@ -7,6 +7,7 @@
 
 import { readFileSync } from 'node:fs'
 import autocannon, { type Result } from 'autocannon'
+import { summariseByStatus } from './latency.js'
 import type { AutocannonRun, ChildMessage, ParentMessage, StatusLatency } from './load.js'
 
 const bodies = new Map<string, Buffer>()
@@ -18,26 +19,6 @@ function bodyOf(file: string): Buffer {
     bodies.set(file, body)
   }
   return body
-}
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return 0
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0
-}
-
-function summariseByStatus(times: Map<number, number[]>): Record<string, StatusLatency> {
-  const out: Record<string, StatusLatency> = {}
-  for (const [status, values] of times) {
-    const sorted = values.sort((a, b) => a - b)
-    out[String(status)] = {
-      count: sorted.length,
-      p50: percentile(sorted, 50),
-      p99: percentile(sorted, 99),
-      max: sorted[sorted.length - 1] ?? 0,
-    }
-  }
-  return out
 }
 
 function run(options: AutocannonRun): Promise<{ result: Result; byStatus?: Record<string, StatusLatency> }> {

@@ -12,13 +12,8 @@
 import { readFileSync } from 'node:fs'
 import { Agent, request } from 'node:http'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { percentile, summariseByStatus } from './latency.js'
 import type { OpenLoopChildMessage, OpenLoopParentMessage, OpenLoopResult, OpenLoopRun } from './load.js'
-
-/** Nearest-rank percentile of sorted values. */
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return 0
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? 0
-}
 
 /** One request on `agent`: its status, or the error's code. */
 function post(
@@ -70,16 +65,6 @@ async function run(options: OpenLoopRun): Promise<OpenLoopResult> {
   await Promise.all(Array.from({ length: options.connections }, (_, i) => connection(i)))
   agent.destroy()
   const all = [...byStatus.values()].flat().sort((a, b) => a - b)
-  const statuses: OpenLoopResult['byStatus'] = {}
-  for (const [status, times] of byStatus) {
-    times.sort((a, b) => a - b)
-    statuses[String(status)] = {
-      count: times.length,
-      p50: percentile(times, 50),
-      p99: percentile(times, 99),
-      max: times.at(-1) ?? 0,
-    }
-  }
   return {
     // The schedule's window, or longer when the last answers came after it.
     durationS: (Math.max(last, until) - start) / 1000,
@@ -96,7 +81,7 @@ async function run(options: OpenLoopRun): Promise<OpenLoopResult> {
       max: all.at(-1) ?? 0,
       mean: all.length === 0 ? 0 : all.reduce((a, b) => a + b, 0) / all.length,
     },
-    byStatus: statuses,
+    byStatus: summariseByStatus(byStatus),
   }
 }
 

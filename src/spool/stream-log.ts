@@ -431,11 +431,9 @@ export class StreamLog {
       const path = `${segment.path}${RELEASING_SUFFIX}`
       await rename(segment.path, path).then(() => leaving.push(path), ignoreMissing)
     }
-    const { stepBytes, pauseMs } = this.options.release ?? {
-      stepBytes: RELEASE_STEP_BYTES,
-      pauseMs: RELEASE_PAUSE_MS,
-    }
-    for (const path of leaving) await releaseFile(path, () => this.closed || hurry(), stepBytes, pauseMs)
+    const { release } = this.options
+    for (const path of leaving)
+      await releaseFile(path, () => this.closed || hurry(), release?.stepBytes, release?.pauseMs)
     return freed
   }
 
